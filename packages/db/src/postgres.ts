@@ -1,0 +1,56 @@
+import postgres from 'postgres';
+import type { Db, Queryable, Row } from './db.ts';
+
+/** postgres.js rejects `?schema=…` style query strings: drop them. */
+export function stripQuery(url: string): string {
+  const i = url.indexOf('?');
+  return i < 0 ? url : url.slice(0, i);
+}
+
+export function redact(url: string): string {
+  return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+}
+
+const jsonText = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
+
+export async function openPostgres(url: string, opts: { max?: number } = {}): Promise<Db> {
+  const sql = postgres(stripQuery(url), {
+    max: opts.max ?? 10,
+    onnotice: () => {},
+    types: {
+      bigint: { to: 20, from: [20], parse: (v: string) => Number(v), serialize: (v: number | bigint) => String(v) },
+      // JSON parameters arrive as JSON text (as PGlite takes them): pass text through, do not re-encode it.
+      json: { to: 114, from: [114], parse: JSON.parse, serialize: jsonText },
+      jsonb: { to: 3802, from: [3802], parse: JSON.parse, serialize: jsonText },
+    },
+  });
+  await sql`select 1`; // fail fast with a connection error here, not later
+  const wrap = (q: postgres.Sql | postgres.TransactionSql): Queryable => ({
+    async query<T extends Row>(text: string, params?: readonly unknown[]) {
+      const rows = await q.unsafe(text, (params ?? []) as postgres.ParameterOrJSON<never>[]);
+      return rows as unknown as T[];
+    },
+  });
+  const root = wrap(sql);
+  return {
+    kind: 'postgres',
+    location: redact(stripQuery(url)),
+    query: root.query,
+    transaction: async (fn) => (await sql.begin((tx) => fn(wrap(tx)))) as never,
+    exec: async (script) => {
+      await sql.unsafe(script);
+    },
+    listen: async (channel, onPayload) => {
+      const sub = await sql.listen(channel, onPayload);
+      return () => sub.unlisten();
+    },
+    close: () => sql.end({ timeout: 5 }),
+    get sql() {
+      return sql;
+    },
+  } as Db & { sql: postgres.Sql };
+}
+
+export function postgresOf(db: Db): postgres.Sql | undefined {
+  return (db as Db & { sql?: postgres.Sql }).sql;
+}

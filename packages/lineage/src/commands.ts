@@ -1,0 +1,395 @@
+import { randomUUID } from 'node:crypto';
+import type { Queryable } from '@pedigree/db';
+import {
+  ArtifactSpecSchema,
+  EventSchemas,
+  MAX_POINTS_PER_BATCH,
+  NotFoundError,
+  streamIds,
+  ValidationError,
+  zodIssues,
+  type AppendResult,
+  type ArtifactSpec,
+  type EventMetadata,
+  type EventStore,
+  type Json,
+  type NewEvent,
+} from '@pedigree/ledger';
+import { z } from 'zod';
+import { contentDigest, eventIds, nameUuid } from './ids.ts';
+
+/** Weights of a data mix must sum to 1 within this. */
+export const WEIGHT_TOLERANCE = 1e-6;
+
+/** What every command may carry: an id to make a retry idempotent, and who is acting. */
+export interface CommandOptions {
+  eventId?: string;
+  metadata?: EventMetadata;
+  /** Optimistic concurrency on the run's stream; omitted: append after whatever is there. */
+  expectedVersion?: number;
+}
+
+export type RunKind = z.infer<typeof EventSchemas.RunCreated.schema>['kind'];
+
+export interface InputRef {
+  artifactId: string;
+  role: string;
+}
+
+export interface CreateRunInput {
+  projectId: string;
+  runId?: string;
+  name: string;
+  kind: RunKind;
+  codeVersion?: string;
+  environment?: Record<string, Json>;
+  hyperparameters?: Record<string, Json>;
+  inputs?: InputRef[];
+  tags?: string[];
+  /** Fork: the parent run, and the checkpoint the new run starts from. */
+  forkOf?: { runId: string; artifactId?: string; step?: number };
+  start?: boolean;
+}
+
+export interface MetricPointInput {
+  key: string;
+  step: number;
+  value: number;
+  /** ms since the epoch; defaults to now. */
+  time?: number;
+}
+
+export interface RegisterArtifactInput {
+  projectId: string;
+  name: string;
+  spec: ArtifactSpec | z.input<typeof ArtifactSpecSchema>;
+  /** Content digest; computed from the spec when omitted. */
+  digest?: string;
+}
+
+interface RunRow {
+  id: string;
+  project_id: string;
+  status: string;
+}
+
+function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new ValidationError(`invalid ${what}`, zodIssues(r.error));
+  return r.data;
+}
+
+const UuidSchema = z.uuid();
+function uuid(value: unknown, what: string): string {
+  if (!UuidSchema.safeParse(value).success) throw new ValidationError(`${what} must be a UUID, got ${JSON.stringify(value)}`);
+  return String(value).toLowerCase();
+}
+
+/**
+ * The write side: each command validates its input, reads the state it needs,
+ * decides the events, and appends them. Cross-stream checks run inside the
+ * append's transaction (under the append lock), so they cannot race.
+ */
+export class Tracker {
+  constructor(readonly store: EventStore) {}
+
+  private get db() {
+    return this.store.db;
+  }
+
+  async createProject(input: { name: string; description?: string; projectId?: string }, opts: CommandOptions = {}): Promise<{ projectId: string } & AppendResult> {
+    const projectId = input.projectId ? uuid(input.projectId, 'projectId') : nameUuid('project', input.name);
+    const [ev] = eventIds(opts.eventId, 1);
+    const res = await this.store.append(
+      streamIds.project(projectId),
+      [{ type: 'ProjectCreated', eventId: ev, data: { projectId, name: input.name, description: input.description } }],
+      {
+        projectId,
+        expectedVersion: 0,
+        metadata: opts.metadata,
+        check: async (tx) => {
+          const [clash] = await tx.query<{ id: string }>('SELECT id FROM projects WHERE name = $1', [input.name]);
+          if (clash) throw new ValidationError(`a project named ${JSON.stringify(input.name)} already exists`);
+        },
+      },
+    );
+    return { projectId, ...res };
+  }
+
+  /** The project with this name, created if missing. */
+  async ensureProject(name: string): Promise<string> {
+    const [row] = await this.db.query<{ id: string }>('SELECT id FROM projects WHERE name = $1', [name]);
+    if (row) return row.id;
+    try {
+      return (await this.createProject({ name })).projectId;
+    } catch (err) {
+      const [again] = await this.db.query<{ id: string }>('SELECT id FROM projects WHERE name = $1', [name]);
+      if (again) return again.id;
+      throw err;
+    }
+  }
+
+  async registerArtifact(input: RegisterArtifactInput, opts: CommandOptions = {}): Promise<{ artifactId: string; digest: string; existed: boolean }> {
+    const projectId = uuid(input.projectId, 'projectId');
+    const spec = parse(ArtifactSpecSchema, input.spec, 'artifact spec');
+    const digest = input.digest ?? contentDigest({ name: input.name, spec });
+    const artifactId = nameUuid('artifact', projectId, spec.kind, digest);
+    if (spec.kind === 'datamix') checkWeights(spec.components.map((c) => c.weight));
+    const [existing] = await this.db.query<{ id: string }>('SELECT id FROM artifacts WHERE id = $1', [artifactId]);
+    if (existing) return { artifactId, digest, existed: true };
+    const [ev] = eventIds(opts.eventId, 1);
+    const res = await this.store.append(
+      streamIds.artifact(artifactId),
+      [{ type: 'ArtifactRegistered', eventId: ev, data: { artifactId, projectId, name: input.name, digest, spec } }],
+      {
+        projectId,
+        expectedVersion: opts.eventId ? 'any' : 0,
+        metadata: opts.metadata,
+        check: async (tx) => {
+          await assertProject(tx, projectId);
+          if (spec.kind === 'datamix') {
+            const ids = spec.components.map((c) => c.artifactId);
+            const rows = await tx.query<{ id: string; kind: string }>('SELECT id, kind FROM artifacts WHERE id = ANY($1::uuid[]) AND project_id = $2', [ids, projectId]);
+            const found = new Map(rows.map((r) => [r.id, r.kind]));
+            for (const id of ids) {
+              if (!found.has(id)) throw new NotFoundError(`data mix component ${id} (in this project)`);
+              if (!['dataset', 'datamix'].includes(found.get(id)!)) throw new ValidationError(`data mix component ${id} is a ${found.get(id)}, not a dataset or data mix`);
+            }
+          }
+        },
+      },
+    );
+    return { artifactId, digest, existed: res.duplicate };
+  }
+
+  async createRun(input: CreateRunInput, opts: CommandOptions = {}): Promise<{ runId: string } & AppendResult> {
+    const projectId = uuid(input.projectId, 'projectId');
+    const runId = input.runId ? uuid(input.runId, 'runId') : randomUUID();
+    const events: NewEvent[] = [
+      { type: 'RunCreated', data: { runId, projectId, name: input.name, kind: input.kind, codeVersion: input.codeVersion, environment: input.environment ?? {} } },
+    ];
+    const inputs = [...(input.inputs ?? [])];
+    if (input.forkOf) {
+      const fromRunId = uuid(input.forkOf.runId, 'forkOf.runId');
+      events.push({ type: 'RunForked', data: { fromRunId, fromArtifactId: input.forkOf.artifactId, step: input.forkOf.step } });
+      if (input.forkOf.artifactId) inputs.unshift({ artifactId: input.forkOf.artifactId, role: 'init' });
+    }
+    if (input.hyperparameters && Object.keys(input.hyperparameters).length) {
+      events.push({ type: 'HyperparametersDeclared', data: { values: input.hyperparameters } });
+    }
+    for (const i of inputs) events.push({ type: 'InputUsed', data: { artifactId: i.artifactId, role: i.role } });
+    for (const tag of new Set(input.tags ?? [])) events.push({ type: 'TagAdded', data: { tag } });
+    if (input.start) events.push({ type: 'RunStarted', data: {} });
+    const ids = eventIds(opts.eventId, events.length);
+    const res = await this.store.append(
+      streamIds.run(runId),
+      events.map((e, i) => ({ ...e, eventId: ids[i] }) as NewEvent),
+      {
+        projectId,
+        expectedVersion: opts.eventId ? 'any' : 0,
+        metadata: opts.metadata,
+        check: async (tx) => {
+          await assertProject(tx, projectId);
+          const [clash] = await tx.query('SELECT 1 FROM runs WHERE id = $1', [runId]);
+          if (clash) throw new ValidationError(`run ${runId} already exists`);
+          if (input.forkOf) {
+            const parent = await getRunRow(tx, input.forkOf.runId);
+            if (parent.project_id !== projectId) throw new ValidationError('a run can only be forked within its project');
+          }
+          await assertArtifacts(tx, projectId, inputs.map((i) => i.artifactId));
+        },
+      },
+    );
+    return { runId, ...res };
+  }
+
+  /** A new run that starts from `fromRunId` (and, usually, one of its checkpoints), with changes. */
+  async forkRun(
+    fromRunId: string,
+    input: Omit<CreateRunInput, 'projectId' | 'forkOf' | 'kind'> & { kind?: RunKind; checkpointId?: string; step?: number; inheritHyperparameters?: boolean },
+    opts: CommandOptions = {},
+  ): Promise<{ runId: string } & AppendResult> {
+    const parent = await getRunRow(this.db, fromRunId);
+    const [p] = await this.db.query<{ kind: RunKind; hyperparameters: Record<string, Json> }>('SELECT kind, hyperparameters FROM runs WHERE id = $1', [parent.id]);
+    if (input.checkpointId) {
+      const [edge] = await this.db.query('SELECT 1 FROM edges WHERE run_id = $1 AND artifact_id = $2 AND direction = $3', [parent.id, uuid(input.checkpointId, 'checkpointId'), 'produced']);
+      if (!edge) throw new ValidationError(`artifact ${input.checkpointId} was not produced by run ${parent.id}`);
+    }
+    return this.createRun(
+      {
+        ...input,
+        projectId: parent.project_id,
+        kind: input.kind ?? p!.kind,
+        hyperparameters: input.inheritHyperparameters === false ? input.hyperparameters : { ...p!.hyperparameters, ...input.hyperparameters },
+        forkOf: { runId: parent.id, artifactId: input.checkpointId, step: input.step },
+      },
+      opts,
+    );
+  }
+
+  startRun(runId: string, opts: CommandOptions = {}) {
+    return this.onRun(runId, [{ type: 'RunStarted', data: {} }], opts, { allow: ['created'], verb: 'start' });
+  }
+
+  declareHyperparameters(runId: string, values: Record<string, Json>, opts: CommandOptions = {}) {
+    return this.onRun(runId, [{ type: 'HyperparametersDeclared', data: { values } }], opts, { allow: ['created', 'running'], verb: 'declare hyperparameters of' });
+  }
+
+  changeHyperparameter(runId: string, change: { key: string; value: Json; step: number; reason?: string }, opts: CommandOptions = {}) {
+    return this.onRun(runId, [{ type: 'HyperparameterChanged', data: change }], opts, { allow: ['created', 'running'], verb: 'change hyperparameters of' });
+  }
+
+  useInput(runId: string, input: InputRef & { step?: number }, opts: CommandOptions = {}) {
+    const artifactId = uuid(input.artifactId, 'artifactId');
+    return this.onRun(runId, [{ type: 'InputUsed', data: { artifactId, role: input.role, step: input.step } }], opts, {
+      allow: ['created', 'running'],
+      verb: 'add inputs to',
+      check: async (tx, run) => {
+        await assertArtifacts(tx, run.project_id, [artifactId]);
+        // A cycle: the artifact descends from this run (made by it, or by a run downstream of it).
+        const [cycle] = await tx.query<{ run_id: string }>(
+          `WITH RECURSIVE downstream(run_id) AS (
+             SELECT $1::uuid
+             UNION
+             SELECT u.run_id FROM downstream d
+               JOIN edges p ON p.run_id = d.run_id AND p.direction = 'produced'
+               JOIN edges u ON u.artifact_id = p.artifact_id AND u.direction = 'used')
+           SELECT d.run_id FROM downstream d JOIN edges p ON p.run_id = d.run_id AND p.direction = 'produced' AND p.artifact_id = $2 LIMIT 1`,
+          [run.id, artifactId],
+        );
+        if (cycle) throw new ValidationError(`using artifact ${artifactId} in run ${run.id} would create a cycle (it was produced by run ${cycle.run_id}, downstream of this run)`);
+      },
+    });
+  }
+
+  produceOutput(runId: string, output: InputRef & { step?: number }, opts: CommandOptions = {}) {
+    const artifactId = uuid(output.artifactId, 'artifactId');
+    return this.onRun(runId, [{ type: 'OutputProduced', data: { artifactId, role: output.role, step: output.step } }], opts, {
+      allow: ['created', 'running'],
+      verb: 'add outputs to',
+      check: async (tx, run) => {
+        await assertArtifacts(tx, run.project_id, [artifactId]);
+        const [used] = await tx.query('SELECT 1 FROM edges WHERE run_id = $1 AND artifact_id = $2 AND direction = $3', [run.id, artifactId, 'used']);
+        if (used) throw new ValidationError(`run ${run.id} cannot produce artifact ${artifactId}: it already uses it (a cycle)`);
+        const [made] = await tx.query<{ produced_by: string | null }>('SELECT produced_by FROM artifacts WHERE id = $1', [artifactId]);
+        if (made?.produced_by && made.produced_by !== run.id) throw new ValidationError(`artifact ${artifactId} was already produced by run ${made.produced_by}`);
+      },
+    });
+  }
+
+  /**
+   * Logs a batch of points. Non-finite values are refused unless `allowNonFinite`
+   * (then stored as NaN/±Infinity). Steps are non-negative integers.
+   */
+  logMetrics(runId: string, points: readonly MetricPointInput[], opts: CommandOptions & { allowNonFinite?: boolean; now?: number } = {}) {
+    if (!Array.isArray(points) || points.length === 0) throw new ValidationError('logMetrics needs at least one point');
+    if (points.length > MAX_POINTS_PER_BATCH) throw new ValidationError(`at most ${MAX_POINTS_PER_BATCH} points per batch, got ${points.length}`);
+    const now = opts.now ?? Date.now();
+    const out = points.map((p, i) => {
+      if (typeof p !== 'object' || p === null) throw new ValidationError(`points[${i}] must be an object`);
+      let value: number | 'NaN' | 'Infinity' | '-Infinity' = p.value;
+      if (typeof p.value === 'number' && !Number.isFinite(p.value)) {
+        if (!opts.allowNonFinite) throw new ValidationError(`points[${i}].value is ${p.value}: metric values must be finite (pass allowNonFinite to log NaN/Infinity)`);
+        value = Number.isNaN(p.value) ? 'NaN' : p.value > 0 ? 'Infinity' : '-Infinity';
+      }
+      return { key: p.key, step: p.step, value, time: p.time ?? now };
+    });
+    return this.onRun(runId, [{ type: 'MetricsLogged', data: { points: out } }], opts, { allow: ['created', 'running'], verb: 'log metrics to' });
+  }
+
+  async saveCheckpoint(
+    runId: string,
+    input: { name?: string; step: number; digest: string; manifest?: Record<string, number[]>; path?: string; bytes?: number },
+    opts: CommandOptions = {},
+  ): Promise<AppendResult & { artifactId: string }> {
+    const run = await getRunRow(this.db, runId);
+    const artifactId = nameUuid('artifact', run.project_id, 'checkpoint', input.digest);
+    const spec = { kind: 'checkpoint' as const, manifest: input.manifest ?? {}, path: input.path, bytes: input.bytes };
+    const res = await this.onRun(
+      run.id,
+      [{ type: 'CheckpointSaved', data: { artifactId, name: input.name ?? `checkpoint@${input.step}`, digest: input.digest, step: input.step, spec } }],
+      opts,
+      {
+        allow: ['created', 'running'],
+        verb: 'save checkpoints of',
+        check: async (tx) => {
+          const [made] = await tx.query<{ produced_by: string | null }>('SELECT produced_by FROM artifacts WHERE id = $1', [artifactId]);
+          if (made && made.produced_by !== run.id) throw new ValidationError(`checkpoint ${input.digest} was already saved by another run (${made.produced_by})`);
+        },
+      },
+    );
+    return { ...res, artifactId };
+  }
+
+  recordEval(runId: string, e: { suite: string; task: string; contextLength?: number; score: number; n?: number; step?: number }, opts: CommandOptions = {}) {
+    return this.onRun(runId, [{ type: 'EvalRecorded', data: e }], opts, { verb: 'record evals of' });
+  }
+
+  completeRun(runId: string, opts: CommandOptions = {}) {
+    return this.onRun(runId, [{ type: 'RunCompleted', data: {} }], opts, { allow: ['created', 'running'], verb: 'complete' });
+  }
+
+  failRun(runId: string, error: string, opts: CommandOptions = {}) {
+    return this.onRun(runId, [{ type: 'RunFailed', data: { error } }], opts, { allow: ['created', 'running'], verb: 'fail' });
+  }
+
+  addTag(runId: string, tag: string, opts: CommandOptions = {}) {
+    return this.onRun(runId, [{ type: 'TagAdded', data: { tag } }], opts, { verb: 'tag' });
+  }
+
+  addNote(runId: string, text: string, author?: string, opts: CommandOptions = {}) {
+    return this.onRun(runId, [{ type: 'NoteAdded', data: { text, author } }], opts, { verb: 'annotate' });
+  }
+
+  /** Appends to an existing run's stream, checking its state inside the transaction. */
+  private async onRun(
+    runId: string,
+    events: NewEvent[],
+    opts: CommandOptions,
+    rule: { allow?: string[]; verb: string; check?: (tx: Queryable, run: RunRow) => Promise<void> },
+  ): Promise<AppendResult> {
+    const id = uuid(runId, 'runId');
+    const run = await getRunRow(this.db, id);
+    const ids = eventIds(opts.eventId, events.length);
+    return this.store.append(
+      streamIds.run(id),
+      events.map((e, i) => ({ ...e, eventId: ids[i] }) as NewEvent),
+      {
+        projectId: run.project_id,
+        expectedVersion: opts.expectedVersion ?? 'any',
+        metadata: opts.metadata,
+        check: async (tx) => {
+          const current = await getRunRow(tx, id);
+          if (rule.allow && !rule.allow.includes(current.status)) throw new ValidationError(`cannot ${rule.verb} run ${id}: it is ${current.status}`);
+          await rule.check?.(tx, current);
+        },
+      },
+    );
+  }
+}
+
+export function checkWeights(weights: number[]): void {
+  const sum = weights.reduce((a, b) => a + b, 0);
+  if (Math.abs(sum - 1) > WEIGHT_TOLERANCE) {
+    throw new ValidationError(`data mix weights must sum to 1 (±${WEIGHT_TOLERANCE}), they sum to ${sum}`);
+  }
+}
+
+async function getRunRow(q: Queryable, runId: string): Promise<RunRow> {
+  const id = uuid(runId, 'runId');
+  const [row] = await q.query<RunRow>('SELECT id, project_id, status FROM runs WHERE id = $1', [id]);
+  if (!row) throw new NotFoundError(`run ${id}`);
+  return row;
+}
+
+async function assertProject(q: Queryable, projectId: string): Promise<void> {
+  const [row] = await q.query('SELECT 1 FROM projects WHERE id = $1', [projectId]);
+  if (!row) throw new NotFoundError(`project ${projectId}`);
+}
+
+async function assertArtifacts(q: Queryable, projectId: string, ids: string[]): Promise<void> {
+  if (ids.length === 0) return;
+  const rows = await q.query<{ id: string }>('SELECT id FROM artifacts WHERE id = ANY($1::uuid[]) AND project_id = $2', [ids.map((i) => uuid(i, 'artifactId')), projectId]);
+  const found = new Set(rows.map((r) => r.id));
+  for (const id of ids) if (!found.has(id.toLowerCase())) throw new NotFoundError(`artifact ${id} (in this project)`);
+}

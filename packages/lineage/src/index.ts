@@ -1,0 +1,39 @@
+import { openDatabase, type Database, type StoreTarget } from '@pedigree/db';
+import { EventStore, rebuildProjections, subscribe, verifyChain, type StoredEvent, type SubscribeOptions } from '@pedigree/ledger';
+import { Tracker } from './commands.ts';
+import { lineageProjection } from './projection.ts';
+import { Lineage } from './queries.ts';
+
+export * from './commands.ts';
+export * from './ids.ts';
+export * from './projection.ts';
+export * from './queries.ts';
+export { recordSampleLineage } from './sample.ts';
+
+/** Everything a process needs to write and read one store. */
+export interface Pedigree {
+  database: Database;
+  store: EventStore;
+  tracker: Tracker;
+  lineage: Lineage;
+  /** Rebuilds every projection from the events. */
+  replay(opts?: { onProgress?: (done: number, total: number) => void }): ReturnType<typeof rebuildProjections>;
+  verify(opts?: { streamId?: string; onProgress?: (checked: number) => void }): ReturnType<typeof verifyChain>;
+  subscribe(onEvents: (events: StoredEvent[]) => void | Promise<void>, opts?: SubscribeOptions): ReturnType<typeof subscribe>;
+  close(): Promise<void>;
+}
+
+export async function openPedigree(target?: StoreTarget, opts: { migrate?: boolean } = {}): Promise<Pedigree> {
+  const database = await openDatabase(target, opts);
+  const store = new EventStore(database.db, [lineageProjection]);
+  return {
+    database,
+    store,
+    tracker: new Tracker(store),
+    lineage: new Lineage(database.db, database.prisma),
+    replay: (o) => rebuildProjections(store, o),
+    verify: (o) => verifyChain(database.db, o),
+    subscribe: (fn, o) => subscribe(store, fn, o),
+    close: () => database.close(),
+  };
+}

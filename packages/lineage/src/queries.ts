@@ -1,0 +1,291 @@
+import type { Db, PrismaClient } from '@pedigree/db';
+import { NotFoundError, ValidationError, type Json } from '@pedigree/ledger';
+import { z } from 'zod';
+
+export interface RunView {
+  id: string;
+  projectId: string;
+  name: string;
+  kind: string;
+  status: string;
+  codeVersion: string | null;
+  environment: Record<string, Json>;
+  hyperparameters: Record<string, Json>;
+  summary: { points?: number; checkpoints?: number; evals?: number };
+  tags: string[];
+  forkedFromRunId: string | null;
+  forkedFromArtifactId: string | null;
+  forkedAtStep: number | null;
+  error: string | null;
+  createdAt: Date;
+  startedAt: Date | null;
+  endedAt: Date | null;
+  /** Last value of each metric. */
+  metrics: Record<string, number>;
+}
+
+export interface ArtifactView {
+  id: string;
+  projectId: string;
+  kind: string;
+  name: string;
+  digest: string;
+  spec: Record<string, Json>;
+  producedBy: string | null;
+  createdAt: Date;
+}
+
+export interface LineageNode {
+  id: string;
+  type: 'run' | 'artifact';
+  kind: string;
+  name: string;
+  status?: string;
+  digest?: string;
+}
+
+export interface LineageEdge {
+  /** Edges point the way data flows: artifact → run for "used", run → artifact for "produced", component → mix for "component". */
+  from: string;
+  to: string;
+  relation: 'used' | 'produced' | 'component';
+  role: string;
+  weight?: number;
+}
+
+export interface LineageGraph {
+  root: string;
+  nodes: LineageNode[];
+  edges: LineageEdge[];
+}
+
+export interface Bucket {
+  fromStep: number;
+  toStep: number;
+  count: number;
+  min: number;
+  max: number;
+  last: number;
+  lastStep: number;
+}
+
+export const ListRunsInput = z.object({
+  projectId: z.uuid(),
+  kind: z.string().optional(),
+  status: z.enum(['created', 'running', 'completed', 'failed']).optional(),
+  tag: z.string().optional(),
+  search: z.string().max(200).optional(),
+  /** Exact match on hyperparameters: { lr: 0.001 } */
+  hyperparameters: z.record(z.string(), z.unknown()).optional(),
+  sort: z.enum(['createdAt', 'name', 'kind', 'status']).default('createdAt'),
+  order: z.enum(['asc', 'desc']).default('desc'),
+  limit: z.number().int().min(1).max(1000).default(50),
+  offset: z.number().int().min(0).default(0),
+});
+export type ListRunsInput = z.input<typeof ListRunsInput>;
+
+const toRunView = (r: Awaited<ReturnType<PrismaClient['run']['findFirstOrThrow']>>, metrics: Record<string, number>): RunView => ({
+  id: r.id,
+  projectId: r.projectId,
+  name: r.name,
+  kind: r.kind,
+  status: r.status,
+  codeVersion: r.codeVersion,
+  environment: r.environment as Record<string, Json>,
+  hyperparameters: r.hyperparameters as Record<string, Json>,
+  summary: r.summary as RunView['summary'],
+  tags: r.tags,
+  forkedFromRunId: r.forkedFromRunId,
+  forkedFromArtifactId: r.forkedFromArtifactId,
+  forkedAtStep: r.forkedAtStep,
+  error: r.error,
+  createdAt: r.createdAt,
+  startedAt: r.startedAt,
+  endedAt: r.endedAt,
+  metrics,
+});
+
+const uuidOk = (s: string) => z.uuid().safeParse(s).success;
+
+/** The read side: typed reads through Prisma, heavy aggregates in SQL. */
+export class Lineage {
+  constructor(
+    readonly db: Db,
+    readonly prisma: PrismaClient,
+  ) {}
+
+  async projects() {
+    const rows = await this.prisma.project.findMany({ orderBy: { createdAt: 'asc' } });
+    return rows.map((p) => ({ id: p.id, name: p.name, description: p.description, createdAt: p.createdAt }));
+  }
+
+  async projectByName(name: string) {
+    const p = await this.prisma.project.findUnique({ where: { name } });
+    if (!p) throw new NotFoundError(`project ${JSON.stringify(name)}`);
+    return { id: p.id, name: p.name, description: p.description, createdAt: p.createdAt };
+  }
+
+  private async lastValues(runIds: string[]): Promise<Map<string, Record<string, number>>> {
+    const rows = await this.prisma.metricSeries.findMany({ where: { runId: { in: runIds } }, select: { runId: true, key: true, lastValue: true } });
+    const out = new Map<string, Record<string, number>>();
+    for (const r of rows) {
+      const m = out.get(r.runId) ?? {};
+      m[r.key] = r.lastValue;
+      out.set(r.runId, m);
+    }
+    return out;
+  }
+
+  async run(runId: string): Promise<RunView> {
+    if (!uuidOk(runId)) throw new ValidationError(`run id must be a UUID, got ${JSON.stringify(runId)}`);
+    const r = await this.prisma.run.findUnique({ where: { id: runId } });
+    if (!r) throw new NotFoundError(`run ${runId}`);
+    return toRunView(r, (await this.lastValues([r.id])).get(r.id) ?? {});
+  }
+
+  /** Runs whose id starts with `prefix` (what people paste from a table). */
+  async resolveRunId(prefix: string): Promise<string> {
+    if (uuidOk(prefix)) return prefix.toLowerCase();
+    if (!/^[0-9a-f-]{4,36}$/i.test(prefix)) throw new ValidationError(`not a run id or id prefix: ${JSON.stringify(prefix)}`);
+    const rows = await this.db.query<{ id: string }>('SELECT id FROM runs WHERE id::text LIKE $1 LIMIT 2', [`${prefix.toLowerCase()}%`]);
+    if (rows.length === 0) throw new NotFoundError(`run ${prefix}`);
+    if (rows.length > 1) throw new ValidationError(`run id prefix ${prefix} is ambiguous`);
+    return rows[0]!.id;
+  }
+
+  async runs(input: ListRunsInput): Promise<{ runs: RunView[]; total: number }> {
+    const q = ListRunsInput.parse(input);
+    const where = {
+      projectId: q.projectId,
+      ...(q.kind ? { kind: q.kind } : {}),
+      ...(q.status ? { status: q.status } : {}),
+      ...(q.tag ? { tags: { has: q.tag } } : {}),
+      ...(q.search ? { name: { contains: q.search, mode: 'insensitive' as const } } : {}),
+      ...(q.hyperparameters && Object.keys(q.hyperparameters).length
+        ? { AND: Object.entries(q.hyperparameters).map(([k, v]) => ({ hyperparameters: { path: [k], equals: v as never } })) }
+        : {}),
+    };
+    const [rows, total] = await Promise.all([
+      this.prisma.run.findMany({ where, orderBy: [{ [q.sort]: q.order }, { id: 'asc' }], take: q.limit, skip: q.offset }),
+      this.prisma.run.count({ where }),
+    ]);
+    const metrics = await this.lastValues(rows.map((r) => r.id));
+    return { runs: rows.map((r) => toRunView(r, metrics.get(r.id) ?? {})), total };
+  }
+
+  async hyperparameterHistory(runId: string) {
+    const rows = await this.prisma.hyperparameter.findMany({ where: { runId }, orderBy: [{ seq: 'asc' }, { key: 'asc' }] });
+    return rows.map((h) => ({ key: h.key, value: h.value as Json, type: h.valueType, step: h.step, reason: h.reason, changed: h.step !== null }));
+  }
+
+  async artifact(artifactId: string): Promise<ArtifactView & { components: { artifactId: string; weight: number; filter: Json }[] }> {
+    if (!uuidOk(artifactId)) throw new ValidationError(`artifact id must be a UUID, got ${JSON.stringify(artifactId)}`);
+    const a = await this.prisma.artifact.findUnique({ where: { id: artifactId } });
+    if (!a) throw new NotFoundError(`artifact ${artifactId}`);
+    const components = await this.prisma.datamixComponent.findMany({ where: { datamixId: a.id }, orderBy: { idx: 'asc' } });
+    return { ...toArtifactView(a), components: components.map((c) => ({ artifactId: c.artifactId, weight: c.weight, filter: c.filter as Json })) };
+  }
+
+  async artifacts(projectId: string, kind?: string): Promise<ArtifactView[]> {
+    const rows = await this.prisma.artifact.findMany({ where: { projectId, ...(kind ? { kind } : {}) }, orderBy: { position: 'asc' } });
+    return rows.map(toArtifactView);
+  }
+
+  async edgesOf(runId: string) {
+    const rows = await this.prisma.edge.findMany({ where: { runId }, orderBy: { position: 'asc' } });
+    return rows.map((e) => ({ artifactId: e.artifactId, direction: e.direction as 'used' | 'produced', role: e.role, step: e.step }));
+  }
+
+  async evals(runId: string) {
+    const rows = await this.prisma.evalResult.findMany({ where: { runId }, orderBy: { seq: 'asc' } });
+    return rows.map((e) => ({ suite: e.suite, task: e.task, contextLength: e.contextLength, score: e.score, n: e.n, step: e.step }));
+  }
+
+  async notes(runId: string) {
+    const rows = await this.prisma.note.findMany({ where: { runId }, orderBy: { seq: 'asc' } });
+    return rows.map((n) => ({ text: n.text, author: n.author, createdAt: n.createdAt }));
+  }
+
+  async metricKeys(runId: string) {
+    const rows = await this.prisma.metricSeries.findMany({ where: { runId }, orderBy: { key: 'asc' } });
+    return rows.map((s) => ({ key: s.key, count: Number(s.count), firstStep: Number(s.firstStep), lastStep: Number(s.lastStep), last: s.lastValue, min: s.min, max: s.max }));
+  }
+
+  /**
+   * A run's ancestry back to datasets: the artifacts it used, the runs that
+   * produced them, their inputs, and the components of every data mix.
+   */
+  async ancestry(runId: string, opts: { maxDepth?: number } = {}): Promise<LineageGraph> {
+    const root = await this.run(runId);
+    const nodes = new Map<string, LineageNode>([[root.id, { id: root.id, type: 'run', kind: root.kind, name: root.name, status: root.status }]]);
+    const edges: LineageEdge[] = [];
+    let runs = [root.id];
+    const seenRuns = new Set(runs);
+    const seenArtifacts = new Set<string>();
+    for (let depth = 0; runs.length && depth < (opts.maxDepth ?? 100); depth++) {
+      const used = await this.prisma.edge.findMany({ where: { runId: { in: runs }, direction: 'used' }, orderBy: { position: 'asc' } });
+      let frontier = [...new Set(used.map((e) => e.artifactId))].filter((a) => !seenArtifacts.has(a));
+      for (const e of used) edges.push({ from: e.artifactId, to: e.runId, relation: 'used', role: e.role });
+      const next: string[] = [];
+      while (frontier.length) {
+        frontier.forEach((a) => seenArtifacts.add(a));
+        const arts = await this.prisma.artifact.findMany({ where: { id: { in: frontier } } });
+        for (const a of arts) nodes.set(a.id, { id: a.id, type: 'artifact', kind: a.kind, name: a.name, digest: a.digest });
+        const producers = await this.prisma.edge.findMany({ where: { artifactId: { in: frontier }, direction: 'produced' } });
+        for (const p of producers) {
+          edges.push({ from: p.runId, to: p.artifactId, relation: 'produced', role: p.role });
+          if (!seenRuns.has(p.runId)) {
+            seenRuns.add(p.runId);
+            next.push(p.runId);
+          }
+        }
+        const comps = await this.prisma.datamixComponent.findMany({ where: { datamixId: { in: frontier } }, orderBy: [{ datamixId: 'asc' }, { idx: 'asc' }] });
+        for (const c of comps) edges.push({ from: c.artifactId, to: c.datamixId, relation: 'component', role: 'component', weight: c.weight });
+        frontier = [...new Set(comps.map((c) => c.artifactId))].filter((a) => !seenArtifacts.has(a));
+      }
+      if (next.length) {
+        const rs = await this.prisma.run.findMany({ where: { id: { in: next } } });
+        for (const r of rs) nodes.set(r.id, { id: r.id, type: 'run', kind: r.kind, name: r.name, status: r.status });
+      }
+      runs = next;
+    }
+    return { root: root.id, nodes: [...nodes.values()], edges };
+  }
+
+  /** Raw points of one metric, in step order. */
+  async metricPoints(runId: string, key: string, range: { fromStep?: number; toStep?: number; limit?: number } = {}) {
+    const rows = await this.db.query<{ step: number; value: number; wall_time: number }>(
+      `SELECT step, value, wall_time FROM metric_points WHERE run_id = $1 AND key = $2 AND step >= $3 AND step <= $4 ORDER BY step, position LIMIT $5`,
+      [runId, key, range.fromStep ?? 0, range.toStep ?? Number.MAX_SAFE_INTEGER, range.limit ?? 10_000_000],
+    );
+    return rows.map((r) => ({ step: r.step, value: r.value, time: r.wall_time }));
+  }
+
+  /**
+   * One metric as `buckets` equal step ranges, each with its exact min, max
+   * and last value: a chart drawn from these shows every spike a raw plot would.
+   */
+  async metricBuckets(runId: string, key: string, opts: { buckets: number; fromStep?: number; toStep?: number }): Promise<Bucket[]> {
+    if (!Number.isInteger(opts.buckets) || opts.buckets < 1 || opts.buckets > 10_000) throw new ValidationError('buckets must be an integer in 1..10000');
+    const [series] = await this.db.query<{ first_step: number; last_step: number }>('SELECT first_step, last_step FROM metric_series WHERE run_id = $1 AND key = $2', [runId, key]);
+    if (!series) return [];
+    const from = Math.max(opts.fromStep ?? series.first_step, series.first_step);
+    const to = Math.min(opts.toStep ?? series.last_step, series.last_step);
+    if (to < from) return [];
+    const width = Math.max(1, Math.ceil((to - from + 1) / opts.buckets));
+    const rows = await this.db.query<{ b: number; from_step: number; to_step: number; n: number; min: number | null; max: number | null; last: number; last_step: number }>(
+      `SELECT b, min(step) AS from_step, max(step) AS to_step, count(*)::int8 AS n,
+              min(value) FILTER (WHERE value <> 'NaN') AS min, max(value) FILTER (WHERE value <> 'NaN') AS max,
+              (array_agg(value ORDER BY step DESC, position DESC))[1] AS last, max(step) AS last_step
+       FROM (SELECT (step - $3) / $5 AS b, step, value, position FROM metric_points
+             WHERE run_id = $1 AND key = $2 AND step BETWEEN $3 AND $4) p
+       GROUP BY b ORDER BY b`,
+      [runId, key, from, to, width],
+    );
+    return rows.map((r) => ({ fromStep: r.from_step, toStep: r.to_step, count: r.n, min: r.min ?? NaN, max: r.max ?? NaN, last: r.last, lastStep: r.last_step }));
+  }
+}
+
+function toArtifactView(a: Awaited<ReturnType<PrismaClient['artifact']['findFirstOrThrow']>>): ArtifactView {
+  return { id: a.id, projectId: a.projectId, kind: a.kind, name: a.name, digest: a.digest, spec: a.spec as Record<string, Json>, producedBy: a.producedBy, createdAt: a.createdAt };
+}
