@@ -173,7 +173,7 @@ export class EventStore {
           const actual = await this.streamVersion(streamId);
           throw new ConcurrencyError(streamId, opts.expectedVersion === 'any' ? -1 : opts.expectedVersion, actual);
         }
-        throw new IdempotencyError(`an event id was already used by another event (${(err as Error).message})`);
+        if (pgConstraint(err) === 'events_event_id_key') throw new IdempotencyError('an event id was already used by another event');
       }
       throw err;
     }

@@ -100,6 +100,11 @@ export class Tracker {
   async createProject(input: { name: string; description?: string; projectId?: string }, opts: CommandOptions = {}): Promise<{ projectId: string } & AppendResult> {
     const projectId = input.projectId ? uuid(input.projectId, 'projectId') : nameUuid('project', input.name);
     const [ev] = eventIds(opts.eventId, 1);
+    const clash = async (q: Queryable) => {
+      const [row] = await q.query<{ id: string }>('SELECT id FROM projects WHERE name = $1 OR id = $2', [input.name, projectId]);
+      if (row) throw new ValidationError(`a project named ${JSON.stringify(input.name)} already exists`);
+    };
+    if (!opts.eventId) await clash(this.db);
     const res = await this.store.append(
       streamIds.project(projectId),
       [{ type: 'ProjectCreated', eventId: ev, data: { projectId, name: input.name, description: input.description } }],
@@ -107,10 +112,7 @@ export class Tracker {
         projectId,
         expectedVersion: 0,
         metadata: opts.metadata,
-        check: async (tx) => {
-          const [clash] = await tx.query<{ id: string }>('SELECT id FROM projects WHERE name = $1', [input.name]);
-          if (clash) throw new ValidationError(`a project named ${JSON.stringify(input.name)} already exists`);
-        },
+        check: clash,
       },
     );
     return { projectId, ...res };
@@ -227,19 +229,19 @@ export class Tracker {
     );
   }
 
-  startRun(runId: string, opts: CommandOptions = {}) {
+  async startRun(runId: string, opts: CommandOptions = {}) {
     return this.onRun(runId, [{ type: 'RunStarted', data: {} }], opts, { allow: ['created'], verb: 'start' });
   }
 
-  declareHyperparameters(runId: string, values: Record<string, Json>, opts: CommandOptions = {}) {
+  async declareHyperparameters(runId: string, values: Record<string, Json>, opts: CommandOptions = {}) {
     return this.onRun(runId, [{ type: 'HyperparametersDeclared', data: { values } }], opts, { allow: ['created', 'running'], verb: 'declare hyperparameters of' });
   }
 
-  changeHyperparameter(runId: string, change: { key: string; value: Json; step: number; reason?: string }, opts: CommandOptions = {}) {
+  async changeHyperparameter(runId: string, change: { key: string; value: Json; step: number; reason?: string }, opts: CommandOptions = {}) {
     return this.onRun(runId, [{ type: 'HyperparameterChanged', data: change }], opts, { allow: ['created', 'running'], verb: 'change hyperparameters of' });
   }
 
-  useInput(runId: string, input: InputRef & { step?: number }, opts: CommandOptions = {}) {
+  async useInput(runId: string, input: InputRef & { step?: number }, opts: CommandOptions = {}) {
     const artifactId = uuid(input.artifactId, 'artifactId');
     return this.onRun(runId, [{ type: 'InputUsed', data: { artifactId, role: input.role, step: input.step } }], opts, {
       allow: ['created', 'running'],
@@ -262,7 +264,7 @@ export class Tracker {
     });
   }
 
-  produceOutput(runId: string, output: InputRef & { step?: number }, opts: CommandOptions = {}) {
+  async produceOutput(runId: string, output: InputRef & { step?: number }, opts: CommandOptions = {}) {
     const artifactId = uuid(output.artifactId, 'artifactId');
     return this.onRun(runId, [{ type: 'OutputProduced', data: { artifactId, role: output.role, step: output.step } }], opts, {
       allow: ['created', 'running'],
@@ -281,7 +283,7 @@ export class Tracker {
    * Logs a batch of points. Non-finite values are refused unless `allowNonFinite`
    * (then stored as NaN/±Infinity). Steps are non-negative integers.
    */
-  logMetrics(runId: string, points: readonly MetricPointInput[], opts: CommandOptions & { allowNonFinite?: boolean; now?: number } = {}) {
+  async logMetrics(runId: string, points: readonly MetricPointInput[], opts: CommandOptions & { allowNonFinite?: boolean; now?: number } = {}) {
     if (!Array.isArray(points) || points.length === 0) throw new ValidationError('logMetrics needs at least one point');
     if (points.length > MAX_POINTS_PER_BATCH) throw new ValidationError(`at most ${MAX_POINTS_PER_BATCH} points per batch, got ${points.length}`);
     const now = opts.now ?? Date.now();
@@ -321,23 +323,23 @@ export class Tracker {
     return { ...res, artifactId };
   }
 
-  recordEval(runId: string, e: { suite: string; task: string; contextLength?: number; score: number; n?: number; step?: number }, opts: CommandOptions = {}) {
+  async recordEval(runId: string, e: { suite: string; task: string; contextLength?: number; score: number; n?: number; step?: number }, opts: CommandOptions = {}) {
     return this.onRun(runId, [{ type: 'EvalRecorded', data: e }], opts, { verb: 'record evals of' });
   }
 
-  completeRun(runId: string, opts: CommandOptions = {}) {
+  async completeRun(runId: string, opts: CommandOptions = {}) {
     return this.onRun(runId, [{ type: 'RunCompleted', data: {} }], opts, { allow: ['created', 'running'], verb: 'complete' });
   }
 
-  failRun(runId: string, error: string, opts: CommandOptions = {}) {
+  async failRun(runId: string, error: string, opts: CommandOptions = {}) {
     return this.onRun(runId, [{ type: 'RunFailed', data: { error } }], opts, { allow: ['created', 'running'], verb: 'fail' });
   }
 
-  addTag(runId: string, tag: string, opts: CommandOptions = {}) {
+  async addTag(runId: string, tag: string, opts: CommandOptions = {}) {
     return this.onRun(runId, [{ type: 'TagAdded', data: { tag } }], opts, { verb: 'tag' });
   }
 
-  addNote(runId: string, text: string, author?: string, opts: CommandOptions = {}) {
+  async addNote(runId: string, text: string, author?: string, opts: CommandOptions = {}) {
     return this.onRun(runId, [{ type: 'NoteAdded', data: { text, author } }], opts, { verb: 'annotate' });
   }
 

@@ -197,13 +197,14 @@ async function applyMetrics(tx: Queryable, events: StoredEventOf<'MetricsLogged'
   const values: number[] = new Array(n);
   const times: number[] = new Array(n);
   const positions: number[] = new Array(n);
+  const idxs: number[] = new Array(n);
   const series = new Map<string, SeriesAcc>();
   const lastPositionByRun = new Map<string, number>();
   let i = 0;
   for (const e of events) {
     const runId = e.streamId.slice(4);
     lastPositionByRun.set(runId, e.position);
-    for (const p of e.data.points) {
+    for (const [j, p] of e.data.points.entries()) {
       const v = metricNumber(p.value);
       projectIds[i] = e.projectId;
       runIds[i] = runId;
@@ -212,6 +213,7 @@ async function applyMetrics(tx: Queryable, events: StoredEventOf<'MetricsLogged'
       values[i] = v;
       times[i] = p.time;
       positions[i] = e.position;
+      idxs[i] = j;
       i++;
       const id = `${runId}\u0000${p.key}`;
       let s = series.get(id);
@@ -234,11 +236,11 @@ async function applyMetrics(tx: Queryable, events: StoredEventOf<'MetricsLogged'
   const sameRun = lastPositionByRun.size === 1;
   await tx.query(
     sameRun
-      ? `INSERT INTO metric_points (project_id, run_id, key, step, value, wall_time, position)
-         SELECT $1::uuid, $2::uuid, k, s, v, t, p FROM unnest($3::text[], $4::int8[], $5::float8[], $6::float8[], $7::int8[]) AS u(k, s, v, t, p)`
-      : `INSERT INTO metric_points (project_id, run_id, key, step, value, wall_time, position)
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::float8[], $6::float8[], $7::int8[])`,
-    sameRun ? [projectIds[0], runIds[0], keys, steps, values, times, positions] : [projectIds, runIds, keys, steps, values, times, positions],
+      ? `INSERT INTO metric_points (project_id, run_id, key, step, value, wall_time, position, idx)
+         SELECT $1::uuid, $2::uuid, k, s, v, t, p, i FROM unnest($3::text[], $4::int8[], $5::float8[], $6::float8[], $7::int8[], $8::int4[]) AS u(k, s, v, t, p, i)`
+      : `INSERT INTO metric_points (project_id, run_id, key, step, value, wall_time, position, idx)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::float8[], $6::float8[], $7::int8[], $8::int4[])`,
+    sameRun ? [projectIds[0], runIds[0], keys, steps, values, times, positions, idxs] : [projectIds, runIds, keys, steps, values, times, positions, idxs],
   );
   const acc = [...series.values()];
   // NaN min/max means "no finite value yet": the CASEs keep NaN from winning GREATEST.

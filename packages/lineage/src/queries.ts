@@ -255,7 +255,7 @@ export class Lineage {
   /** Raw points of one metric, in step order. */
   async metricPoints(runId: string, key: string, range: { fromStep?: number; toStep?: number; limit?: number } = {}) {
     const rows = await this.db.query<{ step: number; value: number; wall_time: number }>(
-      `SELECT step, value, wall_time FROM metric_points WHERE run_id = $1 AND key = $2 AND step >= $3 AND step <= $4 ORDER BY step, position LIMIT $5`,
+      `SELECT step, value, wall_time FROM metric_points WHERE run_id = $1 AND key = $2 AND step >= $3 AND step <= $4 ORDER BY step, position, idx LIMIT $5`,
       [runId, key, range.fromStep ?? 0, range.toStep ?? Number.MAX_SAFE_INTEGER, range.limit ?? 10_000_000],
     );
     return rows.map((r) => ({ step: r.step, value: r.value, time: r.wall_time }));
@@ -276,8 +276,8 @@ export class Lineage {
     const rows = await this.db.query<{ b: number; from_step: number; to_step: number; n: number; min: number | null; max: number | null; last: number; last_step: number }>(
       `SELECT b, min(step) AS from_step, max(step) AS to_step, count(*)::int8 AS n,
               min(value) FILTER (WHERE value <> 'NaN') AS min, max(value) FILTER (WHERE value <> 'NaN') AS max,
-              (array_agg(value ORDER BY step DESC, position DESC))[1] AS last, max(step) AS last_step
-       FROM (SELECT (step - $3) / $5 AS b, step, value, position FROM metric_points
+              (array_agg(value ORDER BY step DESC, position DESC, idx DESC))[1] AS last, max(step) AS last_step
+       FROM (SELECT (step - $3) / $5 AS b, step, value, position, idx FROM metric_points
              WHERE run_id = $1 AND key = $2 AND step BETWEEN $3 AND $4) p
        GROUP BY b ORDER BY b`,
       [runId, key, from, to, width],

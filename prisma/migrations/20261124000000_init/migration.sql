@@ -121,7 +121,8 @@ CREATE TABLE "metric_points" (
   "value"      DOUBLE PRECISION NOT NULL,
   "wall_time"  DOUBLE PRECISION NOT NULL,
   "position"   BIGINT NOT NULL,
-  PRIMARY KEY ("run_id", "key", "step", "position")
+  "idx"        INTEGER NOT NULL,
+  PRIMARY KEY ("run_id", "key", "step", "position", "idx")
 );
 
 CREATE TABLE "metric_series" (
