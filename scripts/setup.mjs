@@ -28,8 +28,9 @@ if (!existsSync(marker) || (existsSync(lock) && statSync(lock).mtimeMs > statSyn
   run(existsSync(lock) ? 'npm ci --no-audit --no-fund' : 'npm install --no-audit --no-fund');
 }
 
-// 2. The Prisma client (generated offline; postinstall normally did it).
-if (!existsSync(path.join(root, 'packages/db/src/generated/prisma/client.ts'))) {
+// 2. The Prisma client (generated offline; postinstall normally did it), again whenever the schema changed.
+const client = path.join(root, 'packages/db/src/generated/prisma/client.ts');
+if (!existsSync(client) || statSync(path.join(root, 'prisma/schema.prisma')).mtimeMs > statSync(client).mtimeMs) {
   execFileSync(process.execPath, [path.join(root, 'scripts/generate.mjs')], { stdio: 'inherit' });
 }
 

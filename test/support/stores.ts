@@ -15,6 +15,8 @@ export interface Backend {
   name: 'pglite' | 'postgres';
   /** Opens a fresh, migrated, empty store. */
   open(): Promise<Pedigree>;
+  /** A second, independent connection to the store `open` made last (server only: PGlite is single-process). */
+  reopen?(): Promise<Pedigree>;
   /** Cleans up what `open` made (drops the server database). */
   dispose(): Promise<void>;
 }
@@ -71,12 +73,19 @@ export async function createServerDatabase(): Promise<{ url: string; drop(): Pro
 
 export function postgresBackend(): Backend {
   const opened: { pd: Pedigree; drop(): Promise<void> }[] = [];
+  let lastUrl: string | undefined;
   return {
     name: 'postgres',
     async open() {
       const db = await createServerDatabase();
       const pd = await openPedigree({ url: db.url }, { migrate: true });
       opened.push({ pd, drop: db.drop });
+      lastUrl = db.url;
+      return pd;
+    },
+    async reopen() {
+      const pd = await openPedigree({ url: lastUrl! });
+      opened.unshift({ pd, drop: async () => {} }); // closed before the database is dropped
       return pd;
     },
     async dispose() {
