@@ -289,7 +289,8 @@ export class Tracker {
     const now = opts.now ?? Date.now();
     const out = points.map((p, i) => {
       if (typeof p !== 'object' || p === null) throw new ValidationError(`points[${i}] must be an object`);
-      let value: number | 'NaN' | 'Infinity' | '-Infinity' = p.value;
+      // JSON (and so the event) has no -0: store it as 0 from the start, so every read agrees.
+      let value: number | 'NaN' | 'Infinity' | '-Infinity' = p.value === 0 ? 0 : p.value;
       if (typeof p.value === 'number' && !Number.isFinite(p.value)) {
         if (!opts.allowNonFinite) throw new ValidationError(`points[${i}].value is ${p.value}: metric values must be finite (pass allowNonFinite to log NaN/Infinity)`);
         value = Number.isNaN(p.value) ? 'NaN' : p.value > 0 ? 'Infinity' : '-Infinity';
