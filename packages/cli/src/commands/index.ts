@@ -1,0 +1,27 @@
+import type { Command } from '../command.ts';
+import { eventsCommand } from './events.ts';
+import { helpCommand } from './help.ts';
+import { lineageCommand } from './lineage.ts';
+import { migrateCommand } from './migrate.ts';
+import { projectsCommand } from './projects.ts';
+import { replayCommand } from './replay.ts';
+import { runsCommand } from './runs.ts';
+import { sampleCommand } from './sample.ts';
+import { showCommand } from './show.ts';
+import { startCommand } from './start.ts';
+import { verifyCommand } from './verify.ts';
+
+/** Every command, in the order `pedigree --help` lists them. */
+export const COMMANDS: readonly Command[] = [
+  startCommand,
+  runsCommand,
+  showCommand,
+  eventsCommand,
+  lineageCommand,
+  projectsCommand,
+  sampleCommand,
+  replayCommand,
+  verifyCommand,
+  migrateCommand,
+  helpCommand(() => COMMANDS),
+];

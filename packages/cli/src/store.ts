@@ -1,0 +1,47 @@
+import path from 'node:path';
+import { defaultTarget, type Db, type StoreTarget } from '@pedigree/db';
+import type { ListRunsInput, Pedigree, RunView } from '@pedigree/lineage';
+import { UsageError } from './args.ts';
+
+/** --url, else --home, else the environment (DATABASE_URL, then $PEDIGREE_HOME or ./.pedigree). */
+export function targetFrom(flags: { home?: string; url?: string }): StoreTarget {
+  if (flags.home !== undefined && flags.url !== undefined) throw new UsageError('--home and --url name two different stores; give one');
+  if (flags.url !== undefined) {
+    if (!/^postgres(ql)?:\/\//.test(flags.url)) throw new UsageError(`--url must start with postgres:// or postgresql://`);
+    return { url: flags.url };
+  }
+  if (flags.home !== undefined) {
+    if (!flags.home) throw new UsageError('--home needs a directory');
+    return { dir: path.resolve(flags.home) };
+  }
+  return defaultTarget();
+}
+
+export function describeStore(db: Db): string {
+  return db.kind === 'pglite' ? `embedded PGlite store in ${db.location}` : `PostgreSQL at ${db.location}`;
+}
+
+/** A run from a full id or the unique prefix people copy out of `pedigree runs`. */
+export async function resolveRun(pd: Pedigree, idOrPrefix: string): Promise<RunView> {
+  return pd.lineage.run(await pd.lineage.resolveRunId(idOrPrefix));
+}
+
+export async function projectNames(pd: Pedigree): Promise<Map<string, string>> {
+  return new Map((await pd.lineage.projects()).map((p) => [p.id, p.name]));
+}
+
+export type RunFilter = Omit<ListRunsInput, 'projectId' | 'offset'> & { limit: number };
+
+/**
+ * Runs of one project, or of every project when none is named: the lineage
+ * queries are per project, so the newest of each are merged here.
+ */
+export async function listRuns(pd: Pedigree, projectName: string | undefined, filter: RunFilter): Promise<{ runs: RunView[]; total: number }> {
+  const projects = projectName ? [await pd.lineage.projectByName(projectName)] : await pd.lineage.projects();
+  const pages = await Promise.all(projects.map((p) => pd.lineage.runs({ ...filter, projectId: p.id })));
+  const runs = pages
+    .flatMap((p) => p.runs)
+    .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || a.id.localeCompare(b.id))
+    .slice(0, filter.limit);
+  return { runs, total: pages.reduce((n, p) => n + p.total, 0) };
+}
