@@ -1,4 +1,5 @@
 import type { Json } from '@pedigree/ledger';
+import { contentDigest } from './ids.ts';
 import type { Pedigree } from './index.ts';
 
 /**
@@ -70,7 +71,8 @@ export async function recordSampleLineage(pd: Pedigree, opts: { project?: string
       ? await t.forkRun(fork.runId, { name, kind, hyperparameters: hp, inputs, checkpointId: fork.artifactId, inheritHyperparameters: false, codeVersion: 'sample', start: true })
       : await t.createRun({ projectId, name, kind, hyperparameters: hp, inputs, codeVersion: 'sample', environment: { trainer: 'sample' }, start: true });
     await curve(runId, loss[0], loss[1], steps, Number(hp.lr ?? 1e-3));
-    const ckpt = await t.saveCheckpoint(runId, { step: steps, digest: `sha256:${(await import('./ids.ts')).contentDigest({ name, steps }).slice(7)}`, manifest: { 'wte': [256, 64] } });
+    // Stands in for the digest of a checkpoint file: unique per run, so the sample can be recorded again.
+    const ckpt = await t.saveCheckpoint(runId, { name: `${name}@${steps}`, step: steps, digest: contentDigest({ runId, name, steps }), manifest: { wte: [256, 64] } });
     return { runId, checkpoint: ckpt.artifactId };
   };
 
@@ -96,5 +98,5 @@ export async function recordSampleLineage(pd: Pedigree, opts: { project?: string
   await t.completeRun(evalRun.runId);
   await t.addTag(midtrain.runId, 'baseline');
   await t.addNote(midtrain.runId, 'Phi-4 §3.3: 30% new long data, 70% replay; RoPE base raised; LR ÷10.');
-  return { projectId, runs: { pretrain: pretrain.runId, midtrain: midtrain.runId, sft: sft.runId, dpo: dpo.runId, eval: evalRun.runId } };
+  return { projectId, runs: { pretrain: pretrain.runId, midtrain: midtrain.runId, midtrainConcat: concat.runId, sft: sft.runId, dpo: dpo.runId, eval: evalRun.runId } };
 }
