@@ -1,0 +1,161 @@
+/**
+ * Shared helpers for the benchmarks: timing (warmup + median of N), number
+ * formatting, a plain-text table, and a fresh database on the PostgreSQL
+ * server per benchmark (dropped afterwards).
+ *
+ * Benchmarks print figures; they never assert on time.
+ */
+import { randomBytes } from 'node:crypto';
+import postgres from 'postgres';
+
+export const SERVER_URL = process.env.PEDIGREE_BENCH_DATABASE_URL ?? process.env.PEDIGREE_TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/test';
+
+export interface BenchContext {
+  quick: boolean;
+  /** Prints a line prefixed with the benchmark's name. */
+  log(msg: string): void;
+}
+
+/** One line of the final summary. */
+export interface Figure {
+  bench: string;
+  what: string;
+  value: string;
+  note?: string;
+}
+
+export interface Benchmark {
+  name: string;
+  description: string;
+  run(ctx: BenchContext): Promise<Figure[]>;
+}
+
+// ---------------------------------------------------------------- databases
+
+/** A database of its own on the server (a copy of test/support/stores.ts's logic); returns its URL. */
+export async function createServerDatabase(prefix = 'pedigree_bench'): Promise<{ url: string; name: string; drop(): Promise<void> }> {
+  const name = `${prefix}_${randomBytes(6).toString('hex')}`;
+  const admin = postgres(SERVER_URL, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const u = new URL(SERVER_URL);
+  u.pathname = `/${name}`;
+  return {
+    url: u.toString(),
+    name,
+    async drop() {
+      const a = postgres(SERVER_URL, { max: 1, onnotice: () => {} });
+      try {
+        await a.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await a.end();
+      }
+    },
+  };
+}
+
+/** null when the server answers, else why not. */
+export async function serverUnavailable(): Promise<string | null> {
+  const sql = postgres(SERVER_URL, { max: 1, connect_timeout: 3, onnotice: () => {} });
+  try {
+    await sql`select 1`;
+    return null;
+  } catch (err) {
+    return `no PostgreSQL server at ${SERVER_URL}: ${(err as Error).message}`;
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+}
+
+/** Runs `fn` with a fresh server database, dropping it afterwards whatever happens. */
+export async function withServerDatabase<T>(fn: (db: { url: string; name: string }) => Promise<T>): Promise<T> {
+  const db = await createServerDatabase();
+  try {
+    return await fn(db);
+  } finally {
+    await db.drop().catch((err) => console.error(`could not drop ${db.name}: ${(err as Error).message}`));
+  }
+}
+
+// ---------------------------------------------------------------- timing
+
+export async function timeIt<T>(fn: () => Promise<T> | T): Promise<{ ms: number; result: T }> {
+  const t0 = performance.now();
+  const result = await fn();
+  return { ms: performance.now() - t0, result };
+}
+
+export interface Measurement {
+  /** Median of the timed repetitions, ms. */
+  median: number;
+  min: number;
+  max: number;
+  samples: number[];
+}
+
+/** Warmup runs (not timed), then `reps` timed runs; the median is the figure. */
+export async function measure(fn: () => Promise<unknown> | unknown, opts: { reps?: number; warmup?: number } = {}): Promise<Measurement> {
+  for (let i = 0; i < (opts.warmup ?? 1); i++) await fn();
+  const samples: number[] = [];
+  for (let i = 0; i < (opts.reps ?? 5); i++) samples.push((await timeIt(fn)).ms);
+  return summarize(samples);
+}
+
+export function summarize(samples: number[]): Measurement {
+  const s = [...samples].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  const median = s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+  return { median, min: s[0]!, max: s[s.length - 1]!, samples };
+}
+
+// ---------------------------------------------------------------- formatting
+
+export function fmtInt(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+export function fmtMs(ms: number): string {
+  if (ms >= 10_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
+  if (ms >= 10) return `${ms.toFixed(0)} ms`;
+  return `${ms.toFixed(2)} ms`;
+}
+
+export function fmtRate(count: number, ms: number, unit: string): string {
+  return `${fmtInt((count * 1000) / ms)} ${unit}/s`;
+}
+
+export function fmtRatio(r: number): string {
+  return r >= 10 ? `${r.toFixed(1)}×` : `${r.toFixed(2)}×`;
+}
+
+/** "median 1.23 s (min 1.20 s, max 1.30 s, n=5)" */
+export function fmtMeasurement(m: Measurement): string {
+  return `${fmtMs(m.median)} (min ${fmtMs(m.min)}, max ${fmtMs(m.max)}, n=${m.samples.length})`;
+}
+
+export function targetLine(ratio: number, target: number, what: string): string {
+  return `${fmtRatio(ratio)} (target ≥ ${target}${what}: ${ratio >= target ? 'MET' : 'NOT MET'})`;
+}
+
+/** A plain-text table; the first row is the header. */
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  const line = (r: string[]) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ');
+  return [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
+}
+
+/** Deterministic pseudo-random numbers in [0, 1) (mulberry32), so runs are comparable. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

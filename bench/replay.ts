@@ -1,0 +1,211 @@
+/**
+ * Replay and verify over a large history of many runs, each one stream of
+ * ~100 realistic small events. Times:
+ *   - read: every event in global order through store.readAll (the baseline:
+ *     what any pass over the log costs before doing anything with it);
+ *   - replay(): truncate the read models and rebuild them from the events;
+ *   - verify(): re-hash every stream's chain;
+ * and checks that replay rebuilds exactly the read models that the inline
+ * projections wrote.
+ *
+ * Building the history: the first runs go through EventStore.append (the
+ * real write path, inline projections included; its rate is printed), but
+ * append costs one INSERT round trip per event, so a million events that way
+ * would take longer than the whole benchmark budget. The rest is written with
+ * the ledger's own pieces — store.prepare() (validation, canonical JSON) and
+ * eventHash() (the chain) — as the same rows append would insert, streamed
+ * with COPY. verify() over the whole log checks that those rows are exactly
+ * what append would have written.
+ */
+import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { postgresOf } from '@pedigree/db';
+import { eventHash, GENESIS_HASH, streamIds, type NewEvent, type StoredEvent } from '@pedigree/ledger';
+import { LINEAGE_TABLES, openPedigree, type Pedigree } from '@pedigree/lineage';
+import { fmtInt, fmtMs, fmtRate, fmtRatio, rng, timeIt, withServerDatabase, type Benchmark, type Figure } from './lib.ts';
+
+const EVENTS_PER_RUN = 100;
+/** Runs (of EVENTS_PER_RUN events) built through store.append, one append per run; the rest is bulk-written. */
+const APPEND_RUNS = { quick: 50, full: 200 };
+
+/** One run's stream: created, declared, started, ~83 small metric batches with evals, notes, a tag and an LR change in between, completed. */
+function runEvents(projectId: string, runId: string, i: number, rand: () => number): NewEvent[] {
+  const events: NewEvent[] = [
+    { type: 'RunCreated', data: { runId, projectId, name: `sweep-${i}`, kind: i % 5 === 0 ? 'sft' : 'pretrain', codeVersion: 'git:3f2a9c1', environment: { host: `node-${i % 16}`, gpus: 8 } } },
+    {
+      type: 'HyperparametersDeclared',
+      data: { values: { lr: 3e-4 * (1 + (i % 7)), batch: 256, context: 128, rope_base: 500, layers: 2, d_model: 64, seed: i, schedule: 'warmup+cosine' } },
+    },
+    { type: 'TagAdded', data: { tag: `sweep-${i % 10}` } },
+    { type: 'RunStarted', data: {} },
+  ];
+  let step = 0;
+  const body = EVENTS_PER_RUN - events.length - 1;
+  for (let j = 0; j < body; j++) {
+    if (j % 10 === 9) {
+      events.push({ type: 'EvalRecorded', data: { suite: 'kv-recall', task: 'exact-match', contextLength: 128 << (j % 4), score: rand(), n: 64, step } });
+    } else if (j === 30 || j === 70) {
+      events.push({ type: 'NoteAdded', data: { text: `checked samples at step ${step}: loss curve looks fine`, author: 'bench' } });
+    } else if (j === 50) {
+      events.push({ type: 'HyperparameterChanged', data: { key: 'lr', value: 1e-4, step, reason: 'plateau' } });
+    } else if (j === 80) {
+      events.push({ type: 'TagAdded', data: { tag: 'long' } });
+    } else {
+      const points = [];
+      for (let k = 0; k < 2; k++, step += 10) {
+        points.push({ key: 'train/loss', step, value: 2 + 3 * Math.exp(-step / 500) + rand() * 0.05, time: 1.7e12 + step * 1000 });
+        points.push({ key: 'lr', step, value: 3e-4 * (1 - step / 2000), time: 1.7e12 + step * 1000 });
+      }
+      events.push({ type: 'MetricsLogged', data: { points } });
+    }
+  }
+  events.push({ type: 'RunCompleted', data: {} });
+  return events;
+}
+
+/** COPY text format: escape backslash and the characters that end a field or a row. */
+function copyText(v: string): string {
+  return /[\\\t\n\r]/.test(v) ? v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r') : v;
+}
+
+/**
+ * Writes runs [from, to) as the rows EventStore.append would insert (same
+ * validation and canonical JSON via store.prepare, same hash chain via
+ * eventHash), streamed into the events table with COPY. No projections.
+ */
+async function bulkWrite(pd: Pedigree, projectId: string, from: number, to: number, rand: () => number): Promise<void> {
+  const sql = postgresOf(pd.database.db)!;
+  const writable = await sql`COPY events (stream_id, stream_version, event_id, project_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash) FROM STDIN`.writable();
+  async function* rows() {
+    let buf = '';
+    for (let i = from; i < to; i++) {
+      const runId = randomUUID();
+      const streamId = streamIds.run(runId);
+      const prepared = pd.store.prepare(runEvents(projectId, runId, i, rand));
+      const recordedAt = new Date();
+      const at = recordedAt.toISOString();
+      let prevHash = GENESIS_HASH;
+      for (const [k, p] of prepared.entries()) {
+        const base = { streamId, streamVersion: k + 1, eventId: p.eventId, projectId, type: p.type, schemaVersion: p.schemaVersion, data: p.data, metadata: p.metadata, recordedAt };
+        const hash = eventHash(prevHash, base as Omit<StoredEvent, 'position' | 'prevHash' | 'hash'>);
+        buf += `${streamId}\t${k + 1}\t${p.eventId}\t${projectId}\t${p.type}\t${p.schemaVersion}\t${copyText(p.dataJson)}\t${copyText(p.metadataJson)}\t${at}\t${prevHash}\t${hash}\n`;
+        prevHash = hash;
+      }
+      if (buf.length > 1 << 20) {
+        yield buf;
+        buf = '';
+      }
+    }
+    if (buf) yield buf;
+  }
+  await pipeline(Readable.from(rows()), writable);
+}
+
+/**
+ * A fingerprint of the read models of some runs (and of the tables that are
+ * not per run): row count and an order-independent sum of row hashes per table.
+ */
+async function fingerprint(pd: Pedigree, runIds: string[]): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const t of LINEAGE_TABLES) {
+    const where = t === 'runs' ? 'WHERE id = ANY($1::uuid[])' : ['projects', 'artifacts', 'datamix_components'].includes(t) ? '' : 'WHERE run_id = ANY($1::uuid[])';
+    const [row] = await pd.database.db.query<{ f: string }>(
+      `SELECT count(*)::text || ' rows, Σhash ' || coalesce(sum(hashtext(t::text)::int8), 0)::text AS f FROM "${t}" t ${where}`,
+      where ? [runIds] : [],
+    );
+    out[t] = row!.f;
+  }
+  return out;
+}
+
+export const replay: Benchmark = {
+  name: 'replay',
+  description: 'replay() and verify() over a large history (baseline: reading every event)',
+  async run(ctx) {
+    const total = ctx.quick ? 50_000 : 1_000_000;
+    const runs = Math.ceil(total / EVENTS_PER_RUN);
+    const n = runs * EVENTS_PER_RUN;
+    const appendRuns = Math.min(runs, ctx.quick ? APPEND_RUNS.quick : APPEND_RUNS.full);
+    const figures: Figure[] = [];
+
+    await withServerDatabase(async ({ url }) => {
+      const pd = await openPedigree({ url }, { migrate: true });
+      try {
+        const { projectId } = await pd.tracker.createProject({ name: 'bench-replay' });
+        const rand = rng(7);
+        const mix = new Map<string, number>();
+        for (const e of runEvents(projectId, randomUUID(), 0, rand)) mix.set(e.type, (mix.get(e.type) ?? 0) + 1);
+        ctx.log(`history: ${fmtInt(n)} events = ${fmtInt(runs)} runs × ${EVENTS_PER_RUN} events; per run: ${[...mix].map(([t, c]) => `${c} ${t}`).join(', ')}`);
+
+        // ---- build, part 1: the real write path
+        const appended: string[] = [];
+        const { ms: appendMs } = await timeIt(async () => {
+          for (let i = 0; i < appendRuns; i++) {
+            const runId = randomUUID();
+            await pd.store.append(streamIds.run(runId), runEvents(projectId, runId, i, rand), { projectId, expectedVersion: 'any' });
+            appended.push(runId);
+          }
+        });
+        const appendedEvents = appendRuns * EVENTS_PER_RUN;
+        const appendRate = (appendedEvents * 1000) / appendMs;
+        ctx.log(
+          `build 1/2: ${fmtInt(appendedEvents)} events through store.append (${appendRuns} appends of ${EVENTS_PER_RUN}, inline projections) in ${fmtMs(appendMs)}: ${fmtRate(appendedEvents, appendMs, 'events')} — ${fmtInt(n)} events at that rate would take ${fmtMs((n * 1000) / appendRate)}`,
+        );
+        // ---- build, part 2: the same rows, bulk
+        const { ms: bulkMs } = await timeIt(() => bulkWrite(pd, projectId, appendRuns, runs, rand));
+        const stored = (await pd.store.lastPosition()) - 1; // the ProjectCreated event came first
+        if (stored !== n) throw new Error(`built ${stored} events, expected ${n}`);
+        const bulkEvents = n - appendedEvents;
+        const buildMs = appendMs + bulkMs;
+        ctx.log(`build 2/2: ${fmtInt(bulkEvents)} events via store.prepare + eventHash + COPY in ${fmtMs(bulkMs)} (${fmtRate(bulkEvents, bulkMs, 'events')})`);
+        ctx.log(`built the history in ${fmtMs(buildMs)} in all`);
+        await pd.database.db.query('VACUUM ANALYZE');
+        const inline = await fingerprint(pd, appended);
+        const all = n + 1;
+
+        // ---- baseline: read every event in global order, 5000 per query as replay and verify do
+        const { ms: readMs } = await timeIt(async () => {
+          let after = 0;
+          let count = 0;
+          for (;;) {
+            const events = await pd.store.readAll({ afterPosition: after, limit: 5000 });
+            if (events.length === 0) break;
+            after = events[events.length - 1]!.position;
+            count += events.length;
+          }
+          if (count !== all) throw new Error(`read ${count} events, expected ${all}`);
+        });
+        ctx.log(`read all (store.readAll, baseline) ${fmtRate(all, readMs, 'events')} — ${fmtMs(readMs)}`);
+
+        // ---- replay
+        const { ms: replayMs, result: replayed } = await timeIt(() => pd.replay());
+        if (replayed.events !== all) throw new Error(`replay saw ${replayed.events} events, expected ${all}`);
+        const rebuilt = await fingerprint(pd, appended);
+        const diff = Object.keys(inline).filter((t) => inline[t] !== rebuilt[t]);
+        const same = diff.length === 0 ? 'identical to the inline ones' : `DIFFER in ${diff.map((t) => `${t} (${inline[t]} → ${rebuilt[t]})`).join(', ')}`;
+        const [counts] = await pd.database.db.query<{ runs: number; points: number }>('SELECT (SELECT count(*)::int FROM runs) AS runs, (SELECT count(*)::int FROM metric_points) AS points');
+        const perRunPoints = 4 * (mix.get('MetricsLogged') ?? 0);
+        if (counts!.runs !== runs || counts!.points !== runs * perRunPoints) throw new Error(`after replay: ${counts!.runs} runs, ${counts!.points} points; expected ${runs}, ${runs * perRunPoints}`);
+        ctx.log(`replay()                          ${fmtRate(all, replayMs, 'events')} — ${fmtMs(replayMs)}; read models of the appended runs ${same}`);
+
+        // ---- verify
+        const { ms: verifyMs, result: verified } = await timeIt(() => pd.verify());
+        if (!verified.ok || verified.checked !== all) throw new Error(`verify: ${JSON.stringify(verified)}`);
+        ctx.log(`verify()                          ${fmtRate(all, verifyMs, 'events')} — ${fmtMs(verifyMs)}; ${fmtInt(verified.checked)} events in ${fmtInt(verified.streams)} streams, chain ok`);
+        ctx.log(`ratios to the bare read: replay ${fmtRatio(readMs / replayMs)}, verify ${fmtRatio(readMs / verifyMs)}; replay / append ${fmtRatio(replayMs > 0 ? (all * 1000) / replayMs / appendRate : 0)}`);
+
+        figures.push(
+          { bench: 'replay', what: `store.append, ${fmtInt(appendedEvents)} events (inline projections)`, value: fmtRate(appendedEvents, appendMs, 'events'), note: `${fmtInt(n)} at this rate: ${fmtMs((n * 1000) / appendRate)}` },
+          { bench: 'replay', what: `build history: ${fmtInt(n)} events`, value: fmtMs(buildMs), note: `append part ${fmtMs(appendMs)}, bulk part ${fmtMs(bulkMs)}` },
+          { bench: 'replay', what: 'read all events (readAll), baseline', value: fmtRate(all, readMs, 'events'), note: fmtMs(readMs) },
+          { bench: 'replay', what: 'replay()', value: fmtRate(all, replayMs, 'events'), note: `${fmtMs(replayMs)}; ${fmtRatio(readMs / replayMs)} of read rate; ${diff.length ? 'read models DIFFER' : 'read models identical'}` },
+          { bench: 'replay', what: 'verify()', value: fmtRate(all, verifyMs, 'events'), note: `${fmtMs(verifyMs)}; ${fmtRatio(readMs / verifyMs)} of read rate` },
+        );
+      } finally {
+        await pd.close();
+      }
+    });
+    return figures;
+  },
+};
