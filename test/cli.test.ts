@@ -103,7 +103,7 @@ describe('pedigree CLI', () => {
     expect(show.stdout).toContain(sft.id);
     expect(show.stdout).toMatch(/lr\s+1e-4\s+→ 5e-5 at step 200 \(loss plateau\)/);
     expect(show.stdout).toMatch(/in\s+train-set\s+arith-sft\s+dataset/);
-    expect(show.stdout).toMatch(/out\s+checkpoint\s+checkpoint@400\s+checkpoint\s+400/);
+    expect(show.stdout).toMatch(/out\s+checkpoint\s+sft@400\s+checkpoint\s+400/);
     expect(show.stdout).toMatch(/train\/loss\s+400\s+0–399/);
   });
 

@@ -70,21 +70,24 @@ export interface EventRow {
 
 const EVENT_COLUMNS = 'position, stream_id, stream_version, event_id, project_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash';
 
-export function eventHash(prevHash: string, e: Omit<StoredEvent, 'position' | 'prevHash' | 'hash'>): string {
-  return sha256Hex(
-    prevHash +
-      canonicalJson({
-        streamId: e.streamId,
-        streamVersion: e.streamVersion,
-        eventId: e.eventId,
-        projectId: e.projectId,
-        type: e.type,
-        schemaVersion: e.schemaVersion,
-        data: e.data,
-        metadata: e.metadata,
-        recordedAt: e.recordedAt.toISOString(),
-      }),
-  );
+/**
+ * SHA-256 over the previous hash and the canonical event. `dataJson` is the
+ * canonical form of `e.data` when the caller already has it (appends do), so
+ * a large metric batch is canonicalised once, not twice.
+ */
+export function eventHash(prevHash: string, e: Omit<StoredEvent, 'position' | 'prevHash' | 'hash'>, dataJson = canonicalJson(e.data)): string {
+  const envelope = canonicalJson({
+    streamId: e.streamId,
+    streamVersion: e.streamVersion,
+    eventId: e.eventId,
+    projectId: e.projectId,
+    type: e.type,
+    schemaVersion: e.schemaVersion,
+    metadata: e.metadata,
+    recordedAt: e.recordedAt.toISOString(),
+  });
+  // Keys sort as "data" < "eventId" < …, so canonical({data, ...rest}) is this splice.
+  return sha256Hex(`${prevHash}{"data":${dataJson},${envelope.slice(1)}`);
 }
 
 export function rowToEvent(row: EventRow): StoredEvent {
@@ -212,7 +215,7 @@ export class EventStore {
         metadata: p.metadata,
         recordedAt,
       } as Omit<StoredEvent, 'position' | 'prevHash' | 'hash'>;
-      const hash = eventHash(prevHash, base);
+      const hash = eventHash(prevHash, base, p.dataJson);
       const [row] = await tx.query<{ position: number }>(
         `INSERT INTO events (stream_id, stream_version, event_id, project_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9, $10, $11) RETURNING position`,
