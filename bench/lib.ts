@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
+import { probeServer } from '../test/support/stores.ts';
 
 export const SERVER_URL = process.env.PEDIGREE_BENCH_DATABASE_URL ?? process.env.PEDIGREE_TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/test';
 
@@ -58,16 +59,8 @@ export async function createServerDatabase(prefix = 'pedigree_bench'): Promise<{
 }
 
 /** null when the server answers, else why not. */
-export async function serverUnavailable(): Promise<string | null> {
-  const sql = postgres(SERVER_URL, { max: 1, connect_timeout: 3, onnotice: () => {} });
-  try {
-    await sql`select 1`;
-    return null;
-  } catch (err) {
-    return `no PostgreSQL server at ${SERVER_URL}: ${(err as Error).message}`;
-  } finally {
-    await sql.end({ timeout: 1 });
-  }
+export function serverUnavailable(): Promise<string | null> {
+  return probeServer(SERVER_URL);
 }
 
 /** Runs `fn` with a fresh server database, dropping it afterwards whatever happens. */

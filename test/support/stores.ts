@@ -21,20 +21,23 @@ export interface Backend {
   dispose(): Promise<void>;
 }
 
+/** null when a PostgreSQL server answers at `url`, else why not. */
+export async function probeServer(url: string): Promise<string | null> {
+  const sql = postgres(url, { max: 1, connect_timeout: 3, onnotice: () => {} });
+  try {
+    await sql`select 1`;
+    return null;
+  } catch (err) {
+    return `no PostgreSQL server at ${url}: ${(err as Error).message}`;
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+}
+
 let serverProbe: Promise<string | null> | undefined;
-/** null when the server is reachable, else why not. */
+/** null when the test server is reachable, else why not (asked once per process). */
 export function serverUnavailable(): Promise<string | null> {
-  serverProbe ??= (async () => {
-    const sql = postgres(SERVER_URL, { max: 1, connect_timeout: 3, onnotice: () => {} });
-    try {
-      await sql`select 1`;
-      return null;
-    } catch (err) {
-      return `no PostgreSQL server at ${SERVER_URL}: ${(err as Error).message}`;
-    } finally {
-      await sql.end({ timeout: 1 });
-    }
-  })();
+  serverProbe ??= probeServer(SERVER_URL);
   return serverProbe;
 }
 
