@@ -1,6 +1,6 @@
 import type { Db } from './db.ts';
 import { defaultHome, readEnv } from './env.ts';
-import { migrate } from './migrate.ts';
+import { loadMigrations, migrate } from './migrate.ts';
 import { openPglite } from './pglite.ts';
 import { openPostgres } from './postgres.ts';
 import { prismaFor, type PrismaClient } from './prisma.ts';
@@ -52,7 +52,6 @@ export async function openDatabase(target: StoreTarget = defaultTarget(), opts: 
 }
 
 async function assertMigrated(db: Db): Promise<void> {
-  const { loadMigrations } = await import('./migrate.ts');
   const [exists] = await db.query<{ t: string | null }>(`SELECT to_regclass('_pedigree_migrations')::text AS t`);
   const done = exists?.t ? (await db.query<{ name: string }>('SELECT name FROM "_pedigree_migrations"')).map((r) => r.name) : [];
   const pending = loadMigrations().filter((m) => !done.includes(m.name));

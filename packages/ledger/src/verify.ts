@@ -59,6 +59,5 @@ export async function verifyChain(db: Db, opts: { streamId?: string; batch?: num
 
 /** The event exactly as stored (no upcasting): the hash covers the stored version. */
 function rowToEventRaw(row: EventRow) {
-  const e = rowToEvent({ ...row, schema_version: row.schema_version });
-  return { ...e, data: row.data } as typeof e;
+  return { ...rowToEvent(row), data: row.data } as ReturnType<typeof rowToEvent>;
 }

@@ -199,11 +199,12 @@ async function applyMetrics(tx: Queryable, events: StoredEventOf<'MetricsLogged'
   const positions: number[] = new Array(n);
   const idxs: number[] = new Array(n);
   const series = new Map<string, SeriesAcc>();
-  const lastPositionByRun = new Map<string, number>();
+  const runTotals = new Map<string, { position: number; points: number }>();
   let i = 0;
   for (const e of events) {
     const runId = e.streamId.slice(4);
-    lastPositionByRun.set(runId, e.position);
+    const total = runTotals.get(runId) ?? { position: 0, points: 0 };
+    runTotals.set(runId, { position: e.position, points: total.points + e.data.points.length });
     for (const [j, p] of e.data.points.entries()) {
       const v = metricNumber(p.value);
       projectIds[i] = e.projectId;
@@ -233,7 +234,7 @@ async function applyMetrics(tx: Queryable, events: StoredEventOf<'MetricsLogged'
       }
     }
   }
-  const sameRun = lastPositionByRun.size === 1;
+  const sameRun = runTotals.size === 1;
   await tx.query(
     sameRun
       ? `INSERT INTO metric_points (project_id, run_id, key, step, value, wall_time, position, idx)
@@ -266,8 +267,7 @@ async function applyMetrics(tx: Queryable, events: StoredEventOf<'MetricsLogged'
       acc.map((s) => s.max),
     ],
   );
-  for (const [runId, position] of lastPositionByRun) {
-    const points = events.filter((e) => e.streamId === `run-${runId}`).reduce((s, e) => s + e.data.points.length, 0);
+  for (const [runId, { position, points }] of runTotals) {
     await tx.query(
       `UPDATE runs SET summary = jsonb_set(summary, '{points}', to_jsonb(coalesce((summary->>'points')::int8, 0) + $3)), last_position = $2 WHERE id = $1`,
       [runId, position, points],
