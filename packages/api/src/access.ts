@@ -1,0 +1,82 @@
+import { TRPCError } from '@trpc/server';
+import type { Context } from './context.ts';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export interface ProjectRow {
+  id: string;
+  name: string;
+}
+
+export interface RunRow {
+  id: string;
+  projectId: string;
+  status: string;
+}
+
+/**
+ * Resolves what a request names (a project by id or name, a run by id or
+ * prefix, an artifact, a stream) and refuses anything outside the caller's
+ * project. Every procedure that touches data goes through here.
+ */
+export interface Access {
+  /** The project's id; with a key, only the key's project. */
+  project(ref: string): Promise<ProjectRow>;
+  /** The projects the caller may see. */
+  projectIds(): Promise<string[] | 'all'>;
+  run(ref: string): Promise<RunRow>;
+  artifact(id: string): Promise<{ id: string; projectId: string }>;
+  /** A stream id (`run-…`, `artifact-…`, `project-…`), checked. */
+  stream(streamId: string): Promise<{ streamId: string; projectId: string }>;
+  /** Creating projects: open mode only (a key is bound to one project). */
+  mayCreateProjects(): void;
+}
+
+export function accessFor(ctx: Context): Access {
+  const db = ctx.pedigree.database.db;
+  const allowed = (projectId: string, what: string) => {
+    if (ctx.key && ctx.key.projectId !== projectId) {
+      throw new TRPCError({ code: 'FORBIDDEN', message: `${what} belongs to another project; this API key (${ctx.key.name}) is for project ${ctx.key.projectId}` });
+    }
+  };
+  const access: Access = {
+    async project(ref) {
+      const byId = UUID.test(ref);
+      const [row] = await db.query<ProjectRow>(`SELECT id, name FROM projects WHERE ${byId ? 'id = $1::uuid' : 'name = $1'}`, [byId ? ref.toLowerCase() : ref]);
+      if (!row) {
+        if (ctx.key) throw new TRPCError({ code: 'FORBIDDEN', message: `project ${JSON.stringify(ref)} is not this API key's project` });
+        throw new TRPCError({ code: 'NOT_FOUND', message: `project ${JSON.stringify(ref)} not found` });
+      }
+      allowed(row.id, `project ${JSON.stringify(row.name)}`);
+      return row;
+    },
+    async projectIds() {
+      return ctx.key ? [ctx.key.projectId] : 'all';
+    },
+    async run(ref) {
+      const id = await ctx.pedigree.lineage.resolveRunId(ref);
+      const [row] = await db.query<{ id: string; project_id: string; status: string }>('SELECT id, project_id, status FROM runs WHERE id = $1', [id]);
+      if (!row) throw new TRPCError({ code: 'NOT_FOUND', message: `run ${ref} not found` });
+      allowed(row.project_id, `run ${row.id}`);
+      return { id: row.id, projectId: row.project_id, status: row.status };
+    },
+    async artifact(id) {
+      if (!UUID.test(id)) throw new TRPCError({ code: 'BAD_REQUEST', message: `artifactId must be a UUID, got ${JSON.stringify(id)}` });
+      const [row] = await db.query<{ id: string; project_id: string }>('SELECT id, project_id FROM artifacts WHERE id = $1', [id.toLowerCase()]);
+      if (!row) throw new TRPCError({ code: 'NOT_FOUND', message: `artifact ${id} not found` });
+      allowed(row.project_id, `artifact ${row.id}`);
+      return { id: row.id, projectId: row.project_id };
+    },
+    async stream(streamId) {
+      const m = /^(run|artifact|project)-(.+)$/.exec(streamId);
+      if (!m || !UUID.test(m[2]!)) throw new TRPCError({ code: 'BAD_REQUEST', message: `not a stream id: ${JSON.stringify(streamId)} (expected run-<uuid>, artifact-<uuid> or project-<uuid>)` });
+      const id = m[2]!.toLowerCase();
+      const projectId = m[1] === 'run' ? (await access.run(id)).projectId : m[1] === 'artifact' ? (await access.artifact(id)).projectId : (await access.project(id)).id;
+      return { streamId: `${m[1]}-${id}`, projectId };
+    },
+    mayCreateProjects() {
+      if (ctx.key) throw new TRPCError({ code: 'FORBIDDEN', message: 'an API key is bound to one project and cannot create projects; create them with the CLI (`pedigree projects create`) or an open local server' });
+    },
+  };
+  return access;
+}

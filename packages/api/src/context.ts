@@ -1,0 +1,50 @@
+import type { Pedigree } from '@pedigree/lineage';
+import { TRPCError } from '@trpc/server';
+import { authenticateApiKey, type KeyIdentity } from './keys.ts';
+
+/**
+ * `open`: requests without a key act on every project (the embedded,
+ * single-user default). `keys`: every request needs a key, and sees only its
+ * project. A request that carries a key is held to that key's project in
+ * either mode.
+ */
+export type AuthMode = 'open' | 'keys';
+
+export interface Context {
+  pedigree: Pedigree;
+  authMode: AuthMode;
+  /** The key the request carried, once checked; null when it carried none. */
+  key: KeyIdentity | null;
+  /** Who is acting, for event metadata. */
+  actor: string;
+}
+
+export interface CreateContextInput {
+  pedigree: Pedigree;
+  authMode: AuthMode;
+  /** The raw key the request carried: `Authorization: Bearer …`, `x-api-key`, or the subscription's connection params. */
+  apiKey?: string | null;
+  client?: string | null;
+}
+
+export async function createContext({ pedigree, authMode, apiKey, client }: CreateContextInput): Promise<Context> {
+  let key: KeyIdentity | null = null;
+  if (apiKey) {
+    key = await authenticateApiKey(pedigree.database.db, apiKey);
+    if (!key) throw new TRPCError({ code: 'UNAUTHORIZED', message: 'unknown or revoked API key' });
+  } else if (authMode === 'keys') {
+    throw new TRPCError({ code: 'UNAUTHORIZED', message: 'this server needs an API key: create one with `pedigree keys create --project <name>` and send it as `Authorization: Bearer <key>`' });
+  }
+  const actor = key ? `key:${key.name}` : 'local';
+  return { pedigree, authMode, key, actor: client ? `${actor} (${client.slice(0, 100)})` : actor };
+}
+
+/** The key from request headers. */
+export function apiKeyFromHeaders(headers: Headers): string | null {
+  const auth = headers.get('authorization');
+  if (auth) {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+    return m ? m[1]! : auth.trim();
+  }
+  return headers.get('x-api-key');
+}

@@ -1,0 +1,101 @@
+import { defaultTarget } from '@pedigree/db';
+import { openPedigree, type Pedigree } from '@pedigree/lineage';
+import { TRPCError } from '@trpc/server';
+import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
+import { apiKeyFromHeaders, createContext, type AuthMode } from './context.ts';
+import { appRouter } from './router.ts';
+
+/** The tRPC endpoint, as mounted by the Next.js app (apps/web/app/api/trpc/[trpc]/route.ts). */
+export const TRPC_ENDPOINT = '/api/trpc';
+/** Larger request bodies get 413 before they are parsed: 50,000 points fit in about 5 MB. */
+export const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
+
+export interface ServerState {
+  pedigree: Pedigree;
+  authMode: AuthMode;
+}
+
+const STATE = Symbol.for('pedigree.api.server');
+type Global = typeof globalThis & { [STATE]?: Promise<ServerState> };
+
+/**
+ * Hands the store to the HTTP handler. `pedigree start` opens the store and
+ * calls this before it starts Next.js in the same process; the route handler,
+ * bundled by Next, finds it through a process-wide symbol.
+ */
+export function installServer(state: ServerState): void {
+  (globalThis as Global)[STATE] = Promise.resolve(state);
+}
+
+export function uninstallServer(): void {
+  delete (globalThis as Global)[STATE];
+}
+
+/** Embedded stores are single-user and open by default; a PostgreSQL server needs keys. PEDIGREE_AUTH=open|keys overrides. */
+export function defaultAuthMode(kind: 'pglite' | 'postgres', env: NodeJS.ProcessEnv = process.env): AuthMode {
+  const chosen = env.PEDIGREE_AUTH;
+  if (chosen === 'open' || chosen === 'keys') return chosen;
+  if (chosen) throw new Error(`PEDIGREE_AUTH must be open or keys, got ${JSON.stringify(chosen)}`);
+  return kind === 'pglite' ? 'open' : 'keys';
+}
+
+/** The installed server, or (under `next dev`) one opened from the environment on first use. */
+function serverState(): Promise<ServerState> {
+  const g = globalThis as Global;
+  g[STATE] ??= openPedigree(defaultTarget()).then((pedigree) => ({ pedigree, authMode: defaultAuthMode(pedigree.database.db.kind) }));
+  return g[STATE];
+}
+
+function jsonError(status: number, code: string, message: string): Response {
+  return Response.json({ error: { json: { message, code: -32600, data: { code, httpStatus: status } } } }, { status });
+}
+
+/** Reads a request body up to the limit; null when it is over. */
+async function readLimited(req: Request, limit: number): Promise<Uint8Array | null> {
+  const declared = Number(req.headers.get('content-length') ?? NaN);
+  if (declared > limit) return null;
+  if (!req.body) return new Uint8Array();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = req.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Serves the tRPC router over the Fetch API: what the Next.js route handler exports as GET and POST. */
+export async function handleTrpcRequest(req: Request): Promise<Response> {
+  let request = req;
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    const body = await readLimited(req, MAX_REQUEST_BYTES);
+    if (!body) return jsonError(413, 'PAYLOAD_TOO_LARGE', `request body over ${MAX_REQUEST_BYTES} bytes; send metrics in batches of at most 50,000 points`);
+    request = new Request(req.url, { method: req.method, headers: req.headers, body });
+  }
+  const state = await serverState();
+  return fetchRequestHandler({
+    endpoint: TRPC_ENDPOINT,
+    req: request,
+    router: appRouter,
+    allowMethodOverride: false,
+    createContext: ({ req: r, info }) =>
+      createContext({
+        pedigree: state.pedigree,
+        authMode: state.authMode,
+        apiKey: apiKeyFromHeaders(r.headers) ?? (typeof info.connectionParams?.apiKey === 'string' ? info.connectionParams.apiKey : null),
+        client: r.headers.get('x-pedigree-client'),
+      }),
+    onError({ error, path }) {
+      if (error.code === 'INTERNAL_SERVER_ERROR') console.error(`pedigree api: ${path ?? '?'}: ${error.cause instanceof Error ? (error.cause.stack ?? error.cause.message) : error.message}`);
+    },
+  });
+}
+
+export { TRPCError };

@@ -1,0 +1,19 @@
+import { z } from 'zod';
+import { RunRef } from '../inputs.ts';
+import { procedure, router } from '../trpc.ts';
+
+export const eventsRouter = router({
+  /** The audit log of one stream (a run's by default), oldest first, with each event's hash chain link. */
+  stream: procedure
+    .input(
+      z.union([
+        z.object({ runId: RunRef, fromVersion: z.number().int().min(1).optional(), limit: z.number().int().min(1).max(10_000).optional() }),
+        z.object({ streamId: z.string().min(1).max(100), fromVersion: z.number().int().min(1).optional(), limit: z.number().int().min(1).max(10_000).optional() }),
+      ]),
+    )
+    .query(async ({ ctx, input }) => {
+      const streamId = 'runId' in input ? `run-${(await ctx.access.run(input.runId)).id}` : (await ctx.access.stream(input.streamId)).streamId;
+      const events = await ctx.pedigree.store.readStream(streamId, { fromVersion: input.fromVersion, limit: input.limit ?? 1000 });
+      return { streamId, events };
+    }),
+});

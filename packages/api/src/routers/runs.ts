@@ -1,0 +1,207 @@
+import type { Json } from '@pedigree/ledger';
+import { z } from 'zod';
+import { EventId, InputRefs, JsonRecord, MetricBatch, Name, ProjectRef, RunKind, RunRef, Step, Tags, Uuid } from '../inputs.ts';
+import { procedure, router } from '../trpc.ts';
+import { watchRun } from '../watch.ts';
+
+const RunId = z.object({ runId: RunRef });
+const Write = z.object({ runId: RunRef, eventId: EventId });
+const SORTS = ['createdAt', 'name', 'kind', 'status'] as const;
+
+const meta = (ctx: { actor: string }) => ({ actor: ctx.actor });
+
+export const runsRouter = router({
+  // ---- writes -------------------------------------------------------------
+  create: procedure
+    .input(
+      z.object({
+        project: ProjectRef,
+        runId: Uuid.optional(),
+        name: Name,
+        kind: RunKind,
+        codeVersion: z.string().max(200).optional(),
+        environment: JsonRecord.optional(),
+        hyperparameters: JsonRecord.optional(),
+        inputs: InputRefs.optional(),
+        tags: Tags.optional(),
+        start: z.boolean().optional(),
+        eventId: EventId,
+      }),
+    )
+    .mutation(async ({ ctx, input }) => {
+      const project = await ctx.access.project(input.project);
+      const { project: _p, eventId, ...rest } = input;
+      const res = await ctx.pedigree.tracker.createRun(
+        { ...rest, projectId: project.id, environment: rest.environment as Record<string, Json>, hyperparameters: rest.hyperparameters as Record<string, Json> },
+        { eventId, metadata: meta(ctx) },
+      );
+      return { runId: res.runId, version: res.version, duplicate: res.duplicate };
+    }),
+
+  /** A new run from a run (and usually one of its checkpoints), with changes. */
+  fork: procedure
+    .input(
+      z.object({
+        fromRunId: RunRef,
+        runId: Uuid.optional(),
+        name: Name,
+        kind: RunKind.optional(),
+        checkpointId: Uuid.optional(),
+        step: Step.optional(),
+        hyperparameters: JsonRecord.optional(),
+        inheritHyperparameters: z.boolean().optional(),
+        inputs: InputRefs.optional(),
+        tags: Tags.optional(),
+        codeVersion: z.string().max(200).optional(),
+        start: z.boolean().optional(),
+        eventId: EventId,
+      }),
+    )
+    .mutation(async ({ ctx, input }) => {
+      const parent = await ctx.access.run(input.fromRunId);
+      if (input.checkpointId) await ctx.access.artifact(input.checkpointId);
+      const { fromRunId: _f, eventId, ...rest } = input;
+      const res = await ctx.pedigree.tracker.forkRun(parent.id, { ...rest, hyperparameters: rest.hyperparameters as Record<string, Json> }, { eventId, metadata: meta(ctx) });
+      return { runId: res.runId, version: res.version, duplicate: res.duplicate };
+    }),
+
+  start: procedure.input(Write).mutation(async ({ ctx, input }) => {
+    const run = await ctx.access.run(input.runId);
+    return ctx.pedigree.tracker.startRun(run.id, { eventId: input.eventId, metadata: meta(ctx) });
+  }),
+
+  declareHyperparameters: procedure.input(Write.extend({ values: JsonRecord })).mutation(async ({ ctx, input }) => {
+    const run = await ctx.access.run(input.runId);
+    return ctx.pedigree.tracker.declareHyperparameters(run.id, input.values as Record<string, Json>, { eventId: input.eventId, metadata: meta(ctx) });
+  }),
+
+  changeHyperparameter: procedure
+    .input(Write.extend({ key: z.string().min(1).max(250), value: z.unknown(), step: Step, reason: z.string().max(2000).optional() }))
+    .mutation(async ({ ctx, input }) => {
+      const run = await ctx.access.run(input.runId);
+      return ctx.pedigree.tracker.changeHyperparameter(
+        run.id,
+        { key: input.key, value: input.value as Json, step: input.step, reason: input.reason },
+        { eventId: input.eventId, metadata: meta(ctx) },
+      );
+    }),
+
+  useInput: procedure.input(Write.extend({ artifactId: Uuid, role: z.string().min(1).max(250), step: Step.optional() })).mutation(async ({ ctx, input }) => {
+    const run = await ctx.access.run(input.runId);
+    await ctx.access.artifact(input.artifactId);
+    return ctx.pedigree.tracker.useInput(run.id, { artifactId: input.artifactId, role: input.role, step: input.step }, { eventId: input.eventId, metadata: meta(ctx) });
+  }),
+
+  produceOutput: procedure.input(Write.extend({ artifactId: Uuid, role: z.string().min(1).max(250), step: Step.optional() })).mutation(async ({ ctx, input }) => {
+    const run = await ctx.access.run(input.runId);
+    await ctx.access.artifact(input.artifactId);
+    return ctx.pedigree.tracker.produceOutput(run.id, { artifactId: input.artifactId, role: input.role, step: input.step }, { eventId: input.eventId, metadata: meta(ctx) });
+  }),
+
+  /** A batch of points (up to 50,000 per call), one event. Retrying with the same eventId never duplicates. */
+  logMetrics: procedure.input(Write.extend({ points: MetricBatch, allowNonFinite: z.boolean().optional() })).mutation(async ({ ctx, input }) => {
+    const run = await ctx.access.run(input.runId);
+    const res = await ctx.pedigree.tracker.logMetrics(run.id, input.points, { eventId: input.eventId, metadata: meta(ctx), allowNonFinite: input.allowNonFinite });
+    return { version: res.version, position: res.positions[0] ?? null, duplicate: res.duplicate, points: input.points.length };
+  }),
+
+  saveCheckpoint: procedure
+    .input(
+      Write.extend({
+        step: Step,
+        digest: z.string().min(1).max(200),
+        name: z.string().min(1).max(200).optional(),
+        manifest: z.record(z.string().max(250), z.array(z.number().int().nonnegative()).max(16)).optional(),
+        path: z.string().max(4096).optional(),
+        bytes: z.number().int().nonnegative().optional(),
+      }),
+    )
+    .mutation(async ({ ctx, input }) => {
+      const run = await ctx.access.run(input.runId);
+      const { runId: _r, eventId, ...checkpoint } = input;
+      const res = await ctx.pedigree.tracker.saveCheckpoint(run.id, checkpoint, { eventId, metadata: meta(ctx) });
+      return { artifactId: res.artifactId, version: res.version, duplicate: res.duplicate };
+    }),
+
+  recordEval: procedure
+    .input(
+      Write.extend({
+        suite: z.string().min(1).max(200),
+        task: z.string().min(1).max(200),
+        contextLength: z.number().int().positive().optional(),
+        score: z.number(),
+        n: z.number().int().nonnegative().optional(),
+        step: Step.optional(),
+      }),
+    )
+    .mutation(async ({ ctx, input }) => {
+      const run = await ctx.access.run(input.runId);
+      const { runId: _r, eventId, ...e } = input;
+      return ctx.pedigree.tracker.recordEval(run.id, e, { eventId, metadata: meta(ctx) });
+    }),
+
+  complete: procedure.input(Write).mutation(async ({ ctx, input }) => {
+    const run = await ctx.access.run(input.runId);
+    return ctx.pedigree.tracker.completeRun(run.id, { eventId: input.eventId, metadata: meta(ctx) });
+  }),
+
+  fail: procedure.input(Write.extend({ error: z.string().min(1).max(10_000) })).mutation(async ({ ctx, input }) => {
+    const run = await ctx.access.run(input.runId);
+    return ctx.pedigree.tracker.failRun(run.id, input.error, { eventId: input.eventId, metadata: meta(ctx) });
+  }),
+
+  tag: procedure.input(Write.extend({ tag: z.string().min(1).max(250) })).mutation(async ({ ctx, input }) => {
+    const run = await ctx.access.run(input.runId);
+    return ctx.pedigree.tracker.addTag(run.id, input.tag, { eventId: input.eventId, metadata: meta(ctx) });
+  }),
+
+  note: procedure.input(Write.extend({ text: z.string().min(1).max(10_000), author: z.string().max(200).optional() })).mutation(async ({ ctx, input }) => {
+    const run = await ctx.access.run(input.runId);
+    return ctx.pedigree.tracker.addNote(run.id, input.text, input.author, { eventId: input.eventId, metadata: meta(ctx) });
+  }),
+
+  // ---- reads --------------------------------------------------------------
+  get: procedure.input(RunId).query(async ({ ctx, input }) => {
+    const run = await ctx.access.run(input.runId);
+    return ctx.pedigree.lineage.run(run.id);
+  }),
+
+  list: procedure
+    .input(
+      z.object({
+        project: ProjectRef,
+        kind: z.string().max(50).optional(),
+        status: z.enum(['created', 'running', 'completed', 'failed']).optional(),
+        tag: z.string().max(250).optional(),
+        search: z.string().max(200).optional(),
+        hyperparameters: JsonRecord.optional(),
+        sort: z.enum(SORTS).optional(),
+        order: z.enum(['asc', 'desc']).optional(),
+        limit: z.number().int().min(1).max(1000).optional(),
+        offset: z.number().int().min(0).optional(),
+      }),
+    )
+    .query(async ({ ctx, input }) => {
+      const project = await ctx.access.project(input.project);
+      const { project: _p, ...filters } = input;
+      return ctx.pedigree.lineage.runs({ ...filters, projectId: project.id });
+    }),
+
+  hyperparameters: procedure.input(RunId).query(async ({ ctx, input }) => ctx.pedigree.lineage.hyperparameterHistory((await ctx.access.run(input.runId)).id)),
+
+  /** The run's ancestry over used/produced edges, back to datasets. */
+  lineage: procedure.input(RunId.extend({ maxDepth: z.number().int().min(1).max(100).optional() })).query(async ({ ctx, input }) => {
+    const run = await ctx.access.run(input.runId);
+    return ctx.pedigree.lineage.ancestry(run.id, { maxDepth: input.maxDepth });
+  }),
+
+  edges: procedure.input(RunId).query(async ({ ctx, input }) => ctx.pedigree.lineage.edgesOf((await ctx.access.run(input.runId)).id)),
+  evals: procedure.input(RunId).query(async ({ ctx, input }) => ctx.pedigree.lineage.evals((await ctx.access.run(input.runId)).id)),
+  notes: procedure.input(RunId).query(async ({ ctx, input }) => ctx.pedigree.lineage.notes((await ctx.access.run(input.runId)).id)),
+
+  /** Live: the run's new metric points and status changes. Resumable: pass the last event id seen (tRPC does on reconnect). */
+  watch: procedure.input(RunId.extend({ lastEventId: z.string().regex(/^\d+$/).nullish() })).subscription(async function* ({ ctx, input, signal }) {
+    const run = await ctx.access.run(input.runId);
+    yield* watchRun(ctx.pedigree, run.id, Number(input.lastEventId ?? 0), signal);
+  }),
+});

@@ -1,0 +1,162 @@
+import { randomUUID } from 'node:crypto';
+import { PedigreeError } from './errors.ts';
+import type { ClientCore } from './index.ts';
+
+export interface CheckpointInput {
+  step: number;
+  /** `sha256:<64 hex>` of the checkpoint file. */
+  digest: string;
+  name?: string;
+  /** Tensor name → shape. */
+  manifest?: Record<string, number[]>;
+  path?: string;
+  bytes?: number;
+}
+
+export interface EvalInput {
+  suite: string;
+  task: string;
+  score: number;
+  contextLength?: number;
+  n?: number;
+  step?: number;
+}
+
+interface Point {
+  key: string;
+  step: number;
+  value: number;
+  time: number;
+}
+
+/**
+ * One run being recorded. `log` is synchronous and cheap: points are
+ * buffered and sent in batches in the background, one batch in flight at a
+ * time (so they arrive in order), each with an event id fixed before its
+ * first attempt (so a retry after a lost response is a no-op on the server).
+ * Everything else waits for what was logged before it.
+ */
+export class Run {
+  private buffer: Point[] = [];
+  private queue: Promise<void> = Promise.resolve();
+  private failure: PedigreeError | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private nextStep = 0;
+  private ended = false;
+  /** Points sent and acknowledged. */
+  pointsSent = 0;
+
+  constructor(
+    private readonly core: ClientCore,
+    readonly id: string,
+    readonly name: string,
+    readonly projectId: string,
+  ) {}
+
+  /** Logs values at a step (default: one past the last step logged). */
+  log(values: Record<string, number>, step?: number): void {
+    this.assertOpen();
+    const at = step ?? this.nextStep;
+    if (!Number.isInteger(at) || at < 0) throw new PedigreeError(`step must be a non-negative integer, got ${at}`, 'BAD_REQUEST', null);
+    this.nextStep = Math.max(this.nextStep, at + 1);
+    const time = Date.now();
+    for (const [key, value] of Object.entries(values)) {
+      if (typeof value !== 'number') throw new PedigreeError(`${key} must be a number, got ${typeof value}`, 'BAD_REQUEST', null);
+      this.buffer.push({ key, step: at, value, time });
+    }
+    if (this.buffer.length >= this.core.options.batchSize) this.drain();
+    else this.timer ??= setTimeout(() => this.drain(), this.core.options.flushIntervalMs);
+  }
+
+  /** Sends what is buffered and waits until every point logged so far is acknowledged. */
+  async flush(): Promise<void> {
+    this.drain();
+    await this.queue;
+    if (this.failure) throw this.failure;
+  }
+
+  /** Points logged but not yet acknowledged. */
+  get pending(): number {
+    return this.buffer.length;
+  }
+
+  async checkpoint(input: CheckpointInput): Promise<{ artifactId: string }> {
+    const res = await this.write('save checkpoint', (eventId) => this.core.api.runs.saveCheckpoint.mutate({ runId: this.id, eventId, ...input }));
+    return { artifactId: res.artifactId };
+  }
+
+  async eval(input: EvalInput): Promise<void> {
+    await this.write('record eval', (eventId) => this.core.api.runs.recordEval.mutate({ runId: this.id, eventId, ...input }));
+  }
+
+  /** A hyperparameter changed mid-run (a learning-rate drop, a new context length). */
+  async changeHyperparameter(key: string, value: unknown, step: number, reason?: string): Promise<void> {
+    await this.write('change hyperparameter', (eventId) => this.core.api.runs.changeHyperparameter.mutate({ runId: this.id, eventId, key, value, step, reason }));
+  }
+
+  async use(artifactId: string, role: string, step?: number): Promise<void> {
+    await this.write('use input', (eventId) => this.core.api.runs.useInput.mutate({ runId: this.id, eventId, artifactId, role, step }));
+  }
+
+  async produce(artifactId: string, role: string, step?: number): Promise<void> {
+    await this.write('produce output', (eventId) => this.core.api.runs.produceOutput.mutate({ runId: this.id, eventId, artifactId, role, step }));
+  }
+
+  async tag(tag: string): Promise<void> {
+    await this.write('tag', (eventId) => this.core.api.runs.tag.mutate({ runId: this.id, eventId, tag }));
+  }
+
+  async note(text: string, author?: string): Promise<void> {
+    await this.write('note', (eventId) => this.core.api.runs.note.mutate({ runId: this.id, eventId, text, author }));
+  }
+
+  /** Flushes, then marks the run completed. */
+  async finish(): Promise<void> {
+    await this.write('complete run', (eventId) => this.core.api.runs.complete.mutate({ runId: this.id, eventId }));
+    this.ended = true;
+    this.core.forget(this);
+  }
+
+  /** Flushes what it can, then marks the run failed with the reason. */
+  async fail(error: unknown): Promise<void> {
+    const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    await this.flush().catch(() => {});
+    this.failure = null;
+    await this.write('fail run', (eventId) => this.core.api.runs.fail.mutate({ runId: this.id, eventId, error: reason.slice(0, 10_000) || 'failed' }));
+    this.ended = true;
+    this.core.forget(this);
+  }
+
+  private assertOpen() {
+    if (this.ended) throw new PedigreeError(`run ${this.name} (${this.id}) has ended; start or resume a run to log more`, 'BAD_REQUEST', null);
+    if (this.failure) throw this.failure;
+  }
+
+  /** Moves the buffer into the send queue, in batches. */
+  private drain(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    while (this.buffer.length) {
+      const batch = this.buffer.splice(0, this.core.options.batchSize);
+      const eventId = randomUUID();
+      this.queue = this.queue.then(async () => {
+        if (this.failure) return; // a batch was refused: keep the rest for the caller to see, send nothing out of order
+        try {
+          await this.core.call('log metrics', () => this.core.api.runs.logMetrics.mutate({ runId: this.id, eventId, points: batch, allowNonFinite: this.core.options.allowNonFinite }));
+          this.pointsSent += batch.length;
+        } catch (err) {
+          this.failure = err as PedigreeError;
+          this.core.options.onError?.(this.failure);
+        }
+      });
+    }
+  }
+
+  /** A write after everything logged before it, with one event id for all its attempts. */
+  private async write<T>(what: string, fn: (eventId: string) => Promise<T>): Promise<T> {
+    this.assertOpen();
+    await this.flush();
+    const eventId = randomUUID();
+    return this.core.call(what, () => fn(eventId));
+  }
+}

@@ -1,0 +1,52 @@
+import type { AppRouter } from '@pedigree/api';
+import { createTRPCClient, httpLink, httpSubscriptionLink, splitLink, unstable_localLink, type TRPCClient } from '@trpc/client';
+import superjson from 'superjson';
+
+export type Api = TRPCClient<AppRouter>;
+
+export const CLIENT_NAME = 'pedigree-client/0.1';
+
+/** The typed tRPC client over HTTP; subscriptions over SSE. */
+export async function remoteApi(url: string, apiKey: string | undefined): Promise<Api> {
+  const endpoint = `${url.replace(/\/+$/, '')}/api/trpc`;
+  const headers: Record<string, string> = { 'x-pedigree-client': CLIENT_NAME };
+  if (apiKey) headers.authorization = `Bearer ${apiKey}`;
+  // Node 20 has no EventSource: the `eventsource` package, which can send the key as a header.
+  // Deno and browsers have one, which cannot: the key goes in the connection params.
+  const native = (globalThis as { EventSource?: typeof EventSource }).EventSource;
+  const subscriptions = native
+    ? httpSubscriptionLink({ url: endpoint, transformer: superjson, connectionParams: apiKey ? { apiKey } : undefined })
+    : httpSubscriptionLink({
+        url: endpoint,
+        transformer: superjson,
+        EventSource: (await import('eventsource')).EventSource,
+        eventSourceOptions: {
+          fetch: (input, init) => fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), ...headers } }),
+        },
+      });
+  return createTRPCClient<AppRouter>({
+    links: [
+      splitLink({
+        condition: (op) => op.type === 'subscription',
+        true: subscriptions,
+        false: httpLink({ url: endpoint, transformer: superjson, headers }),
+      }),
+    ],
+  });
+}
+
+/** The same client, calling the router in this process against a local store: no server. */
+export async function embeddedApi(dir: string | undefined): Promise<{ api: Api; close: () => Promise<void> }> {
+  const [{ openPedigree }, { defaultHome }, api] = await Promise.all([import('@pedigree/lineage'), import('@pedigree/db'), import('@pedigree/api')]);
+  const pedigree = await openPedigree({ dir: dir ?? defaultHome() });
+  const client = createTRPCClient<AppRouter>({
+    links: [
+      unstable_localLink({
+        router: api.appRouter,
+        transformer: superjson,
+        createContext: () => api.createContext({ pedigree, authMode: 'open', client: CLIENT_NAME }),
+      }),
+    ],
+  });
+  return { api: client, close: () => pedigree.close() };
+}

@@ -1,0 +1,48 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { handleTrpcRequest, installServer, uninstallServer, type AuthMode } from '@pedigree/api';
+import type { Pedigree } from '@pedigree/lineage';
+
+/**
+ * The API's fetch handler (what the Next.js route exports) behind a plain
+ * node:http server in the test's process: real HTTP, without starting Next.
+ * Tests about what the API decides (auth, validation) use this; tests about
+ * the server a user runs use test/support/server.ts.
+ */
+export async function serveInProcess(pedigree: Pedigree, authMode: AuthMode): Promise<{ url: string; close(): Promise<void> }> {
+  installServer({ pedigree, authMode });
+  const server = http.createServer(async (req, res) => {
+    try {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const body = chunks.length ? Buffer.concat(chunks) : undefined;
+      const controller = new AbortController();
+      res.on('close', () => controller.abort());
+      const request = new Request(`http://${req.headers.host}${req.url}`, {
+        method: req.method,
+        headers: req.headers as Record<string, string>,
+        body: req.method === 'GET' || req.method === 'HEAD' ? undefined : body,
+        signal: controller.signal,
+      });
+      const response = await handleTrpcRequest(request);
+      res.writeHead(response.status, Object.fromEntries(response.headers));
+      if (response.body) {
+        for await (const chunk of response.body) res.write(chunk);
+      }
+      res.end();
+    } catch (err) {
+      if (!res.headersSent) res.writeHead(500);
+      res.end(String(err));
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+      uninstallServer();
+    },
+  };
+}
