@@ -15,6 +15,8 @@ export interface Context {
   authMode: AuthMode;
   /** The key the request carried, once checked; null when it carried none. */
   key: KeyIdentity | null;
+  /** Why the request may not touch any project (no key on a keys server, a bad key); raised by every procedure but health. */
+  authError: TRPCError | null;
   /** Who is acting, for event metadata. */
   actor: string;
 }
@@ -29,14 +31,15 @@ export interface CreateContextInput {
 
 export async function createContext({ pedigree, authMode, apiKey, client }: CreateContextInput): Promise<Context> {
   let key: KeyIdentity | null = null;
+  let authError: TRPCError | null = null;
   if (apiKey) {
     key = await authenticateApiKey(pedigree.database.db, apiKey);
-    if (!key) throw new TRPCError({ code: 'UNAUTHORIZED', message: 'unknown or revoked API key' });
+    if (!key) authError = new TRPCError({ code: 'UNAUTHORIZED', message: 'unknown or revoked API key' });
   } else if (authMode === 'keys') {
-    throw new TRPCError({ code: 'UNAUTHORIZED', message: 'this server needs an API key: create one with `pedigree keys create --project <name>` and send it as `Authorization: Bearer <key>`' });
+    authError = new TRPCError({ code: 'UNAUTHORIZED', message: 'this server needs an API key: create one with `pedigree keys create --project <name>` and send it as `Authorization: Bearer <key>`' });
   }
   const actor = key ? `key:${key.name}` : 'local';
-  return { pedigree, authMode, key, actor: client ? `${actor} (${client.slice(0, 100)})` : actor };
+  return { pedigree, authMode, key, authError, actor: client ? `${actor} (${client.slice(0, 100)})` : actor };
 }
 
 /** The key from request headers. */

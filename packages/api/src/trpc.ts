@@ -48,6 +48,9 @@ const mapErrors = t.middleware(async ({ next }) => {
 export const publicProcedure = t.procedure.use(mapErrors);
 
 /** Every other procedure: `ctx.access` checks each project, run and artifact against the caller's key. */
-export const procedure = publicProcedure.use(({ ctx, next }) => next({ ctx: { ...ctx, access: accessFor(ctx) as Access } }));
+export const procedure = publicProcedure.use(({ ctx, next }) => {
+  if (ctx.authError) throw ctx.authError;
+  return next({ ctx: { ...ctx, access: accessFor(ctx) as Access } });
+});
 
 export { TRPCError };

@@ -1,6 +1,7 @@
 import type { Command } from '../command.ts';
 import { eventsCommand } from './events.ts';
 import { helpCommand } from './help.ts';
+import { keysCommand } from './keys.ts';
 import { lineageCommand } from './lineage.ts';
 import { migrateCommand } from './migrate.ts';
 import { projectsCommand } from './projects.ts';
@@ -19,6 +20,7 @@ export const COMMANDS: readonly Command[] = [
   eventsCommand,
   lineageCommand,
   projectsCommand,
+  keysCommand,
   sampleCommand,
   replayCommand,
   verifyCommand,

@@ -1,11 +1,27 @@
+import { UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { formatAgo, shortId, table } from '../format.ts';
 
 export const projectsCommand: Command = {
   name: 'projects',
-  summary: 'list projects',
-  usage: 'projects',
+  summary: 'list projects, or create one',
+  usage: 'projects [create <name> [--description TEXT]]',
+  options: [{ name: 'description', type: 'string', value: 'TEXT', description: 'with `create`: what the project is for' }],
+  args: [
+    { name: 'action', optional: true },
+    { name: 'name', optional: true },
+  ],
   async run(ctx) {
+    const [action, name] = ctx.args;
+    if (action !== undefined && action !== 'create') throw new UsageError(`projects: unknown action ${JSON.stringify(action)}; use \`projects\` to list or \`projects create <name>\``);
+    if (action === 'create') {
+      if (!name) throw new UsageError('projects create needs a <name>');
+      const pd = await ctx.openStore({ create: true });
+      const { projectId } = await pd.tracker.createProject({ name, description: ctx.options.string('description') }, { metadata: { actor: 'cli' } });
+      if (ctx.json) return ctx.term.json({ id: projectId, name });
+      ctx.term.line(`created project ${name} (${projectId})`);
+      return;
+    }
     const pd = await ctx.openStore();
     const projects = await Promise.all(
       (await pd.lineage.projects()).map(async (p) => ({ ...p, runs: (await pd.lineage.runs({ projectId: p.id, limit: 1 })).total })),

@@ -1,69 +1,123 @@
+import { defaultAuthMode, installServer, TRPC_ENDPOINT, uninstallServer, type AuthMode } from '@pedigree/api';
 import type { Pedigree, RunView } from '@pedigree/lineage';
-import type { Command } from '../command.ts';
+import { choiceOption, intOption, UsageError, type ParsedArgs } from '../args.ts';
+import type { Command, Context } from '../command.ts';
 import { formatCount, shortId } from '../format.ts';
+import { DEFAULT_HOST, DEFAULT_PORT, listen, untilStopSignal } from '../server.ts';
 import { describeStore, listRuns, projectNames } from '../store.ts';
 import { printLineageTree } from './lineage.ts';
 import { printRunsTable } from './runs.ts';
 import { recordSampleWithProgress, SAMPLE_PROJECT } from './sample.ts';
 
 const RUNS_SHOWN = 10;
+const AUTH_MODES = ['open', 'keys'] as const;
 
 export const startCommand: Command = {
   name: 'start',
-  summary: 'open the store (creating it, with a sample, when empty) and take a tour',
-  usage: 'start',
+  summary: 'open the store (creating it, with a sample, when empty), take a tour, and serve the API and web app',
+  usage: 'start [--port N] [--host H] [--auth open|keys]',
   description:
-    'Opens the store (the embedded one unless --url or DATABASE_URL names a server), applies pending migrations, and on an empty store records the sample lineage. Then shows the runs, the lineage of the latest training run, and commands to try next.',
+    'Opens the store (the embedded one unless --url or DATABASE_URL names a server), applies pending migrations, and on an empty store records the sample lineage. Shows the runs and the lineage of the latest training run, then serves the web app and the tRPC API (' +
+    `${TRPC_ENDPOINT}) from this process until Ctrl-C (SIGINT) or SIGTERM, which closes the store cleanly. With --json, prints one line of JSON ({url, store, auth, …}) once it is listening.`,
+  options: [
+    { name: 'port', type: 'string', value: 'N', description: `port to listen on (default: $PEDIGREE_PORT, else ${DEFAULT_PORT}; 0 picks a free one)` },
+    { name: 'host', type: 'string', value: 'H', description: `address to listen on (default: ${DEFAULT_HOST}, this machine only)` },
+    { name: 'auth', type: 'string', value: 'MODE', description: 'open (no API key needed) or keys (default: open for the embedded store, keys for a server; $PEDIGREE_AUTH)' },
+  ],
   async run(ctx) {
-    const pd = await ctx.openStore({ migrate: true, create: true });
-    const store = describeStore(pd.database.db);
-    const { term } = ctx;
-    const { paint } = term;
-    if (!ctx.json) term.line(`${paint.bold('Pedigree')}  ${paint.dim('store:')} ${store}`);
+    const { host, port, auth } = serveOptions(ctx.options);
+    // The port first: if it is taken, fail before this process touches the store.
+    const web = await listen({ host, port });
+    try {
+      const pd = await ctx.openStore({ migrate: true, create: true });
+      const tour = await showTour(ctx, pd);
+      const authMode = auth ?? defaultAuthMode(pd.database.db.kind);
+      installServer({ pedigree: pd, authMode });
+      await web.serveApp();
 
-    const empty = (await pd.store.lastPosition()) === 0;
-    const recorded = empty ? await recordSampleWithProgress(pd, term, SAMPLE_PROJECT, { quiet: ctx.json }) : null;
-    const events = await pd.store.lastPosition();
-    const { runs, total } = await listRuns(pd, undefined, { limit: RUNS_SHOWN });
-    const featured = await latestTrainingRun(pd, runs);
+      const { term } = ctx;
+      if (ctx.json) {
+        term.line(JSON.stringify({ url: web.url, api: `${web.url}${TRPC_ENDPOINT}`, port: web.port, store: tour.store, kind: pd.database.db.kind, auth: authMode, recordedSample: tour.recordedSample, events: tour.events, pid: process.pid }));
+      } else {
+        term.line(`${term.paint.bold('Pedigree is serving')} ${term.paint.cyan(web.url)}  (API: ${TRPC_ENDPOINT}, store: ${tour.store}, auth: ${authMode})`);
+        term.line(term.paint.dim('Press Ctrl-C to stop; the store is closed cleanly.'));
+      }
+      if (authMode === 'open' && !isLoopback(host)) term.error(`pedigree: warning: auth is open on ${host}: anyone who can reach it can read and write every project (--auth keys)`);
 
-    if (ctx.json) {
-      return term.json({ store, kind: pd.database.db.kind, recordedSample: Boolean(recorded), events, runs, lineage: featured ? await pd.lineage.ancestry(featured.id) : null });
+      const signal = await untilStopSignal();
+      if (!ctx.json) term.line(`Stopping (${signal})…`);
+    } finally {
+      await web.close();
+      uninstallServer();
     }
-    if (!recorded) term.line(`The store holds ${formatCount(events)} events; nothing recorded.`);
-
-    term.line();
-    if (runs.length === 0) {
-      term.line('No runs yet. Record a sample with `pedigree sample`, or log from a trainer.');
-    } else {
-      term.line(paint.bold(`Runs${total > runs.length ? ` (newest ${runs.length} of ${total})` : ''}`));
-      const names = await projectNames(pd);
-      printRunsTable(term, runs, { projectNames: names.size > 1 ? names : undefined });
-    }
-    if (featured) {
-      term.line();
-      term.line(paint.bold(`Lineage of ${featured.name} (${shortId(featured.id)})`));
-      printLineageTree(term, await pd.lineage.ancestry(featured.id));
-    }
-
-    term.line();
-    term.line(paint.dim('Dashboard: not built yet; this version of `pedigree start` prints the tour above and exits.'));
-    term.line();
-    term.line(paint.bold('Try next'));
-    const run = featured ? shortId(featured.id) : '<run>';
-    const tips: [string, string][] = [
-      ['npx pedigree runs', 'every run (--project, --kind, --status, --tag, --json)'],
-      [`npx pedigree show ${run}`, 'one run: hyperparameters, inputs, metrics, evals'],
-      [`npx pedigree lineage ${run}`, 'where a model came from, back to its datasets'],
-      [`npx pedigree events ${run}`, "the run's audit log, hash-chained"],
-      ['npx pedigree verify', 'check every hash chain'],
-      ['npx pedigree replay', 'rebuild the read models from the events'],
-      ['npx pedigree --help', 'everything else'],
-    ];
-    const widest = Math.max(...tips.map(([c]) => c.length));
-    for (const [command, what] of tips) term.line(`  ${paint.cyan(command.padEnd(widest))}  ${paint.dim(what)}`);
+    // The dispatcher closes the store once this returns.
   },
 };
+
+function serveOptions(options: ParsedArgs): { host: string; port: number; auth: AuthMode | undefined } {
+  const host = options.string('host') ?? DEFAULT_HOST;
+  if (!host) throw new UsageError('--host needs an address');
+  const fromEnv = process.env.PEDIGREE_PORT;
+  const port = intOption(options, 'port', { min: 0, max: 65535 }) ?? (fromEnv ? portFromEnv(fromEnv) : DEFAULT_PORT);
+  return { host, port, auth: choiceOption(options, 'auth', AUTH_MODES) };
+}
+
+function portFromEnv(raw: string): number {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n > 65535) throw new UsageError(`PEDIGREE_PORT must be a port number from 0 to 65535, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+const isLoopback = (host: string) => host === 'localhost' || host === '::1' || host.startsWith('127.');
+
+/** Prints what the store holds (recording the sample into an empty one); in JSON mode, only gathers the figures. */
+async function showTour(ctx: Context, pd: Pedigree): Promise<{ store: string; recordedSample: boolean; events: number }> {
+  const store = describeStore(pd.database.db);
+  const { term } = ctx;
+  const { paint } = term;
+  if (!ctx.json) term.line(`${paint.bold('Pedigree')}  ${paint.dim('store:')} ${store}`);
+
+  const empty = (await pd.store.lastPosition()) === 0;
+  const recorded = empty ? await recordSampleWithProgress(pd, term, SAMPLE_PROJECT, { quiet: ctx.json }) : null;
+  const events = await pd.store.lastPosition();
+  const summary = { store, recordedSample: Boolean(recorded), events };
+  if (ctx.json) return summary;
+  if (!recorded) term.line(`The store holds ${formatCount(events)} events; nothing recorded.`);
+
+  const { runs, total } = await listRuns(pd, undefined, { limit: RUNS_SHOWN });
+  const featured = await latestTrainingRun(pd, runs);
+  term.line();
+  if (runs.length === 0) {
+    term.line('No runs yet. Record a sample with `pedigree sample`, or log from a trainer.');
+  } else {
+    term.line(paint.bold(`Runs${total > runs.length ? ` (newest ${runs.length} of ${total})` : ''}`));
+    const names = await projectNames(pd);
+    printRunsTable(term, runs, { projectNames: names.size > 1 ? names : undefined });
+  }
+  if (featured) {
+    term.line();
+    term.line(paint.bold(`Lineage of ${featured.name} (${shortId(featured.id)})`));
+    printLineageTree(term, await pd.lineage.ancestry(featured.id));
+  }
+
+  term.line();
+  // PGlite opens a data directory in one process at a time: this one, while it serves.
+  term.line(paint.bold(pd.database.db.kind === 'pglite' ? 'Try next (once the server is stopped)' : 'Try next (in another terminal)'));
+  const run = featured ? shortId(featured.id) : '<run>';
+  const tips: [string, string][] = [
+    ['npx pedigree runs', 'every run (--project, --kind, --status, --tag, --json)'],
+    [`npx pedigree show ${run}`, 'one run: hyperparameters, inputs, metrics, evals'],
+    [`npx pedigree lineage ${run}`, 'where a model came from, back to its datasets'],
+    [`npx pedigree events ${run}`, "the run's audit log, hash-chained"],
+    ['npx pedigree verify', 'check every hash chain'],
+    ['npx pedigree replay', 'rebuild the read models from the events'],
+    ['npx pedigree --help', 'everything else'],
+  ];
+  const widest = Math.max(...tips.map(([c]) => c.length));
+  for (const [command, what] of tips) term.line(`  ${paint.cyan(command.padEnd(widest))}  ${paint.dim(what)}`);
+  term.line();
+  return summary;
+}
 
 /** The newest run that trains (evals have the shortest lineage, and the least to show). */
 async function latestTrainingRun(pd: Pedigree, newest: RunView[]): Promise<RunView | undefined> {
