@@ -287,6 +287,9 @@ export class Tracker {
     if (!Array.isArray(points) || points.length === 0) throw new ValidationError('logMetrics needs at least one point');
     if (points.length > MAX_POINTS_PER_BATCH) throw new ValidationError(`at most ${MAX_POINTS_PER_BATCH} points per batch, got ${points.length}`);
     const now = opts.now ?? Date.now();
+    // A retry (same event id) of a batch that left `time` to the server must propose the same event:
+    // take the times the first attempt was stored with.
+    const firstTimes = opts.eventId && points.some((p) => p?.time === undefined) ? await this.storedPointTimes(opts.eventId) : null;
     const out = points.map((p, i) => {
       if (typeof p !== 'object' || p === null) throw new ValidationError(`points[${i}] must be an object`);
       // JSON (and so the event) has no -0: store it as 0 from the start, so every read agrees.
@@ -295,7 +298,7 @@ export class Tracker {
         if (!opts.allowNonFinite) throw new ValidationError(`points[${i}].value is ${p.value}: metric values must be finite (pass allowNonFinite to log NaN/Infinity)`);
         value = Number.isNaN(p.value) ? 'NaN' : p.value > 0 ? 'Infinity' : '-Infinity';
       }
-      return { key: p.key, step: p.step, value, time: p.time ?? now };
+      return { key: p.key, step: p.step, value, time: p.time ?? firstTimes?.[i] ?? now };
     });
     return this.onRun(runId, [{ type: 'MetricsLogged', data: { points: out } }], opts, { allow: ['created', 'running'], verb: 'log metrics to' });
   }
@@ -342,6 +345,11 @@ export class Tracker {
 
   async addNote(runId: string, text: string, author?: string, opts: CommandOptions = {}) {
     return this.onRun(runId, [{ type: 'NoteAdded', data: { text, author } }], opts, { verb: 'annotate' });
+  }
+
+  private async storedPointTimes(eventId: string): Promise<number[] | null> {
+    const [row] = await this.db.query<{ data: { points?: { time?: number }[] } }>("SELECT data FROM events WHERE event_id = $1 AND type = 'MetricsLogged'", [uuid(eventId, 'eventId')]);
+    return row?.data.points?.map((p) => p.time ?? 0) ?? null;
   }
 
   /** Appends to an existing run's stream, checking its state inside the transaction. */

@@ -1,0 +1,129 @@
+/**
+ * Bad input over the wire, as raw HTTP (what a non-TypeScript caller sends,
+ * in tRPC's wire format: `POST /api/trpc/<path>` with `{"json": input}`).
+ * How we tried to break it: malformed JSON, wrong types, missing fields,
+ * a batch one point over the limit, a body over the size limit, a made-up
+ * procedure, GET on a mutation, a reused event id with other content, writes
+ * to a finished run, data-mix weights that do not sum to 1, names too long.
+ * Each gets the documented 4xx and a message naming the problem, and the
+ * store is unchanged (same last position, same points).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_REQUEST_BYTES } from '@pedigree/api';
+import type { Pedigree } from '@pedigree/lineage';
+import { serveInProcess } from './support/inprocess.ts';
+import { pgliteBackend } from './support/stores.ts';
+
+describe('bad input over raw HTTP', () => {
+  const backend = pgliteBackend();
+  let pd: Pedigree;
+  let server: Awaited<ReturnType<typeof serveInProcess>>;
+  let runId: string;
+  let doneRunId: string;
+  let projectId: string;
+
+  beforeAll(async () => {
+    pd = await backend.open();
+    ({ projectId } = await pd.tracker.createProject({ name: 'wire' }));
+    ({ runId } = await pd.tracker.createRun({ projectId, name: 'live', kind: 'pretrain', start: true }));
+    ({ runId: doneRunId } = await pd.tracker.createRun({ projectId, name: 'done', kind: 'pretrain', start: true }));
+    await pd.tracker.completeRun(doneRunId);
+    server = await serveInProcess(pd, 'open');
+  });
+  afterAll(async () => {
+    await server?.close();
+    await backend.dispose();
+  });
+
+  const post = (path: string, body: string | object, headers: Record<string, string> = {}) =>
+    fetch(`${server.url}/api/trpc/${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+
+  /** Sends, expects the status and a message matching, and checks nothing was written. */
+  async function refused(res: Promise<Response>, status: number, message: RegExp) {
+    const before = await pd.store.lastPosition();
+    const r = await res;
+    const text = await r.text();
+    expect(r.status, text).toBe(status);
+    const body = JSON.parse(text) as { error: { json: { message: string; data: { httpStatus: number } } } };
+    expect(body.error.json.message).toMatch(message);
+    expect(body.error.json.data.httpStatus).toBe(status);
+    expect(await pd.store.lastPosition()).toBe(before);
+    return body.error.json;
+  }
+
+  it('accepts a well-formed batch (the baseline the refusals below differ from)', async () => {
+    const r = await post('runs.logMetrics', { json: { runId, points: [{ key: 'loss', step: 0, value: 1.5 }] } });
+    expect(r.status).toBe(200);
+    expect(await r.json()).toMatchObject({ result: { data: { json: { points: 1, duplicate: false } } } });
+  });
+
+  it('malformed JSON: 400 PARSE_ERROR', async () => {
+    await refused(post('runs.logMetrics', '{"json": {"runId": '), 400, /JSON|parse/i);
+  });
+
+  it('wrong types: 400 naming the field', async () => {
+    const err = await refused(post('runs.logMetrics', { json: { runId, points: [{ key: 'loss', step: 'one', value: 'high' }] } }), 400, /points\.0\.step.*points\.0\.value|points\.0\.value.*points\.0\.step/s);
+    expect(JSON.stringify(err.data)).toContain('zodError');
+    await refused(post('runs.logMetrics', { json: 42 }), 400, /invalid input/);
+    await refused(post('runs.logMetrics', { json: { runId, points: [{ key: 'loss', step: 1.5, value: 1 }] } }), 400, /step/);
+    await refused(post('runs.logMetrics', { json: { runId, points: [{ key: 'loss', step: -1, value: 1 }] } }), 400, /step/);
+  });
+
+  it('missing fields: 400 naming them', async () => {
+    await refused(post('runs.logMetrics', { json: { points: [{ key: 'loss', step: 0, value: 1 }] } }), 400, /runId/);
+    await refused(post('runs.create', { json: { project: 'wire', kind: 'sft' } }), 400, /name/);
+    await refused(post('runs.recordEval', { json: { runId, suite: 'x' } }), 400, /task.*score|score.*task/s);
+  });
+
+  it('a batch over 50,000 points: 400, nothing written', async () => {
+    const points = Array.from({ length: 50_001 }, (_, i) => ({ key: 'loss', step: i, value: 1 }));
+    await refused(post('runs.logMetrics', { json: { runId, points } }), 400, /at most 50000 points per call/);
+    const atLimit = Array.from({ length: 50_000 }, (_, i) => ({ key: 'big', step: i, value: i }));
+    expect((await post('runs.logMetrics', { json: { runId, points: atLimit } })).status).toBe(200);
+    expect(await pd.lineage.metricPoints(runId, 'big', { limit: 100_000 })).toHaveLength(50_000);
+  });
+
+  it(`a body over ${MAX_REQUEST_BYTES} bytes: 413 before it is parsed`, async () => {
+    const huge = JSON.stringify({ json: { runId, points: [{ key: 'x'.repeat(MAX_REQUEST_BYTES), step: 0, value: 1 }] } });
+    await refused(post('runs.logMetrics', huge), 413, /request body over/);
+  });
+
+  it('names and keys over their limits: 400', async () => {
+    await refused(post('runs.create', { json: { project: 'wire', name: 'n'.repeat(201), kind: 'sft' } }), 400, /name/);
+    await refused(post('runs.logMetrics', { json: { runId, points: [{ key: 'k'.repeat(251), step: 0, value: 1 }] } }), 400, /key/);
+    await refused(post('runs.logMetrics', { json: { runId, points: [{ key: 'bad\nkey', step: 0, value: 1 }] } }), 400, /letters, digits/);
+  });
+
+  it('unknown procedure: 404; GET on a mutation: 405; a mutation path as a query: refused', async () => {
+    await refused(post('runs.nope', { json: {} }), 404, /No procedure found/i);
+    const r = await fetch(`${server.url}/api/trpc/runs.logMetrics?input=${encodeURIComponent(JSON.stringify({ json: { runId, points: [] } }))}`);
+    expect(r.status).toBe(405);
+  });
+
+  it('a reused event id with different content: 409, the first write stands', async () => {
+    const eventId = '6f1d4a52-8d0e-4f4b-9a57-0c4f0d2d1e11';
+    expect((await post('runs.logMetrics', { json: { runId, eventId, points: [{ key: 'acc', step: 0, value: 0.5 }] } })).status).toBe(200);
+    const again = await post('runs.logMetrics', { json: { runId, eventId, points: [{ key: 'acc', step: 0, value: 0.5 }] } });
+    expect(await again.json()).toMatchObject({ result: { data: { json: { duplicate: true } } } });
+    await refused(post('runs.logMetrics', { json: { runId, eventId, points: [{ key: 'acc', step: 0, value: 0.9 }] } }), 409, /event id|eventId|different/i);
+    expect((await pd.lineage.metricPoints(runId, 'acc')).map((p) => p.value)).toEqual([0.5]);
+  });
+
+  it('domain rules: writes to a finished run, unknown run, bad data-mix weights, non-finite values: 4xx from the ledger', async () => {
+    const err = await refused(post('runs.logMetrics', { json: { runId: doneRunId, points: [{ key: 'loss', step: 0, value: 1 }] } }), 400, /it is completed/);
+    expect(err.data).toMatchObject({ code: 'BAD_REQUEST', ledgerCode: 'INVALID' });
+    await refused(post('runs.complete', { json: { runId: '00000000-0000-4000-8000-000000000000' } }), 404, /not found/);
+    const { artifactId } = await pd.tracker.registerArtifact({ projectId, name: 'ds', spec: { kind: 'dataset', source: 'synthetic' } });
+    await refused(
+      post('artifacts.register', { json: { project: 'wire', name: 'mix', spec: { kind: 'datamix', components: [{ artifactId, weight: 0.7 }] } } }),
+      400,
+      /weights must sum to 1/,
+    );
+    // superjson's way of sending NaN: refused unless the caller opts in.
+    await refused(post('runs.logMetrics', { json: { runId, points: [{ key: 'loss', step: 9, value: 'NaN' }] }, meta: { values: { 'points.0.value': ['number'] } } }), 400, /finite/);
+  });
+});
