@@ -2,8 +2,9 @@
 // clone ready without anything installed by hand. Idempotent and quick when
 // there is nothing to do. Uses only Node's standard library (it runs before
 // node_modules exists).
-import { execFileSync, execSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { execFileSync, execSync, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync, utimesSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -34,11 +35,50 @@ if (!existsSync(client) || statSync(path.join(root, 'prisma/schema.prisma')).mti
   execFileSync(process.execPath, [path.join(root, 'scripts/generate.mjs')], { stdio: 'inherit' });
 }
 
+// 3. The web app's production build (`pedigree start` serves it in-process), again whenever
+// what it bundles changed: its own sources, the packages the API is made of, the lockfile.
+const web = path.join(root, 'apps/web');
+const buildId = path.join(web, '.next/BUILD_ID');
+const webInputs = ['apps/web', 'packages/api/src', 'packages/lineage/src', 'packages/ledger/src', 'packages/db/src', 'package-lock.json'];
+const builtAt = existsSync(buildId) ? statSync(buildId).mtimeMs : 0;
+const changed = webInputs.find((p) => newestMtime(path.join(root, p)) > builtAt);
+if (changed) {
+  say(existsSync(buildId) ? `rebuilding the web app (${changed} changed; next build, 10–30 s)…` : 'building the web app (next build, 10–30 s)…');
+  const startedAt = new Date();
+  const nextBin = path.join(path.dirname(createRequire(path.join(web, 'package.json')).resolve('next/package.json')), 'dist/bin/next');
+  const build = spawnSync(process.execPath, [nextBin, 'build'], { cwd: web, encoding: 'utf8', env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1' } });
+  if (build.status === 0) {
+    // Stamped with the time the build began: a source saved during the build triggers the next one.
+    utimesSync(buildId, startedAt, startedAt);
+  } else {
+    process.stderr.write(`${build.stdout ?? ''}${build.stderr ?? ''}`);
+    say(`the web app failed to build (apps/web: next build exited ${build.status ?? build.signal}); \`pedigree start\` cannot serve until it builds`);
+    if (!forTests) process.exit(1); // the tests that need no web app still run
+  }
+}
+
+/** The newest modification time of a file or of any file under a directory (build outputs, dependencies and tests aside). */
+function newestMtime(p) {
+  const stat = statSync(p, { throwIfNoEntry: false });
+  if (!stat) return 0;
+  if (!stat.isDirectory()) return /\.test\.ts$|\.tsbuildinfo$/.test(p) ? 0 : stat.mtimeMs;
+  let newest = 0;
+  for (const entry of readdirSync(p)) {
+    if (entry === 'node_modules' || entry === '.next' || entry === '.turbo' || entry === 'next-env.d.ts') continue;
+    newest = Math.max(newest, newestMtime(path.join(p, entry)));
+  }
+  return newest;
+}
+
 if (forTests) {
-  // 3. System packages the tests need, installed when missing (Debian).
+  // 4. System packages the tests need, installed when missing (Debian).
   const wanted = [
     // [command that proves it is there, Debian package]
     ['psql', 'postgresql-client'],
+    // test/notebook.test.ts: nbconvert runs examples/*.ipynb on Deno's kernel (npm `deno`).
+    // python3-ipykernel has no command of its own: it comes along with nbconvert.
+    ['jupyter-nbconvert', 'jupyter-nbconvert python3-ipykernel'],
+    ['jupyter-kernelspec', 'jupyter-client'],
   ];
   const missing = wanted.filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg);
   if (missing.length) {
@@ -51,7 +91,7 @@ if (forTests) {
     }
   }
 
-  // 4. The local PostgreSQL server for the server-mode tests: start it if it is installed and down.
+  // 5. The local PostgreSQL server for the server-mode tests: start it if it is installed and down.
   if (!process.env.PEDIGREE_TEST_DATABASE_URL && has('pg_lsclusters')) {
     const clusters = execSync('pg_lsclusters --no-header', { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
     for (const line of clusters) {

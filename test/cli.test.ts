@@ -4,12 +4,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { openPglite } from '@pedigree/db';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pedigreeServer, type Stopped } from './support/server.ts';
 
 /**
  * The `pedigree` command as a user runs it: the real launcher in a child
  * process, against an embedded store in a temporary PEDIGREE_HOME. Creating a
  * PGlite store takes seconds, so the whole file shares one, and the tests run
  * in order: `start` fills it first, the tampering test spoils it last.
+ * `start` serves until stopped: these tests stop it once it listens, and look
+ * at what it printed (test/server.test.ts covers the serving).
  */
 const root = path.resolve(import.meta.dirname, '..');
 const bin = path.join(root, 'packages/cli/bin/pedigree.mjs');
@@ -39,15 +42,26 @@ interface RunRow {
   status: string;
 }
 
+/** `pedigree start` with the human output, stopped (SIGTERM) as soon as it listens. */
+async function startAndStop(): Promise<Stopped> {
+  const server = await pedigreeServer({ home, json: false });
+  try {
+    await server.start();
+    return await server.stop();
+  } finally {
+    server.kill();
+  }
+}
+
 describe('pedigree CLI', () => {
-  let firstStart: Result;
+  let firstStart: Stopped;
   let runsList: Result;
   let runs: RunRow[];
   const runNamed = (name: string) => runs.find((r) => r.name === name)!;
 
   beforeAll(async () => {
     home = mkdtempSync(path.join(os.tmpdir(), 'pedigree-cli-'));
-    firstStart = await pedigree('start');
+    firstStart = await startAndStop();
     runsList = await pedigree('runs', '--json');
     runs = JSON.parse(runsList.stdout) as RunRow[];
   });
@@ -56,20 +70,21 @@ describe('pedigree CLI', () => {
     rmSync(home, { recursive: true, force: true });
   });
 
-  it('start on an empty store records the sample and prints the tour', () => {
+  it('start on an empty store records the sample, prints the tour, serves, and stops on SIGTERM', () => {
     expect(firstStart.stderr).toBe('');
-    expect(firstStart.code).toBe(0);
+    expect(firstStart).toMatchObject({ code: 0, leftover: false });
     expect(firstStart.stdout).toContain(`embedded PGlite store in ${home}`);
     expect(firstStart.stdout).toMatch(/Recorded \d+ events \(6 runs\)/);
     expect(firstStart.stdout).toMatch(/ID\s+NAME\s+KIND\s+STATUS/);
     expect(firstStart.stdout).toMatch(/Lineage of dpo/);
     expect(firstStart.stdout).toContain('train-mix  pretrain-mix');
-    expect(firstStart.stdout).toContain('Dashboard: not built yet');
     expect(firstStart.stdout).toContain('npx pedigree show');
+    expect(firstStart.stdout).toMatch(/^Pedigree is serving http:\/\/127\.0\.0\.1:\d+ {2}\(API: \/api\/trpc, store: embedded PGlite store in .*, auth: open\)$/m);
+    expect(firstStart.stdout).toMatch(/Stopping \(SIGTERM\)…\nStopped\.\n$/);
   });
 
   it('a second start records nothing', async () => {
-    const again = await pedigree('start');
+    const again = await startAndStop();
     expect(again.code).toBe(0);
     expect(again.stdout).not.toContain('Recording');
     expect(again.stdout).toMatch(/holds \d+ events; nothing recorded/);

@@ -6,6 +6,7 @@ import { GLOBAL_OPTIONS, parseOptions, splitCommand, UsageError } from './args.t
 import type { Command, Context } from './command.ts';
 import { COMMANDS } from './commands/index.ts';
 import { commandHelp, globalHelp, unknownCommand } from './commands/help.ts';
+import { servingProcess } from './server.ts';
 import { targetFrom } from './store.ts';
 import type { Terminal } from './terminal.ts';
 
@@ -42,8 +43,14 @@ export async function runCli(argv: readonly string[], term: Terminal, commands: 
       term,
       target,
       async openStore(opts = {}) {
-        if ('dir' in target && !opts.create && !existsSync(target.dir)) {
-          throw new Error(`no store in ${target.dir}; create one with \`pedigree start\`, or point --home or PEDIGREE_HOME at one`);
+        if ('dir' in target) {
+          if (!opts.create && !existsSync(target.dir)) {
+            throw new Error(`no store in ${target.dir}; create one with \`pedigree start\`, or point --home or PEDIGREE_HOME at one`);
+          }
+          const server = servingProcess(target.dir);
+          if (server) {
+            throw new Error(`the store in ${target.dir} is in use by \`pedigree start\` (pid ${server.pid}, serving ${server.url}); an embedded store opens in one process at a time: stop that server first`);
+          }
         }
         const pd = await openPedigree(target, { migrate: opts.migrate });
         opened.push(pd);

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
@@ -14,18 +14,13 @@ import path from 'node:path';
 export const WEB_DIR = path.resolve(import.meta.dirname, '../../../apps/web');
 export const DEFAULT_PORT = 4400;
 export const DEFAULT_HOST = '127.0.0.1';
-/** Open connections (live subscriptions) get this long to finish once stopping begins. */
+/** Once stopping begins, requests in progress get this long to finish (live subscriptions are cut at once). */
 const DRAIN_MS = 2_000;
-
-/** A one-line failure the user can act on (port taken, web app not built). */
-export class ServeError extends Error {
-  override name = 'ServeError';
-}
 
 /** The part of Next's custom server (`next({ … })`) used here. */
 interface NextApp {
   prepare(): Promise<void>;
-  getRequestHandler(): (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+  getRequestHandler(): Handler;
   close(): Promise<void>;
 }
 type CreateNextApp = (options: { dev: boolean; dir: string; hostname: string; port: number; quiet?: boolean; httpServer?: Server }) => NextApp;
@@ -48,23 +43,29 @@ export async function listen(opts: { host: string; port: number; webDir?: string
   const webDir = opts.webDir ?? WEB_DIR;
   const buildId = path.join(webDir, '.next', 'BUILD_ID');
   if (!existsSync(buildId)) {
-    throw new ServeError(`the web app is not built (no ${path.relative(process.cwd(), buildId) || buildId}); run \`npm run build -w @pedigree/web\` (npm start does it for you)`);
+    throw new Error(`the web app is not built (no ${path.relative(process.cwd(), buildId) || buildId}); run \`npm run build -w @pedigree/web\` (npm start does it for you)`);
   }
 
-  let handle: ((req: IncomingMessage, res: ServerResponse) => Promise<void>) | undefined;
-  let ready: Promise<void> | undefined;
+  // Requests that arrive while the store opens wait for the app; the first serveApp() starts it.
+  let startApp!: (handler: Promise<Handler>) => void;
+  const handler = new Promise<Handler>((resolve) => (startApp = resolve));
+  handler.catch(() => {}); // a failed start is reported by serveApp()
   let app: NextApp | undefined;
+  let starting: Promise<void> | undefined;
+  const inFlight = new Set<Promise<void>>();
+  const responses = new Set<ServerResponse>();
   const server = createServer((req, res) => {
-    const serve = async () => {
-      await ready;
-      if (!handle) throw new Error('the web app is not started');
-      await handle(req, res);
-    };
-    serve().catch((err: unknown) => {
-      console.error(`pedigree: ${req.method} ${req.url}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
-      res.end('internal error\n');
-    });
+    responses.add(res);
+    res.once('close', () => responses.delete(res));
+    const served = handler
+      .then((handle) => handle(req, res))
+      .catch((err: unknown) => {
+        console.error(`pedigree: ${req.method} ${req.url}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end('internal error\n');
+      })
+      .finally(() => inFlight.delete(served));
+    inFlight.add(served);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, opts.host, opts.port)));
@@ -77,28 +78,48 @@ export async function listen(opts: { host: string; port: number; webDir?: string
     url,
     port,
     serveApp() {
-      ready ??= (async () => {
-        // Next reads NODE_ENV at load; `next start` sets it the same way.
-        process.env.NODE_ENV ??= 'production';
-        // Next is the web app's dependency: load the copy it was built with.
-        const requireFromWeb = createRequire(path.join(webDir, 'package.json'));
-        await loadNextConfigQuietly(requireFromWeb, webDir);
-        const createNextApp = requireFromWeb('next') as CreateNextApp;
-        app = createNextApp({ dev: false, dir: webDir, hostname: opts.host, port, quiet: true, httpServer: server });
-        await app.prepare();
-        handle = app.getRequestHandler();
+      starting ??= (async () => {
+        const started = startNext(webDir, { hostname: opts.host, port, httpServer: server });
+        startApp(started.then((a) => a.getRequestHandler()));
+        app = await started;
       })();
-      return ready;
+      return starting;
     },
     async close() {
+      // Stopped before the app started (the store failed to open): requests waiting for it get an error now.
+      if (!starting) startApp(Promise.reject(new Error('the server stopped before it started')));
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
+      // Live subscriptions (SSE) never end by themselves: cut them now; other requests get a moment to finish.
+      for (const res of responses) if (String(res.getHeader('content-type')).startsWith('text/event-stream')) res.destroy();
       const drain = setTimeout(() => server.closeAllConnections(), DRAIN_MS);
       await closed;
       clearTimeout(drain);
+      // Handlers of cut connections still clean up (a subscription unlistens): let them, before the store closes.
+      await settledWithin(inFlight, DRAIN_MS);
       await app?.close();
     },
   };
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+
+async function settledWithin(promises: Iterable<Promise<unknown>>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.allSettled(promises), new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
+
+async function startNext(webDir: string, opts: { hostname: string; port: number; httpServer: Server }): Promise<NextApp> {
+  // Next reads NODE_ENV at load; `next start` sets it the same way.
+  process.env.NODE_ENV ??= 'production';
+  // Next is the web app's dependency: load the copy it was built with.
+  const requireFromWeb = createRequire(path.join(webDir, 'package.json'));
+  await loadNextConfigQuietly(requireFromWeb, webDir);
+  const createNextApp = requireFromWeb('next') as CreateNextApp;
+  const app = createNextApp({ dev: false, dir: webDir, quiet: true, ...opts });
+  await app.prepare();
+  return app;
 }
 
 /**
@@ -119,12 +140,12 @@ async function loadNextConfigQuietly(requireFromWeb: NodeJS.Require, webDir: str
 function listenError(err: NodeJS.ErrnoException, host: string, port: number): Error {
   switch (err.code) {
     case 'EADDRINUSE':
-      return new ServeError(`port ${port} on ${host} is in use (another pedigree start?); stop that server or choose another with --port`);
+      return new Error(`port ${port} on ${host} is in use (another pedigree start?); stop that server or choose another with --port`);
     case 'EACCES':
-      return new ServeError(`no permission to listen on port ${port}; choose one above 1023 with --port`);
+      return new Error(`no permission to listen on port ${port}; choose one above 1023 with --port`);
     case 'EADDRNOTAVAIL':
     case 'ENOTFOUND':
-      return new ServeError(`cannot listen on ${host}: not an address of this machine (--host)`);
+      return new Error(`cannot listen on ${host}: not an address of this machine (--host)`);
     default:
       return err;
   }
@@ -146,4 +167,43 @@ export function untilStopSignal(): Promise<NodeJS.Signals> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
+}
+
+/**
+ * PGlite opens a data directory in one process at a time, and nothing in it
+ * stops a second (its postmaster.pid is a placeholder): two would both write
+ * and spoil the store. While `pedigree start` serves an embedded store it
+ * leaves this note in the directory, and the CLI refuses to open the store
+ * beside it.
+ */
+const SERVING_FILE = 'pedigree-serving.json';
+
+export interface ServingNote {
+  pid: number;
+  url: string;
+}
+
+/** Leaves the note in `dir`; returns what removes it. */
+export function markServing(dir: string, note: ServingNote): () => void {
+  const file = path.join(dir, SERVING_FILE);
+  writeFileSync(file, `${JSON.stringify(note)}\n`);
+  return () => rmSync(file, { force: true });
+}
+
+/** The server holding the embedded store in `dir`, if one is running. */
+export function servingProcess(dir: string): ServingNote | null {
+  let note: ServingNote;
+  try {
+    note = JSON.parse(readFileSync(path.join(dir, SERVING_FILE), 'utf8')) as ServingNote;
+  } catch {
+    return null;
+  }
+  if (note.pid === process.pid) return null;
+  try {
+    process.kill(note.pid, 0);
+    return note;
+  } catch (err) {
+    // EPERM: alive, someone else's. ESRCH: a server that was killed left the note behind.
+    return (err as NodeJS.ErrnoException).code === 'EPERM' ? note : null;
+  }
 }

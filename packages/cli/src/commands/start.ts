@@ -3,7 +3,7 @@ import type { Pedigree, RunView } from '@pedigree/lineage';
 import { choiceOption, intOption, UsageError, type ParsedArgs } from '../args.ts';
 import type { Command, Context } from '../command.ts';
 import { formatCount, shortId } from '../format.ts';
-import { DEFAULT_HOST, DEFAULT_PORT, listen, untilStopSignal } from '../server.ts';
+import { DEFAULT_HOST, DEFAULT_PORT, listen, markServing, untilStopSignal } from '../server.ts';
 import { describeStore, listRuns, projectNames } from '../store.ts';
 import { printLineageTree } from './lineage.ts';
 import { printRunsTable } from './runs.ts';
@@ -16,9 +16,7 @@ export const startCommand: Command = {
   name: 'start',
   summary: 'open the store (creating it, with a sample, when empty), take a tour, and serve the API and web app',
   usage: 'start [--port N] [--host H] [--auth open|keys]',
-  description:
-    'Opens the store (the embedded one unless --url or DATABASE_URL names a server), applies pending migrations, and on an empty store records the sample lineage. Shows the runs and the lineage of the latest training run, then serves the web app and the tRPC API (' +
-    `${TRPC_ENDPOINT}) from this process until Ctrl-C (SIGINT) or SIGTERM, which closes the store cleanly. With --json, prints one line of JSON ({url, store, auth, …}) once it is listening.`,
+  description: `Opens the store (the embedded one unless --url or DATABASE_URL names a server), applies pending migrations, and on an empty store records the sample lineage. Shows the runs and the lineage of the latest training run, then serves the web app and the tRPC API (${TRPC_ENDPOINT}) from this process until Ctrl-C (SIGINT) or SIGTERM, which closes the store cleanly. With --json, prints one line of JSON ({url, store, auth, …}) once it is listening.`,
   options: [
     { name: 'port', type: 'string', value: 'N', description: `port to listen on (default: $PEDIGREE_PORT, else ${DEFAULT_PORT}; 0 picks a free one)` },
     { name: 'host', type: 'string', value: 'H', description: `address to listen on (default: ${DEFAULT_HOST}, this machine only)` },
@@ -26,31 +24,41 @@ export const startCommand: Command = {
   ],
   async run(ctx) {
     const { host, port, auth } = serveOptions(ctx.options);
+    const { term } = ctx;
+    // From here on, Ctrl-C means a clean stop (once startup is done), never a store closed mid-write.
+    const stopSignal = untilStopSignal();
     // The port first: if it is taken, fail before this process touches the store.
     const web = await listen({ host, port });
+    let pd: Pedigree | undefined;
+    let releaseStore = () => {};
     try {
-      const pd = await ctx.openStore({ migrate: true, create: true });
+      pd = await ctx.openStore({ migrate: true, create: true });
+      const { db } = pd.database;
+      if (db.kind === 'pglite') releaseStore = markServing(db.location, { pid: process.pid, url: web.url });
       const tour = await showTour(ctx, pd);
-      const authMode = auth ?? defaultAuthMode(pd.database.db.kind);
+      const authMode = auth ?? defaultAuthMode(db.kind);
       installServer({ pedigree: pd, authMode });
       await web.serveApp();
 
-      const { term } = ctx;
       if (ctx.json) {
-        term.line(JSON.stringify({ url: web.url, api: `${web.url}${TRPC_ENDPOINT}`, port: web.port, store: tour.store, kind: pd.database.db.kind, auth: authMode, recordedSample: tour.recordedSample, events: tour.events, pid: process.pid }));
+        const { store, recordedSample, events } = tour;
+        term.line(JSON.stringify({ url: web.url, api: `${web.url}${TRPC_ENDPOINT}`, port: web.port, store, kind: db.kind, auth: authMode, recordedSample, events, pid: process.pid }));
       } else {
         term.line(`${term.paint.bold('Pedigree is serving')} ${term.paint.cyan(web.url)}  (API: ${TRPC_ENDPOINT}, store: ${tour.store}, auth: ${authMode})`);
         term.line(term.paint.dim('Press Ctrl-C to stop; the store is closed cleanly.'));
       }
       if (authMode === 'open' && !isLoopback(host)) term.error(`pedigree: warning: auth is open on ${host}: anyone who can reach it can read and write every project (--auth keys)`);
 
-      const signal = await untilStopSignal();
+      const signal = await stopSignal;
       if (!ctx.json) term.line(`Stopping (${signal})…`);
     } finally {
       await web.close();
       uninstallServer();
+      // Closed here rather than by the dispatcher, so that the store is flushed before the note saying it is in use goes.
+      await pd?.close();
+      releaseStore();
     }
-    // The dispatcher closes the store once this returns.
+    if (!ctx.json) term.line('Stopped.');
   },
 };
 

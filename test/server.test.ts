@@ -1,0 +1,156 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pedigreeCommand, pedigreeServer, type PedigreeServer, type ServingInfo } from './support/server.ts';
+import { createServerDatabase, serverUnavailable } from './support/stores.ts';
+
+/**
+ * `pedigree start` serves the web app and the API over real HTTP, from one
+ * process that holds the store, and stops cleanly: against an embedded store
+ * and against a PostgreSQL server.
+ */
+const why = await serverUnavailable();
+if (why && process.env.CI) throw new Error(`CI must run the server-mode tests, but ${why}`);
+if (why) console.warn(`[skipping server-mode tests] ${why}`);
+
+interface Store {
+  name: 'pglite' | 'postgres';
+  skip: string | null;
+  /** The --home or --url of a fresh store, ready to serve. */
+  create(): Promise<{ home?: string; url?: string; dispose(): Promise<void> }>;
+  auth: 'open' | 'keys';
+}
+
+const stores: Store[] = [
+  {
+    name: 'pglite',
+    skip: null,
+    auth: 'open',
+    async create() {
+      const home = mkdtempSync(path.join(os.tmpdir(), 'pedigree-server-'));
+      return { home, dispose: async () => rmSync(home, { recursive: true, force: true }) };
+    },
+  },
+  {
+    name: 'postgres',
+    skip: why,
+    auth: 'keys',
+    async create() {
+      const db = await createServerDatabase();
+      // A server is never migrated by surprise: `pedigree migrate` first, as its users do.
+      const migrated = await pedigreeCommand(['migrate', '--url', db.url]);
+      expect(migrated, migrated.stderr).toMatchObject({ code: 0 });
+      return { url: db.url, dispose: db.drop };
+    },
+  },
+];
+
+const getJson = async (url: string) => {
+  const res = await fetch(url);
+  return { status: res.status, body: (await res.json()) as { result?: { data: { json: Record<string, unknown> } }; error?: { json: { data: { code: string } } } } };
+};
+
+describe.each(stores)('pedigree start serves ($name)', ({ name, skip, create, auth }) => {
+  let store: Awaited<ReturnType<Store['create']>>;
+  let server: PedigreeServer;
+  let info: ServingInfo;
+
+  beforeAll(async () => {
+    if (skip) return;
+    store = await create();
+    server = await pedigreeServer({ home: store.home, url: store.url });
+    info = await server.start();
+  });
+
+  afterAll(async () => {
+    if (server?.pid) await server.stop();
+    await store?.dispose();
+  });
+
+  it.skipIf(skip)('prints one JSON line with where it listens, the store (sample recorded: it was empty) and the auth mode', () => {
+    expect(server.stdout.trim().split('\n')).toHaveLength(1);
+    expect(info).toMatchObject({ url: server.url, api: `${server.url}/api/trpc`, port: server.port, kind: name, auth, recordedSample: true, pid: server.pid });
+    expect(info.store).toContain(name === 'pglite' ? store.home : 'PostgreSQL at');
+    expect(server.stderr).toBe('');
+  });
+
+  it.skipIf(skip)('answers system.health over HTTP', async () => {
+    const health = await getJson(`${server.url}/api/trpc/system.health`);
+    expect(health.status).toBe(200);
+    expect(health.body.result?.data.json).toMatchObject({ ok: true, storage: name, auth, position: info.events });
+  });
+
+  it.skipIf(skip)('serves the landing page', async () => {
+    const res = await fetch(`${server.url}/`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/html/);
+    const html = await res.text();
+    expect(html).toContain('<h1>Pedigree</h1>');
+    expect(html).toContain('/api/trpc');
+    expect(html).toMatch(/dashboard arrives with a later issue/i);
+  });
+
+  it.skipIf(skip)('answers 404 for an unknown procedure, and for an unknown page', async () => {
+    const unknown = await getJson(`${server.url}/api/trpc/nothing.here`);
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error?.json.data.code).toBe('NOT_FOUND');
+    expect((await fetch(`${server.url}/no-such-page`)).status).toBe(404);
+  });
+
+  it.skipIf(skip)('a second server on the same port fails at once, with one line, and leaves its store alone', async () => {
+    const otherHome = path.join(os.tmpdir(), `pedigree-never-${process.pid}-${name}`);
+    const second = await pedigreeCommand(['start', ...(store.home ? ['--home', otherHome] : ['--url', store.url!]), '--port', String(server.port)]);
+    expect(second.code).toBe(1);
+    expect(second.stdout).toBe('');
+    expect(second.stderr).toBe(`pedigree: port ${server.port} on 127.0.0.1 is in use (another pedigree start?); stop that server or choose another with --port\n`);
+    expect(existsSync(otherHome)).toBe(false); // it failed before it opened (or created) a store
+  });
+
+  it.skipIf(skip || name !== 'pglite')('keeps other CLI processes out of the embedded store it holds', async () => {
+    const runs = await pedigreeCommand(['runs', '--home', store.home!]);
+    expect(runs.code).toBe(1);
+    expect(runs.stderr).toMatch(new RegExp(`^pedigree: the store in .* is in use by \`pedigree start\` \\(pid ${server.pid}, serving ${server.url}\\).*\\n$`));
+  });
+
+  it.skipIf(skip)('SIGTERM stops it: exit 0, nothing of its process group left running', async () => {
+    const stopped = await server.stop('SIGTERM');
+    expect(stopped).toMatchObject({ code: 0, signal: null, stderr: '', leftover: false });
+    await expect(fetch(`${server.url}/api/trpc/system.health`)).rejects.toThrow();
+  });
+
+  it.skipIf(skip)('starts again on the same port, with the same data', async () => {
+    const again = await server.start();
+    expect(again).toMatchObject({ url: server.url, recordedSample: false, events: info.events });
+    const health = await getJson(`${server.url}/api/trpc/system.health`);
+    expect(health.body.result?.data.json).toMatchObject({ storage: name, position: info.events });
+  });
+
+  it.skipIf(skip || auth !== 'open')('Ctrl-C (SIGINT) stops it promptly and cleanly with a live subscription open', async () => {
+    const runs = await getJson(`${server.url}/api/trpc/runs.list?input=${encodeURIComponent(JSON.stringify({ json: { project: 'phi4-toy' } }))}`);
+    const runId = (runs.body.result?.data.json as { runs: { id: string }[] }).runs[0]!.id;
+    const live = await fetch(`${server.url}/api/trpc/runs.watch?input=${encodeURIComponent(JSON.stringify({ json: { runId } }))}`);
+    expect(live.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const reader = live.body!.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain('event: connected');
+    const ended = (async () => {
+      while (!(await reader.read()).done);
+    })().catch(() => {}); // cut, or ended: either way, over
+
+    const began = performance.now();
+    const stopped = await server.stop('SIGINT');
+    expect(stopped).toMatchObject({ code: 0, stderr: '', leftover: false });
+    expect(performance.now() - began).toBeLessThan(5_000);
+    await ended;
+  });
+});
+
+describe('pedigree start (usage)', () => {
+  it('rejects a bad port or auth mode before doing anything', async () => {
+    const [port, authMode] = await Promise.all([pedigreeCommand(['start', '--port', 'http']), pedigreeCommand(['start', '--auth', 'none'])]);
+    expect(port).toMatchObject({ code: 2, stdout: '' });
+    expect(port.stderr).toBe('pedigree: --port must be a whole number from 0 to 65535, got "http"\n');
+    expect(authMode).toMatchObject({ code: 2, stdout: '' });
+    expect(authMode.stderr).toBe('pedigree: --auth must be one of open, keys; got "none"\n');
+  });
+});
