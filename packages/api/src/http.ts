@@ -77,7 +77,7 @@ export async function handleTrpcRequest(req: Request): Promise<Response> {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     const body = await readLimited(req, MAX_REQUEST_BYTES);
     if (!body) return jsonError(413, 'PAYLOAD_TOO_LARGE', `request body over ${MAX_REQUEST_BYTES} bytes; send metrics in batches of at most 50,000 points`);
-    request = new Request(req.url, { method: req.method, headers: req.headers, body: body as unknown as BodyInit });
+    request = new Request(req.url, { method: req.method, headers: req.headers, body: new Uint8Array(body) });
   }
   const state = await serverState();
   return fetchRequestHandler({
