@@ -8,9 +8,9 @@ const ACTIONS = ['create', 'list', 'revoke'] as const;
 export const keysCommand: Command = {
   name: 'keys',
   summary: 'create, list and revoke API keys (one project each)',
-  usage: 'keys create --project NAME [--name LABEL] | keys list [--project NAME] | keys revoke <key-id or hint>',
+  usage: 'keys create|list|revoke',
   description:
-    'An API key lets a client (a script, a notebook, the trainer) use one project through the server, and nothing else. Only a hash of the key is stored: `create` prints the key once. A server on PostgreSQL needs keys; the embedded store serves without them unless started with --auth keys.',
+    'keys create --project NAME [--name LABEL] prints a new key; keys list [--project NAME] shows them; keys revoke <key id, id prefix or hint> ends one at once. An API key lets a client (a script, a notebook, the trainer) use one project through the server, and nothing else. Only a hash of the key is stored: `create` prints the key once. A server on PostgreSQL needs keys; the embedded store serves without them unless started with --auth keys.',
   options: [
     { name: 'project', type: 'string', value: 'NAME', description: 'the project (name or id)' },
     { name: 'name', type: 'string', value: 'LABEL', description: 'what the key is for (default: "default")' },
