@@ -8,32 +8,40 @@
  * Each gets the documented 4xx and a message naming the problem, and the
  * store is unchanged (same last position, same points).
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_REQUEST_BYTES } from '@pedigree/api';
-import type { Pedigree } from '@pedigree/lineage';
-import { serveInProcess } from './support/inprocess.ts';
-import { pgliteBackend } from './support/stores.ts';
+import { connect, type Pedigree as Client } from '@pedigree/client';
+import { pedigreeServer, type PedigreeServer } from './support/server.ts';
 
-describe('bad input over raw HTTP', () => {
-  const backend = pgliteBackend();
-  let pd: Pedigree;
-  let server: Awaited<ReturnType<typeof serveInProcess>>;
+describe('bad input over raw HTTP, to the real server', () => {
+  let home: string;
+  let server: PedigreeServer;
+  let pd: Client;
   let runId: string;
   let doneRunId: string;
-  let projectId: string;
 
   beforeAll(async () => {
-    pd = await backend.open();
-    ({ projectId } = await pd.tracker.createProject({ name: 'wire' }));
-    ({ runId } = await pd.tracker.createRun({ projectId, name: 'live', kind: 'pretrain', start: true }));
-    ({ runId: doneRunId } = await pd.tracker.createRun({ projectId, name: 'done', kind: 'pretrain', start: true }));
-    await pd.tracker.completeRun(doneRunId);
-    server = await serveInProcess(pd, 'open');
+    home = mkdtempSync(path.join(os.tmpdir(), 'pedigree-wire-'));
+    server = await pedigreeServer({ home, auth: 'open' });
+    await server.start();
+    pd = await connect({ url: server.url, handleSignals: false, retry: { retryForMs: 0 } });
+    runId = (await pd.startRun({ project: 'wire', name: 'live', kind: 'pretrain' })).id;
+    const done = await pd.startRun({ project: 'wire', name: 'done', kind: 'pretrain' });
+    await done.finish();
+    doneRunId = done.id;
   });
   afterAll(async () => {
-    await server?.close();
-    await backend.dispose();
+    await pd?.close();
+    if (server?.pid) await server.stop();
+    rmSync(home, { recursive: true, force: true });
   });
+
+  /** The store's last event position, as the server reports it: unchanged means nothing was written. */
+  const position = async () => (await pd.api.system.health.query()).position;
+  const pointsOf = async (key: string) => pd.metrics(runId, key, { limit: 100_000 });
 
   const post = (path: string, body: string | object, headers: Record<string, string> = {}) =>
     fetch(`${server.url}/api/trpc/${path}`, {
@@ -44,14 +52,14 @@ describe('bad input over raw HTTP', () => {
 
   /** Sends, expects the status and a message matching, and checks nothing was written. */
   async function refused(res: Promise<Response>, status: number, message: RegExp) {
-    const before = await pd.store.lastPosition();
+    const before = await position();
     const r = await res;
     const text = await r.text();
     expect(r.status, text).toBe(status);
     const body = JSON.parse(text) as { error: { json: { message: string; data: { httpStatus: number } } } };
     expect(body.error.json.message).toMatch(message);
     expect(body.error.json.data.httpStatus).toBe(status);
-    expect(await pd.store.lastPosition()).toBe(before);
+    expect(await position()).toBe(before);
     return body.error.json;
   }
 
@@ -84,7 +92,7 @@ describe('bad input over raw HTTP', () => {
     await refused(post('runs.logMetrics', { json: { runId, points } }), 400, /at most 50000 points per call/);
     const atLimit = Array.from({ length: 50_000 }, (_, i) => ({ key: 'big', step: i, value: i }));
     expect((await post('runs.logMetrics', { json: { runId, points: atLimit } })).status).toBe(200);
-    expect(await pd.lineage.metricPoints(runId, 'big', { limit: 100_000 })).toHaveLength(50_000);
+    expect(await pointsOf('big')).toHaveLength(50_000);
   });
 
   it(`a body over ${MAX_REQUEST_BYTES} bytes: 413 before it is parsed`, async () => {
@@ -110,14 +118,14 @@ describe('bad input over raw HTTP', () => {
     const again = await post('runs.logMetrics', { json: { runId, eventId, points: [{ key: 'acc', step: 0, value: 0.5 }] } });
     expect(await again.json()).toMatchObject({ result: { data: { json: { duplicate: true } } } });
     await refused(post('runs.logMetrics', { json: { runId, eventId, points: [{ key: 'acc', step: 0, value: 0.9 }] } }), 409, /event id|eventId|different/i);
-    expect((await pd.lineage.metricPoints(runId, 'acc')).map((p) => p.value)).toEqual([0.5]);
+    expect((await pointsOf('acc')).map((p) => p.value)).toEqual([0.5]);
   });
 
   it('domain rules: writes to a finished run, unknown run, bad data-mix weights, non-finite values: 4xx from the ledger', async () => {
     const err = await refused(post('runs.logMetrics', { json: { runId: doneRunId, points: [{ key: 'loss', step: 0, value: 1 }] } }), 400, /it is completed/);
     expect(err.data).toMatchObject({ code: 'BAD_REQUEST', ledgerCode: 'INVALID' });
     await refused(post('runs.complete', { json: { runId: '00000000-0000-4000-8000-000000000000' } }), 404, /not found/);
-    const { artifactId } = await pd.tracker.registerArtifact({ projectId, name: 'ds', spec: { kind: 'dataset', source: 'synthetic' } });
+    const { artifactId } = await pd.registerArtifact({ project: 'wire', name: 'ds', spec: { kind: 'dataset', source: 'synthetic' } });
     await refused(
       post('artifacts.register', { json: { project: 'wire', name: 'mix', spec: { kind: 'datamix', components: [{ artifactId, weight: 0.7 }] } } }),
       400,
