@@ -32,7 +32,11 @@ export interface ConnectOptions {
   onError?: (err: PedigreeError) => void;
   /** Called before each retry of a transient failure. */
   onRetry?: (what: string, attempt: number, err: unknown) => void;
-  /** On SIGINT/SIGTERM (when nothing else listens for them): flush open runs, mark them failed, exit. Default true. */
+  /**
+   * On SIGINT/SIGTERM: flush open runs, mark them failed ("interrupted by SIGINT"), close, exit
+   * (130/143). Default true in Node; false in Deno (a notebook kernel's interrupt is a SIGINT).
+   * Pass false to handle signals yourself (then call `run.fail()` / `pd.close()`).
+   */
   handleSignals?: boolean;
 }
 
@@ -105,7 +109,8 @@ export class Pedigree implements ClientCore {
       onError: connectOptions.onError,
     };
     this.retry = { ...DEFAULT_RETRY, ...connectOptions.retry };
-    this.offSignals = connectOptions.handleSignals === false ? () => {} : this.handleSignals();
+    const inDeno = typeof (globalThis as { Deno?: unknown }).Deno !== 'undefined';
+    this.offSignals = (connectOptions.handleSignals ?? !inDeno) ? this.handleSignals() : () => {};
   }
 
   call<T>(what: string, fn: () => Promise<T>): Promise<T> {
@@ -125,10 +130,11 @@ export class Pedigree implements ClientCore {
     return this.call('list projects', () => this.api.projects.list.query());
   }
 
-  /** Registers a dataset, data mix, eval set…: content-addressed, so registering the same content twice returns the same id. */
+  /** Registers a dataset, data mix, eval set… (creating the project when missing, as startRun does). Content-addressed: the same content twice gives the same id. */
   async registerArtifact(input: ArtifactInput): Promise<{ artifactId: string; digest: string }> {
+    const { projectId } = await this.project(input.project);
     const eventId = randomUUID();
-    const res = await this.call('register artifact', () => this.api.artifacts.register.mutate({ ...input, eventId }));
+    const res = await this.call('register artifact', () => this.api.artifacts.register.mutate({ ...input, project: projectId, eventId }));
     return { artifactId: res.artifactId, digest: res.digest };
   }
 
@@ -255,16 +261,15 @@ export class Pedigree implements ClientCore {
 
   private handleSignals(): () => void {
     if (typeof process?.on !== 'function') return () => {};
+    let handling = false;
     const onSignal = (signal: NodeJS.Signals) => {
-      // Someone else handles this signal: flush only, leave exiting to them.
-      const alone = process.listenerCount(signal) === 1;
+      if (handling) process.exit(signal === 'SIGINT' ? 130 : 143); // a second Ctrl-C: now
+      handling = true;
       const runs = [...this.open];
       void Promise.race([
-        Promise.all(runs.map((r) => r.fail(`interrupted by ${signal}`).catch(() => {}))),
-        new Promise((r) => setTimeout(r, 10_000).unref?.()),
-      ]).then(() => {
-        if (alone) process.exit(signal === 'SIGINT' ? 130 : 143);
-      });
+        Promise.all(runs.map((r) => r.fail(`interrupted by ${signal}`).catch(() => {}))).then(() => this.onClose().catch(() => {})),
+        new Promise((r) => setTimeout(r, 10_000)),
+      ]).then(() => process.exit(signal === 'SIGINT' ? 130 : 143));
     };
     try {
       process.on('SIGINT', onSignal);
