@@ -7,6 +7,7 @@
  */
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { Writable } from 'node:stream';
 import { postgresOf } from '@pedigree/db';
 import { canonicalJson, sha256Hex } from '@pedigree/ledger';
 import { openPedigree, type MetricPointInput, type Pedigree } from '@pedigree/lineage';
@@ -41,6 +42,25 @@ export function makeBatches(total: number, seed = 1): MetricPointInput[][] {
   return batches;
 }
 
+/**
+ * The baseline: the points as rows of a bare table `metric_copy`, by COPY FROM STDIN. Rows are
+ * formatted as COPY text inside the timed region (the ledger's JSON encoding is timed too).
+ */
+/** What copyPoints needs of a postgres.js `sql` (any copy of the driver). */
+type CopySql = (strings: TemplateStringsArray) => { writable(): Promise<Writable> };
+
+export async function copyPoints(sql: CopySql, runId: string, batches: MetricPointInput[][]): Promise<void> {
+  const writable = await sql`COPY metric_copy (run_id, key, step, value, wall_time) FROM STDIN`.writable();
+  async function* chunks() {
+    for (const b of batches) {
+      let s = '';
+      for (const p of b) s += `${runId}\t${p.key}\t${p.step}\t${p.value}\t${p.time}\n`;
+      yield s;
+    }
+  }
+  await pipeline(Readable.from(chunks()), writable);
+}
+
 async function ledgerIngest(pd: Pedigree, projectId: string, batches: MetricPointInput[][], name: string): Promise<number> {
   const { runId } = await pd.tracker.createRun({ projectId, name, kind: 'pretrain', start: true });
   const { ms } = await timeIt(async () => {
@@ -67,18 +87,7 @@ export const ingest: Benchmark = {
         await sql`CREATE TABLE metric_copy (run_id uuid NOT NULL, key text NOT NULL, step int8 NOT NULL, value float8 NOT NULL, wall_time float8 NOT NULL)`;
         const { projectId } = await pd.tracker.createProject({ name: 'bench-ingest' });
 
-        const copyOnce = async (runId: string) => {
-          const writable = await sql`COPY metric_copy (run_id, key, step, value, wall_time) FROM STDIN`.writable();
-          // Rows as COPY text, formatted inside the timed region (the ledger's JSON encoding is timed too).
-          async function* chunks() {
-            for (const b of batches) {
-              let s = '';
-              for (const p of b) s += `${runId}\t${p.key}\t${p.step}\t${p.value}\t${p.time}\n`;
-              yield s;
-            }
-          }
-          await pipeline(Readable.from(chunks()), writable);
-        };
+        const copyOnce = (runId: string) => copyPoints(sql, runId, batches);
 
         // Warm both paths (connections, plans, JIT of the JS) on one batch.
         await copyOnce(crypto.randomUUID());
