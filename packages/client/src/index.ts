@@ -19,7 +19,10 @@ export interface ConnectOptions {
   url?: string;
   /** The project's API key (default: $PEDIGREE_API_KEY). Not needed by an open local server. */
   apiKey?: string;
-  /** Write straight to a local store instead (a directory; `true`: $PEDIGREE_HOME or ./.pedigree). No server. */
+  /**
+   * Write straight to a store from this process instead, no server: a directory (`true`: $PEDIGREE_HOME
+   * or ./.pedigree) for the embedded store, or a postgresql:// URL (migrated, see `pedigree migrate`).
+   */
   embedded?: string | true;
   /** Points per request (default 10,000; the server takes up to 50,000). */
   batchSize?: number;
@@ -153,6 +156,7 @@ export class Pedigree implements ClientCore {
           checkpointId: forkOf.checkpointId,
           step: forkOf.step,
           inheritHyperparameters: forkOf.inheritHyperparameters,
+          environment: env,
           runId,
           eventId,
           start: true,

@@ -35,10 +35,10 @@ export async function remoteApi(url: string, apiKey: string | undefined): Promis
   });
 }
 
-/** The same client, calling the router in this process against a local store: no server. */
-export async function embeddedApi(dir: string | undefined): Promise<{ api: Api; close: () => Promise<void> }> {
+/** The same client, calling the router in this process against a store it opens itself (a directory, or a PostgreSQL URL): no server. */
+export async function embeddedApi(store: string | undefined): Promise<{ api: Api; close: () => Promise<void> }> {
   const [{ openPedigree }, { defaultHome }, api] = await Promise.all([import('@pedigree/lineage'), import('@pedigree/db'), import('@pedigree/api')]);
-  const pedigree = await openPedigree({ dir: dir ?? defaultHome() });
+  const pedigree = await openPedigree(store && /^postgres(ql)?:\/\//.test(store) ? { url: store } : { dir: store ?? defaultHome() });
   const client = createTRPCClient<AppRouter>({
     links: [
       unstable_localLink({

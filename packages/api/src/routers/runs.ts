@@ -53,6 +53,7 @@ export const runsRouter = router({
         inputs: InputRefs.optional(),
         tags: Tags.optional(),
         codeVersion: z.string().max(200).optional(),
+        environment: JsonRecord.optional(),
         start: z.boolean().optional(),
         eventId: EventId,
       }),
@@ -61,7 +62,11 @@ export const runsRouter = router({
       const parent = await ctx.access.run(input.fromRunId);
       if (input.checkpointId) await ctx.access.artifact(input.checkpointId);
       const { fromRunId: _f, eventId, ...rest } = input;
-      const res = await ctx.pedigree.tracker.forkRun(parent.id, { ...rest, hyperparameters: rest.hyperparameters as Record<string, Json> }, { eventId, metadata: meta(ctx) });
+      const res = await ctx.pedigree.tracker.forkRun(
+        parent.id,
+        { ...rest, hyperparameters: rest.hyperparameters as Record<string, Json>, environment: rest.environment as Record<string, Json> },
+        { eventId, metadata: meta(ctx) },
+      );
       return { runId: res.runId, version: res.version, duplicate: res.duplicate };
     }),
 
