@@ -80,6 +80,7 @@ const ROWS: Record<string, Row> = {
   'metrics.keys': { call: (api, w) => api.metrics.keys.query({ runId: w.run }) },
   'metrics.points': { call: (api, w) => api.metrics.points.query({ runId: w.run, key: 'loss' }) },
   'metrics.buckets': { call: (api, w) => api.metrics.buckets.query({ runId: w.run, key: 'loss', buckets: 10 }) },
+  'lineage.diff': { call: (api, w) => api.lineage.diff.query({ a: w.run, b: w.run }) },
   'events.stream': { call: (api, w) => api.events.stream.query({ streamId: `run-${w.run}` }) },
   'system.whoami': { call: (api) => api.system.whoami.query() },
 };

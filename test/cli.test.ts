@@ -143,6 +143,24 @@ describe('pedigree CLI', () => {
     expect(tree.stdout).toMatch(/70%\s+pretrain-mix .*\(shown above\)/);
   });
 
+  it('diff reports the common checkpoint, the first divergence and the swapped data-mix component; --json for scripts', async () => {
+    const [a, b] = [runNamed('midtrain'), runNamed('midtrain-concat')];
+    const diff = await pedigree('diff', a.id.slice(0, 8), b.id.slice(0, 8));
+    expect(diff.code, diff.stderr).toBe(0);
+    expect(diff.stdout).toMatch(/common ancestor: pretrain@400 \(checkpoint/);
+    expect(diff.stdout).toMatch(/first divergence: a midtrain .* b midtrain-concat/);
+    expect(diff.stdout).toMatch(/- long-kv-native\s+weight 0\.3/);
+    expect(diff.stdout).toMatch(/\+ long-kv-concatenated\s+weight 0\.3/);
+    const json = JSON.parse((await pedigree('diff', a.id, b.id, '--json')).stdout) as { identical: boolean; stages: { kind: string; status: string }[] };
+    expect(json.identical).toBe(false);
+    expect(json.stages.map((s) => s.status)).toEqual(['shared', 'changed']);
+    const self = await pedigree('diff', a.id, a.id);
+    expect(self.stdout).toContain('nothing differs');
+    const unknown = await pedigree('diff', a.id, '00000000-0000-4000-8000-000000000000');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
   it('verify says OK and replay rebuilds, reporting events/s', async () => {
     const verify = await pedigree('verify');
     expect(verify).toMatchObject({ code: 0, stderr: '' });

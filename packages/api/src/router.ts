@@ -1,5 +1,6 @@
 import { artifactsRouter } from './routers/artifacts.ts';
 import { eventsRouter } from './routers/events.ts';
+import { lineageRouter } from './routers/lineage.ts';
 import { metricsRouter } from './routers/metrics.ts';
 import { projectsRouter } from './routers/projects.ts';
 import { runsRouter } from './routers/runs.ts';
@@ -13,6 +14,7 @@ export const appRouter = router({
   runs: runsRouter,
   metrics: metricsRouter,
   events: eventsRouter,
+  lineage: lineageRouter,
 });
 
 export type AppRouter = typeof appRouter;

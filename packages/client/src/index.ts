@@ -213,6 +213,11 @@ export class Pedigree implements ClientCore {
     return this.call('lineage', () => this.api.runs.lineage.query({ runId, maxDepth }));
   }
 
+  /** What exactly differs between two runs' lineages (common ancestor, first divergence, stage by stage). */
+  diff(a: string, b: string, opts: { showAll?: boolean } = {}) {
+    return this.call('diff', () => this.api.lineage.diff.query({ a, b, showAll: opts.showAll }));
+  }
+
   /** A metric's raw points (`limit` default 10,000), or `buckets` of min/max/last for a chart. */
   metrics(runId: string, key: string, opts: { fromStep?: number; toStep?: number; limit?: number } = {}) {
     return this.call('metrics', () => this.api.metrics.points.query({ runId, key, ...opts }));

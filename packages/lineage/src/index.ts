@@ -5,6 +5,7 @@ import { lineageProjection } from './projection.ts';
 import { Lineage } from './queries.ts';
 
 export * from './commands.ts';
+export * from './diff.ts';
 export * from './ids.ts';
 export * from './projection.ts';
 export * from './queries.ts';

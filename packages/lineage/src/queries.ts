@@ -1,6 +1,7 @@
 import type { Db, PrismaClient } from '@pedigree/db';
 import { NotFoundError, ValidationError, type Json } from '@pedigree/ledger';
 import { z } from 'zod';
+import { diffLineage, type DiffOptions, type LineageDiff } from './diff.ts';
 
 export interface RunView {
   id: string;
@@ -113,6 +114,11 @@ export class Lineage {
     readonly db: Db,
     readonly prisma: PrismaClient,
   ) {}
+
+  /** What differs between two runs' lineages (see diff.ts). */
+  diff(a: string, b: string, opts: DiffOptions = {}): Promise<LineageDiff> {
+    return diffLineage(this, a, b, opts);
+  }
 
   async projects() {
     const rows = await this.prisma.project.findMany({ orderBy: { createdAt: 'asc' } });

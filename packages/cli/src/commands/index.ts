@@ -1,4 +1,5 @@
 import type { Command } from '../command.ts';
+import { diffCommand } from './diff.ts';
 import { eventsCommand } from './events.ts';
 import { helpCommand } from './help.ts';
 import { keysCommand } from './keys.ts';
@@ -19,6 +20,7 @@ export const COMMANDS: readonly Command[] = [
   showCommand,
   eventsCommand,
   lineageCommand,
+  diffCommand,
   projectsCommand,
   keysCommand,
   sampleCommand,
