@@ -14,10 +14,11 @@ import { buckets } from './buckets.ts';
 import { client } from './client.ts';
 import { diff } from './diff.ts';
 import { ingest } from './ingest.ts';
+import { matmul } from './matmul.ts';
 import { fmtMs, SERVER_URL, serverUnavailable, table, timeIt, type Benchmark, type Figure } from './lib.ts';
 import { replay } from './replay.ts';
 
-const ALL: Benchmark[] = [ingest, client, buckets, replay, diff];
+const ALL: Benchmark[] = [ingest, client, buckets, replay, diff, matmul];
 
 const args = process.argv.slice(2);
 const unknown = args.filter((a) => a.startsWith('-') && a !== '--quick' && a !== '--help' && a !== '-h');

@@ -79,6 +79,12 @@ if (forTests) {
     // python3-ipykernel has no command of its own: it comes along with nbconvert.
     ['jupyter-nbconvert', 'jupyter-nbconvert python3-ipykernel'],
     ['jupyter-kernelspec', 'jupyter-client'],
+    // test/web.test.ts: the dashboard in headless Chromium (playwright-core; never a downloaded browser).
+    ['chromium', 'chromium'],
+    // packages/trainer: gpu.js's headlessgl mode needs an X server (the tests start Xvfb
+    // themselves; xauth is for `xvfb-run`). libxi-dev has no command of its own: the `gl`
+    // addon needs it to build from source at `npm ci`, so it comes along with Xvfb.
+    ['Xvfb', 'xvfb xauth libxi-dev'],
   ];
   const missing = wanted.filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg);
   if (missing.length) {

@@ -81,14 +81,14 @@ describe.each(stores)('pedigree start serves ($name)', ({ name, skip, create, au
     expect(health.body.result?.data.json).toMatchObject({ ok: true, storage: name, auth, position: info.events });
   });
 
-  it.skipIf(skip)('serves the landing page', async () => {
+  it.skipIf(skip)('serves the dashboard', async () => {
     const res = await fetch(`${server.url}/`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/html/);
     const html = await res.text();
-    expect(html).toContain('<h1>Pedigree</h1>');
-    expect(html).toContain('/api/trpc');
-    expect(html).toMatch(/dashboard arrives with a later issue/i);
+    // The dashboard draws itself in the browser (test/web.test.ts checks what it shows); the server sends its shell.
+    expect(html).toContain('<title>Pedigree</title>');
+    expect(html).toContain('class="brand"');
   });
 
   it.skipIf(skip)('answers 404 for an unknown procedure, and for an unknown page', async () => {

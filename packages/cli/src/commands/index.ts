@@ -11,6 +11,7 @@ import { runsCommand } from './runs.ts';
 import { sampleCommand } from './sample.ts';
 import { showCommand } from './show.ts';
 import { startCommand } from './start.ts';
+import { trainCommand } from './train.ts';
 import { verifyCommand } from './verify.ts';
 
 /** Every command, in the order `pedigree --help` lists them. */
@@ -24,6 +25,7 @@ export const COMMANDS: readonly Command[] = [
   projectsCommand,
   keysCommand,
   sampleCommand,
+  trainCommand,
   replayCommand,
   verifyCommand,
   migrateCommand,

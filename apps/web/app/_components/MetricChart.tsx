@@ -1,0 +1,146 @@
+'use client';
+import { keepPreviousData, useQueries } from '@tanstack/react-query';
+import { useEffect, useMemo, useRef, useState } from 'react';
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+import { formatNumber } from '../_lib/format';
+import { useTRPC } from '../_lib/trpc';
+
+/** How many step ranges a chart asks for: the server returns each range's exact min, max and last value. */
+const BUCKETS = 400;
+const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#ca8a04', '#db2777'];
+
+export interface ChartSeries {
+  runId: string;
+  label: string;
+}
+
+export interface StepMarker {
+  step: number;
+  label: string;
+}
+
+/**
+ * One metric of one or more runs. Each run is drawn as its min–max band per
+ * bucket plus its last value; selecting a range with the mouse re-queries
+ * finer buckets for that range (so extremes stay exact at any zoom).
+ */
+export function MetricChart({ series, metricKey, markers = [], height = 220 }: { series: ChartSeries[]; metricKey: string; markers?: StepMarker[]; height?: number }) {
+  const trpc = useTRPC();
+  const [zoom, setZoom] = useState<{ from: number; to: number } | null>(null);
+  const results = useQueries({
+    queries: series.map((s) =>
+      trpc.metrics.buckets.queryOptions(
+        { runId: s.runId, key: metricKey, buckets: BUCKETS, fromStep: zoom?.from, toStep: zoom?.to },
+        { placeholderData: keepPreviousData },
+      ),
+    ),
+  });
+
+  const buckets = results.map((r) => r.data ?? []);
+  const error = results.find((r) => r.error)?.error;
+  const data = useMemo(() => {
+    const tables: uPlot.AlignedData[] = buckets.map((bs) => [bs.map((b) => b.lastStep), bs.map((b) => b.min), bs.map((b) => b.max), bs.map((b) => b.last)]);
+    if (tables.length === 0) return null;
+    return tables.length === 1 ? tables[0]! : uPlot.join(tables);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [JSON.stringify(results.map((r) => r.dataUpdatedAt))]);
+  const points = buckets.reduce((n, bs) => n + bs.reduce((m, b) => m + b.count, 0), 0);
+  const lastStep = Math.max(-1, ...buckets.flatMap((bs) => bs.map((b) => b.lastStep)));
+
+  const box = useRef<HTMLDivElement>(null);
+  const markersRef = useRef(markers);
+  markersRef.current = markers;
+  useEffect(() => {
+    const el = box.current;
+    if (!el || !data || data[0].length === 0) return;
+    const ink = getComputedStyle(el).color;
+    const grid = 'rgba(128,128,128,0.18)';
+    const uSeries: uPlot.Series[] = [{ label: 'step' }];
+    const bands: uPlot.Band[] = [];
+    series.forEach((s, i) => {
+      const color = PALETTE[i % PALETTE.length]!;
+      const base = uSeries.length;
+      const prefix = series.length > 1 ? `${s.label} ` : '';
+      uSeries.push(
+        { label: `${prefix}min`, stroke: 'transparent', width: 0, points: { show: false }, spanGaps: true, value: (_u, v) => (v == null ? '—' : formatNumber(v)) },
+        { label: `${prefix}max`, stroke: 'transparent', width: 0, points: { show: false }, spanGaps: true, value: (_u, v) => (v == null ? '—' : formatNumber(v)) },
+        { label: series.length > 1 ? s.label : 'last', stroke: color, width: 1.5, points: { show: false }, spanGaps: true, value: (_u, v) => (v == null ? '—' : formatNumber(v)) },
+      );
+      bands.push({ series: [base + 1, base], fill: `${color}33` });
+    });
+    const opts: uPlot.Options = {
+      width: el.clientWidth || 600,
+      height,
+      series: uSeries,
+      bands,
+      legend: { show: true },
+      scales: { x: { time: false } },
+      axes: [
+        { stroke: ink, grid: { stroke: grid }, ticks: { stroke: grid } },
+        { stroke: ink, grid: { stroke: grid }, ticks: { stroke: grid }, size: 60, values: (_u, vals) => vals.map((v) => formatNumber(v)) },
+      ],
+      cursor: { drag: { x: true, y: false, setScale: false } },
+      hooks: {
+        setSelect: [
+          (u) => {
+            if (u.select.width > 4) {
+              const from = Math.max(0, Math.floor(u.posToVal(u.select.left, 'x')));
+              const to = Math.ceil(u.posToVal(u.select.left + u.select.width, 'x'));
+              if (to > from) setZoom({ from, to });
+            }
+            u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+          },
+        ],
+        draw: [
+          (u) => {
+            // Mid-run hyperparameter changes (and stage boundaries) as dashed verticals.
+            const ctx = u.ctx;
+            ctx.save();
+            ctx.strokeStyle = '#f59e0b';
+            ctx.fillStyle = ink;
+            ctx.setLineDash([4, 4]);
+            ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
+            for (const m of markersRef.current) {
+              const x = Math.round(u.valToPos(m.step, 'x', true));
+              if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+              ctx.beginPath();
+              ctx.moveTo(x, u.bbox.top);
+              ctx.lineTo(x, u.bbox.top + u.bbox.height);
+              ctx.stroke();
+              ctx.fillText(m.label, x + 4, u.bbox.top + 12 * devicePixelRatio);
+            }
+            ctx.restore();
+          },
+        ],
+      },
+    };
+    const plot = new uPlot(opts, data, el);
+    const resize = new ResizeObserver(() => plot.setSize({ width: el.clientWidth || 600, height }));
+    resize.observe(el);
+    return () => {
+      resize.disconnect();
+      plot.destroy();
+    };
+  }, [data, series.map((s) => s.runId + s.label).join(), height]);
+
+  const loading = results.some((r) => r.isPending);
+  return (
+    <figure className="chart" data-metric={metricKey} data-points={points} data-last-step={lastStep}>
+      <figcaption>
+        <b>{metricKey}</b>
+        {zoom ? (
+          <>
+            {' '}
+            <span className="muted small">steps {zoom.from}–{zoom.to}</span> <button className="link" onClick={() => setZoom(null)}>reset zoom</button>
+          </>
+        ) : (
+          <span className="muted small"> drag to zoom</span>
+        )}
+      </figcaption>
+      {error && <p className="error small">{error.message}</p>}
+      {!loading && data && data[0].length === 0 && <p className="muted small">No points in this range.</p>}
+      <div ref={box} className="chart-canvas" />
+    </figure>
+  );
+}

@@ -1,0 +1,229 @@
+'use client';
+import { useQuery, useQueryClient } from '@tanstack/react-query';
+import { useSubscription } from '@trpc/tanstack-react-query';
+import Link from 'next/link';
+import { useRouter } from 'next/navigation';
+import { useMemo, useRef, useState } from 'react';
+import { formatDuration, formatNumber, formatValue, shortId } from '../_lib/format';
+import { useTRPC } from '../_lib/trpc';
+import { ErrorBox, Loading, StatusBadge } from './bits';
+import { DataMix } from './DataMix';
+import { LineageGraph } from './LineageGraph';
+import { MetricChart } from './MetricChart';
+
+export function RunPage({ runId }: { runId: string }) {
+  const trpc = useTRPC();
+  const router = useRouter();
+  const [tab, setTab] = useState<'overview' | 'events'>('overview');
+  const run = useQuery(trpc.runs.get.queryOptions({ runId }));
+  const lineage = useQuery(trpc.runs.lineage.queryOptions({ runId }));
+  const hps = useQuery(trpc.runs.hyperparameters.queryOptions({ runId }));
+  const keys = useQuery(trpc.metrics.keys.queryOptions({ runId }));
+  const evals = useQuery(trpc.runs.evals.queryOptions({ runId }));
+  const edges = useQuery(trpc.runs.edges.queryOptions({ runId }));
+  // Where the log stood when the page opened: the live subscription starts after it.
+  const [startPosition] = useState(() => ({ value: null as number | null }));
+  const health = useQuery(trpc.system.health.queryOptions(undefined, { staleTime: Infinity }));
+  if (startPosition.value === null && health.data) startPosition.value = health.data.position;
+
+  const live = run.data?.status === 'running' || run.data?.status === 'created';
+  const queryClient = useQueryClient();
+  const pendingRefresh = useRef<ReturnType<typeof setTimeout> | null>(null);
+  const refresh = () => {
+    // Updates arrive in bursts (a batch per flush): refetch at most every 500 ms.
+    if (pendingRefresh.current) return;
+    pendingRefresh.current = setTimeout(() => {
+      pendingRefresh.current = null;
+      for (const filter of [trpc.metrics.pathFilter(), trpc.runs.get.queryFilter({ runId }), trpc.runs.evals.queryFilter({ runId }), trpc.runs.lineage.queryFilter({ runId }), trpc.runs.edges.queryFilter({ runId })])
+        void queryClient.invalidateQueries(filter);
+    }, 500);
+  };
+  const watch = useSubscription(
+    trpc.runs.watch.subscriptionOptions(
+      { runId, lastEventId: String(startPosition.value ?? 0) },
+      { enabled: live && startPosition.value !== null, onData: refresh },
+    ),
+  );
+
+  const names = useMemo(() => new Map((lineage.data?.nodes ?? []).map((n) => [n.id, n.name])), [lineage.data]);
+  if (run.error) return <ErrorBox error={run.error} />;
+  if (!run.data) return <Loading what="run" />;
+  const r = run.data;
+  const mixes = (lineage.data?.edges ?? []).filter((e) => e.to === runId && e.relation === 'used' && lineage.data?.nodes.find((n) => n.id === e.from)?.kind === 'datamix');
+  const outputs = (edges.data ?? []).filter((e) => e.direction === 'produced');
+  const changes = (hps.data ?? []).filter((h) => h.changed);
+  const markers = changes.map((h) => ({ step: h.step ?? 0, label: `${h.key}=${formatValue(h.value)}` }));
+
+  return (
+    <div>
+      <header className="runhead">
+        <h1>
+          {r.name} <StatusBadge status={r.status} />
+          {live && <span className={`live ${watch.status === 'pending' ? 'on' : ''}`} title={`live updates: ${watch.status}`}>● live</span>}
+        </h1>
+        <dl className="facts">
+          <div><dt>kind</dt><dd>{r.kind}</dd></div>
+          <div><dt>id</dt><dd><code>{shortId(r.id)}</code></dd></div>
+          <div><dt>duration</dt><dd>{formatDuration(r.startedAt, r.endedAt)}</dd></div>
+          <div><dt>code</dt><dd><code>{r.codeVersion ?? '—'}</code></dd></div>
+          <div><dt>environment</dt><dd>{Object.keys(r.environment).length ? Object.entries(r.environment).map(([k, v]) => `${k}: ${formatValue(v)}`).join(', ') : '—'}</dd></div>
+          {r.forkedFromRunId && (
+            <div><dt>forked from</dt><dd><Link href={`/runs/${r.forkedFromRunId}`}>{names.get(r.forkedFromRunId) ?? shortId(r.forkedFromRunId)}</Link>{r.forkedAtStep !== null ? ` @ step ${r.forkedAtStep}` : ''}</dd></div>
+          )}
+          {r.tags.length > 0 && <div><dt>tags</dt><dd>{r.tags.map((t) => <span key={t} className="tag">{t}</span>)}</dd></div>}
+        </dl>
+        {r.error && <div className="errorbox">failed: {r.error}</div>}
+      </header>
+
+      <div className="tabs" role="tablist">
+        <button role="tab" aria-selected={tab === 'overview'} onClick={() => setTab('overview')}>Overview</button>
+        <button role="tab" aria-selected={tab === 'events'} onClick={() => setTab('events')}>Event log</button>
+      </div>
+
+      {tab === 'events' ? (
+        <EventLog runId={runId} />
+      ) : (
+        <>
+          <section>
+            <h2>Lineage</h2>
+            {lineage.error && <ErrorBox error={lineage.error} />}
+            {lineage.data && (
+              <LineageGraph graph={lineage.data} onOpen={(n) => router.push(n.type === 'run' ? `/runs/${n.id}` : `/artifacts/${n.id}`)} />
+            )}
+          </section>
+
+          <div className="cols">
+            <section>
+              <h2>Hyperparameters</h2>
+              {hps.data && hps.data.length === 0 && <p className="muted">None declared.</p>}
+              {hps.data && hps.data.length > 0 && (
+                <table className="hps">
+                  <thead><tr><th>key</th><th className="num">value</th><th>changed mid-run</th></tr></thead>
+                  <tbody>
+                    {hps.data.filter((h) => !h.changed).map((h) => (
+                      <tr key={h.key} data-hp={h.key}>
+                        <td>{h.key}</td>
+                        <td className="num">{formatValue(h.value)}</td>
+                        <td>
+                          {changes.filter((c) => c.key === h.key).map((c) => (
+                            <span key={`${c.step}`} className="change">→ {formatValue(c.value)} at step {c.step}{c.reason ? ` (${c.reason})` : ''}</span>
+                          ))}
+                        </td>
+                      </tr>
+                    ))}
+                    {changes.filter((c) => !hps.data.some((h) => !h.changed && h.key === c.key)).map((c) => (
+                      <tr key={`${c.key}-${c.step}`}>
+                        <td>{c.key}</td><td className="num">—</td>
+                        <td><span className="change">→ {formatValue(c.value)} at step {c.step}{c.reason ? ` (${c.reason})` : ''}</span></td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              )}
+            </section>
+            <section>
+              <h2>Data mix</h2>
+              {mixes.length === 0 && <p className="muted">This run used no data mix.</p>}
+              {mixes.map((e) => <DataMix key={e.from} mixId={e.from} role={e.role} names={names} />)}
+            </section>
+          </div>
+
+          <section>
+            <h2>Metrics</h2>
+            {keys.data && keys.data.length === 0 && <p className="muted">No metrics logged{live ? ' yet — they appear here live' : ''}.</p>}
+            <div className="charts">
+              {keys.data?.map((k) => (
+                <MetricChart key={k.key} series={[{ runId, label: r.name }]} metricKey={k.key} markers={markers} />
+              ))}
+            </div>
+          </section>
+
+          <div className="cols">
+            <section>
+              <h2>Evals</h2>
+              {evals.data && evals.data.length === 0 && <p className="muted">No evals recorded.</p>}
+              {evals.data && evals.data.length > 0 && <EvalTable evals={evals.data} />}
+            </section>
+            <section>
+              <h2>Checkpoints and outputs</h2>
+              {edges.data && outputs.length === 0 && <p className="muted">None saved.</p>}
+              <ul>
+                {outputs.map((e) => (
+                  <li key={e.artifactId}>
+                    <Link href={`/artifacts/${e.artifactId}`}>{shortId(e.artifactId)}</Link> <span className="muted small">{e.role}{e.step !== null ? ` at step ${e.step}` : ''}</span>
+                  </li>
+                ))}
+              </ul>
+            </section>
+          </div>
+        </>
+      )}
+    </div>
+  );
+}
+
+type Evals = { suite: string; task: string; contextLength: number | null; score: number; n: number | null }[];
+
+/** Task × context length, one table per suite. */
+function EvalTable({ evals }: { evals: Evals }) {
+  const lengths = [...new Set(evals.map((e) => e.contextLength))].sort((a, b) => (a ?? 0) - (b ?? 0));
+  const rows = [...new Set(evals.map((e) => `${e.suite}\u0000${e.task}`))];
+  return (
+    <table>
+      <thead>
+        <tr><th>suite / task</th>{lengths.map((l) => <th key={String(l)} className="num">{l === null ? 'score' : `ctx ${l}`}</th>)}</tr>
+      </thead>
+      <tbody>
+        {rows.map((row) => {
+          const [suite, task] = row.split('\u0000');
+          return (
+            <tr key={row}>
+              <td>{suite} / {task}</td>
+              {lengths.map((l) => {
+                const e = evals.findLast((x) => x.suite === suite && x.task === task && x.contextLength === l);
+                return <td key={String(l)} className="num">{e ? formatNumber(e.score) : '—'}</td>;
+              })}
+            </tr>
+          );
+        })}
+      </tbody>
+    </table>
+  );
+}
+
+function EventLog({ runId }: { runId: string }) {
+  const trpc = useTRPC();
+  const events = useQuery(trpc.events.stream.queryOptions({ runId }));
+  if (events.error) return <ErrorBox error={events.error} />;
+  if (!events.data) return <Loading what="events" />;
+  const list = events.data.events;
+  return (
+    <section>
+      <p className="muted small">
+        Stream <code>{events.data.streamId}</code>, {list.length} events. Each event's hash covers the previous hash: a link is shown as ✓ when
+        this event's <code>prev_hash</code> equals the hash before it (<code>npx pedigree verify</code> recomputes every hash).
+      </p>
+      <div className="scroll">
+        <table className="events">
+          <thead><tr><th className="num">#</th><th className="num">position</th><th>type</th><th>recorded</th><th>actor</th><th>hash</th><th>link</th></tr></thead>
+          <tbody>
+            {list.map((e, i) => {
+              const linked = i === 0 ? e.streamVersion === 1 || e.prevHash === list[i - 1]?.hash : e.prevHash === list[i - 1]?.hash;
+              return (
+                <tr key={e.eventId}>
+                  <td className="num">{e.streamVersion}</td>
+                  <td className="num">{e.position}</td>
+                  <td>{e.type}</td>
+                  <td className="small">{e.recordedAt.toLocaleString()}</td>
+                  <td className="small">{String(e.metadata.actor ?? '')}</td>
+                  <td><code className="hash" title={e.hash}>{e.hash.slice(0, 16)}…</code></td>
+                  <td>{linked ? '✓' : '✗'}</td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </div>
+    </section>
+  );
+}

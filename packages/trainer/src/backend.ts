@@ -1,0 +1,314 @@
+/**
+ * Which gpu.js mode the trainer's kernels run on, and how tensors live there.
+ *
+ * Modes, best first (`GPU_MODES`):
+ *   headlessgl  GLSL fragment shaders through the `gl` native addon (ANGLE on Mesa llvmpipe here).
+ *               Needs `gl` built AND an X display (`DISPLAY`; `xvfb-run -a`, or `startVirtualDisplay()`).
+ *   webasm      WebAssembly + f32x4 SIMD on the CPU, synchronous, one thread (gpu.js's worker
+ *               threads need `asyncMode`, and did not pay here: bench/matmul.ts).
+ *   cpu         gpu.js's transpiled JavaScript: the guaranteed fallback.
+ * The default is the best mode that is actually usable here: headlessgl counts only when `gl`
+ * loads, a GL context can be created and a tiny kernel returns the right numbers (without a
+ * display `gl` returns null silently). `createBackend({ mode })` or `PEDIGREE_GPU_MODE` forces one;
+ * a forced mode that is not usable is an error, never a silent downgrade. `backend.mode` is the
+ * mode actually used: record it with the run.
+ *
+ * Tensors (`Tensor`) are flat, row-major, float32, and stay where the kernels put them:
+ *   - headlessgl: every kernel is `pipeline: true, immutable: true`, so its output is a fresh GL
+ *     texture that feeds the next kernel without a readback. Nothing is read back unless asked
+ *     (`read`), and textures are freed only explicitly (`release`): the caller owns every tensor a
+ *     kernel returns. (Immutable because a cached kernel is reused, e.g. by every layer of a model,
+ *     and a mutable one would overwrite its previous output.)
+ *   - webasm and cpu: there is no device memory; a kernel's output is a fresh Float32Array.
+ *     webasm cannot take texture arguments anyway (it would degrade the kernel to cpu), so
+ *     these modes never see one. `read` is free and `release` does nothing, so code written
+ *     for headlessgl (read only the loss, release what is dead) runs unchanged.
+ * Host Float32Arrays are accepted wherever a Tensor is (gpu.js uploads them per call); use
+ * `upload` for anything used more than once (parameters, optimizer state).
+ *
+ * Kernels are compiled per shape (sizes are `constants`, so loops have constant bounds, which
+ * GLSL ES 1.0 requires) and cached on the backend: the first call at a shape costs a compile
+ * (GL: ~0.1–0.3 s here), later calls only the run (GL: ~30–60 µs of overhead per call).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { GPU, type IKernelRunShortcut, type Texture } from 'gpu.js';
+import type { KernelArray } from './kernels/common.ts';
+
+/** The gpu.js modes the trainer supports, best first. */
+export const GPU_MODES = ['headlessgl', 'webasm', 'cpu'] as const;
+export type GpuMode = (typeof GPU_MODES)[number];
+
+/** A flat float32 tensor where the backend keeps it: a GL texture (headlessgl) or a Float32Array. */
+export type Tensor = Float32Array | Texture;
+
+export interface ModeProbe {
+  mode: GpuMode;
+  available: boolean;
+  /** Why not, when not available; what was found, when available. */
+  detail: string;
+}
+
+const require = createRequire(import.meta.url);
+const probes = new Map<GpuMode, ModeProbe>();
+
+/** Whether each mode works in this process (cached: gpu.js caches its own GL check per process too). */
+export function probeModes(): ModeProbe[] {
+  return GPU_MODES.map(probeMode);
+}
+
+/** The usable modes, best first. */
+export function availableModes(): GpuMode[] {
+  return probeModes().filter((p) => p.available).map((p) => p.mode);
+}
+
+export function probeMode(mode: GpuMode): ModeProbe {
+  let probe = probes.get(mode);
+  if (!probe) {
+    probe = { mode, ...(mode === 'headlessgl' ? probeHeadlessGL() : probeByKernel(mode)) };
+    probes.set(mode, probe);
+  }
+  return probe;
+}
+
+function probeHeadlessGL(): { available: boolean; detail: string } {
+  let createGL: (w: number, h: number, opts?: object) => WebGLRenderingContextLike | null;
+  try {
+    createGL = require('gl');
+  } catch (err) {
+    return { available: false, detail: `the gl native addon does not load (${firstLine(err)}); it builds from source at npm install (needs Debian libxi-dev, and allowScripts)` };
+  }
+  if (!process.env.DISPLAY) return { available: false, detail: 'no X display (DISPLAY unset): run under `xvfb-run -a`, or call startVirtualDisplay() first' };
+  const ctx = createGL(1, 1);
+  if (!ctx) return { available: false, detail: `gl could not create a context on DISPLAY=${process.env.DISPLAY}` };
+  const renderer = `${ctx.getParameter(ctx.RENDERER)} / ${ctx.getParameter(ctx.VERSION)}`;
+  ctx.getExtension('STACKGL_destroy_context')?.destroy();
+  if (!GPU.isHeadlessGLSupported) return { available: false, detail: `gl works (${renderer}) but gpu.js decided earlier in this process that it does not (it caches its check: probe after setting DISPLAY)` };
+  const check = probeByKernel('headlessgl');
+  return check.available ? { available: true, detail: `${renderer} on DISPLAY=${process.env.DISPLAY}` } : check;
+}
+
+const KERNEL_CLASS: Record<GpuMode, string> = { headlessgl: 'HeadlessGLKernel', webasm: 'WebAssemblyKernel', cpu: 'CPUKernel' };
+
+/** Runs a two-kernel chain and checks the numbers and that gpu.js did not quietly fall back to cpu. */
+function probeByKernel(mode: GpuMode): { available: boolean; detail: string } {
+  let gpu: GPU | undefined;
+  try {
+    gpu = new GPU({ mode });
+    const settings = { output: [5], pipeline: true, immutable: true, precision: 'single' as const };
+    const twice = gpu.createKernel(function (a: KernelArray) {
+      return a[this.thread.x] * 2;
+    }, settings);
+    const inp = new Float32Array([1, -2, 3.5, 0.25, 1e-3]);
+    const once = twice(inp) as Tensor;
+    const got = toFloat32(twice(once) as Tensor);
+    // gpu.js falls back to its cpu kernel quietly (a console warning at most): catch that.
+    const ran = (twice as unknown as { kernel: { constructor: { name: string } } }).kernel.constructor.name;
+    if (ran !== KERNEL_CLASS[mode]) return { available: false, detail: `gpu.js ran the probe kernel as ${ran}, not ${KERNEL_CLASS[mode]}` };
+    const bad = [...got].findIndex((x, i) => x !== inp[i]! * 4);
+    if (bad >= 0) return { available: false, detail: `probe kernel gave ${got[bad]} for ${inp[bad]! * 4}` };
+    return { available: true, detail: mode === 'webasm' ? 'WebAssembly SIMD, synchronous' : 'JavaScript' };
+  } catch (err) {
+    return { available: false, detail: firstLine(err) };
+  } finally {
+    void gpu?.destroy();
+  }
+}
+
+export interface BackendOptions {
+  /** Force a mode; default: `PEDIGREE_GPU_MODE`, else the best available. */
+  mode?: GpuMode;
+  /** Read instead of process.env (tests). */
+  env?: Record<string, string | undefined>;
+}
+
+/** Picks the mode (explicit option > PEDIGREE_GPU_MODE > best available) and creates the backend. */
+export function createBackend(opts: BackendOptions = {}): Backend {
+  const fromEnv = (opts.env ?? process.env).PEDIGREE_GPU_MODE?.trim();
+  const requested = opts.mode ?? (fromEnv ? fromEnv : undefined);
+  if (requested !== undefined) {
+    if (!(GPU_MODES as readonly string[]).includes(requested)) {
+      throw new Error(`unknown gpu.js mode "${requested}"${opts.mode ? '' : ' (PEDIGREE_GPU_MODE)'}; expected one of ${GPU_MODES.join(', ')}`);
+    }
+    const probe = probeMode(requested as GpuMode);
+    if (!probe.available) throw new Error(`gpu.js mode ${requested} was requested but is not usable here: ${probe.detail}`);
+    return new Backend(probe.mode, probe.detail);
+  }
+  const best = probeModes().find((p) => p.available);
+  if (!best) throw new Error('no gpu.js mode works here (not even cpu)');
+  return new Backend(best.mode, best.detail);
+}
+
+/** One gpu.js instance in one mode, its compiled kernels, and the tensor helpers that depend on the mode. */
+export class Backend {
+  readonly gpu: GPU;
+  /** True when kernel outputs are device textures (headlessgl): read back with `read`, free with `release`. */
+  readonly resident: boolean;
+  private readonly kernels = new Map<string, IKernelRunShortcut>();
+
+  constructor(
+    readonly mode: GpuMode,
+    /** What the probe found (renderer, display), for the run's environment record. */
+    readonly detail = '',
+  ) {
+    this.gpu = new GPU({ mode });
+    this.resident = mode === 'headlessgl';
+  }
+
+  /** The environment facts worth recording with a run. */
+  describe(): { gpuMode: GpuMode; detail: string } {
+    return { gpuMode: this.mode, detail: this.detail };
+  }
+
+  /**
+   * The kernel cached under `key`, built by `make` on first use. The key must name everything
+   * the kernel is specialised on (op, sizes, flags). Settings every kernel needs are applied here.
+   */
+  kernel(key: string, make: (gpu: GPU, settings: KernelSettings) => IKernelRunShortcut): IKernelRunShortcut {
+    let k = this.kernels.get(key);
+    if (!k) {
+      k = make(this.gpu, { pipeline: true, immutable: true, precision: 'single', tactic: 'precision' });
+      this.kernels.set(key, k);
+    }
+    return k;
+  }
+
+  /** Copies host data to where kernels want it (a texture on headlessgl; a copy elsewhere). */
+  upload(x: Float32Array): Tensor {
+    if (!this.resident) return Float32Array.from(x);
+    if (x.length === 0) throw new Error('cannot upload an empty tensor');
+    const copy = this.kernel(`upload:${x.length}`, (gpu, s) =>
+      gpu.createKernel(function (a: KernelArray) {
+        return a[this.thread.x];
+      }, { ...s, output: [x.length] }),
+    );
+    return copy(x) as Tensor;
+  }
+
+  /** The values of a tensor as a Float32Array (a readback on headlessgl: call it for what the host needs). */
+  read(t: Tensor): Float32Array {
+    return toFloat32(t);
+  }
+
+  /**
+   * Waits until the device has finished the work queued so far (headlessgl: gl.finish(); a
+   * no-op elsewhere, where kernels run synchronously). For timing without a readback.
+   */
+  sync(): void {
+    if (this.resident) (this.gpu as unknown as { context?: { finish(): void } }).context?.finish();
+  }
+
+  /** Frees device tensors that are no longer needed (no-op for host arrays). Safe to call twice. */
+  release(...ts: (Tensor | null | undefined)[]): void {
+    for (const t of ts) if (t && !(t instanceof Float32Array)) t.delete();
+  }
+
+  /** The keys of the kernels compiled so far (each op/shape/flag combination is one). */
+  compiledKernels(): string[] {
+    return [...this.kernels.keys()];
+  }
+
+  destroy(): void {
+    this.kernels.clear();
+    void this.gpu.destroy();
+  }
+}
+
+export interface KernelSettings {
+  pipeline: true;
+  immutable: true;
+  precision: 'single';
+  tactic: 'precision';
+}
+
+/** A Float32Array view of a tensor's values (reads a texture back). */
+export function toFloat32(t: Tensor | number[]): Float32Array {
+  if (t instanceof Float32Array) return t;
+  if (Array.isArray(t)) return Float32Array.from(t);
+  const arr = t.toArray();
+  if (arr instanceof Float32Array) return arr;
+  throw new Error('expected a flat (1-D) tensor');
+}
+
+// ---------------------------------------------------------------- a display for headlessgl
+
+export interface VirtualDisplay {
+  /** e.g. ":3" */
+  display: string;
+  stop(): void;
+}
+
+/**
+ * Starts `Xvfb` on a free display number (it picks one itself: `-displayfd`) and points this
+ * process's DISPLAY at it, so headlessgl works without `xvfb-run`. Resolves null when there is
+ * already a DISPLAY, when Xvfb is not installed, or when `gl` cannot load (no point then).
+ * Call before the first `probeModes()`/`createBackend()`: gpu.js caches its GL check.
+ * The server dies with this process: `-terminate` ends it when the last client (our GL
+ * context) disconnects, even if this process is killed, and a normal exit kills it too.
+ */
+export async function startVirtualDisplay(opts: { timeoutMs?: number } = {}): Promise<VirtualDisplay | null> {
+  if (process.env.DISPLAY) return null;
+  try {
+    require('gl');
+  } catch {
+    return null;
+  }
+  let xvfb: ChildProcess;
+  try {
+    xvfb = spawn('Xvfb', ['-displayfd', '3', '-screen', '0', '16x16x24', '-nolisten', 'tcp', '-terminate'], {
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+    });
+  } catch {
+    return null;
+  }
+  const number = await new Promise<string | null>((resolve) => {
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => done(null), opts.timeoutMs ?? 10_000);
+    const done = (n: string | null) => {
+      clearTimeout(timer);
+      resolve(n);
+    };
+    xvfb.once('error', () => done(null)); // ENOENT: no Xvfb
+    xvfb.once('exit', (code, signal) => {
+      if (err) process.stderr.write(`Xvfb exited (${code ?? signal}): ${err.slice(-500)}\n`);
+      done(null);
+    });
+    xvfb.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    xvfb.stdio[3]?.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) done(out.trim());
+    });
+  });
+  // stderr/fd 3 must not keep the event loop alive, nor must the child itself.
+  xvfb.stderr?.destroy();
+  (xvfb.stdio[3] as { destroy?: () => void } | null)?.destroy?.();
+  xvfb.unref();
+  if (number === null || !/^\d+$/.test(number)) {
+    xvfb.kill();
+    return null;
+  }
+  const stop = () => {
+    if (xvfb.exitCode === null && xvfb.signalCode === null) xvfb.kill();
+  };
+  process.once('exit', stop);
+  process.env.DISPLAY = `:${number}`;
+  return {
+    display: `:${number}`,
+    stop() {
+      process.removeListener('exit', stop);
+      stop();
+    },
+  };
+}
+
+interface WebGLRenderingContextLike {
+  RENDERER: number;
+  VERSION: number;
+  getParameter(p: number): unknown;
+  getExtension(name: string): { destroy(): void } | null;
+}
+
+function firstLine(err: unknown): string {
+  return String((err as Error)?.message ?? err).split('\n')[0]!;
+}

@@ -1,0 +1,398 @@
+import type { Pedigree } from '@pedigree/client';
+import { z } from 'zod';
+import type { DataConfig, DataFilter, DataSourceConfig } from './config.ts';
+import { deriveSeed, Rng, sampleCumulative } from './rng.ts';
+
+/**
+ * Synthetic data over a small vocabulary, generated from seeds so that every
+ * run can name its data exactly (generator + params + seed) and replay it.
+ *
+ * Legend: V = vocabulary size, B = batch (sequences), T = context (tokens
+ * a sequence is trained on); a training sequence holds T + 1 tokens, inputs
+ * are its first T and targets its last T.
+ *
+ * Vocabulary: 0 ends a document; 1–6 mark structure; 7–16 are the digits;
+ * 17…V−1 are "words", the synthetic language's tokens.
+ */
+export const EOS = 0;
+export const KEY = 1;
+export const VAL = 2;
+export const QUERY = 3;
+export const ANSWER = 4;
+export const PLUS = 5;
+export const EQUALS = 6;
+export const DIGIT0 = 7;
+export const FIRST_WORD = 17;
+
+const wordCount = (vocab: number) => vocab - FIRST_WORD;
+
+// ------------------------------------------------------------------ generators
+
+/** A grammar: each word has a few likely successors (a sparse Markov chain), so text is learnable. */
+interface Grammar {
+  successors: Int32Array[]; // [words][branching]: word indices
+  cumulative: Float64Array[]; // [words][branching]: running sums of their probabilities
+}
+
+const grammars = new Map<string, Grammar>();
+
+function grammar(vocab: number, seed: number, branching: number): Grammar {
+  const key = `${vocab}/${seed}/${branching}`;
+  let g = grammars.get(key);
+  if (!g) {
+    const rng = new Rng(deriveSeed(seed, 'grammar'));
+    const words = wordCount(vocab);
+    g = { successors: [], cumulative: [] };
+    for (let w = 0; w < words; w++) {
+      const next = new Int32Array(branching);
+      const cum = new Float64Array(branching);
+      let total = 0;
+      for (let b = 0; b < branching; b++) {
+        next[b] = rng.int(words);
+        total += 0.2 + rng.float();
+        cum[b] = total;
+      }
+      g.successors.push(next);
+      g.cumulative.push(cum);
+    }
+    grammars.set(key, g);
+  }
+  return g;
+}
+
+/** `length` tokens of the synthetic language, starting from a random word. */
+function speak(out: number[], length: number, g: Grammar, rng: Rng): void {
+  let w = rng.int(g.successors.length);
+  for (let i = 0; i < length; i++) {
+    out.push(FIRST_WORD + w);
+    w = g.successors[w]![sampleCumulative(g.cumulative[w]!, rng)]!;
+  }
+}
+
+const digitsOf = (n: number, width: number) => String(n).padStart(width, '0').split('').map((d) => DIGIT0 + Number(d));
+
+const Language = {
+  minLength: z.number().int().min(1).default(16),
+  maxLength: z.number().int().min(1).default(96),
+  branching: z.number().int().min(1).max(64).default(3), // successors per word: lower is more predictable
+  grammarSeed: z.number().int().min(0).default(1), // sources with the same grammar speak the same language
+};
+const lengthOrdered = (p: { minLength: number; maxLength: number }) => p.minLength <= p.maxLength;
+const LENGTHS = { message: 'minLength must not exceed maxLength', path: ['minLength'] };
+
+export interface Generator<P> {
+  description: string;
+  params: z.ZodType<P, unknown>;
+  /** One document (no EOS: the mix adds it between documents). */
+  generate(params: P, rng: Rng, vocab: number): Int32Array;
+}
+
+const language: Generator<{ minLength: number; maxLength: number; branching: number; grammarSeed: number }> = {
+  description: 'a synthetic language: a sparse Markov chain over the word tokens',
+  params: z.object(Language).strict().refine(lengthOrdered, LENGTHS),
+  generate(p, rng, vocab) {
+    const out: number[] = [];
+    speak(out, rng.between(p.minLength, p.maxLength), grammar(vocab, p.grammarSeed, p.branching), rng);
+    return Int32Array.from(out);
+  },
+};
+
+/** KEY k, filler, QUERY k: the end of the document recalls a token from its start. */
+function recallPiece(out: number[], length: number, g: Grammar, rng: Rng, words: number): void {
+  const k = FIRST_WORD + rng.int(words);
+  out.push(KEY, k);
+  speak(out, Math.max(0, length - 4), g, rng);
+  out.push(QUERY, k);
+}
+
+const longRecall: Generator<{ minLength: number; maxLength: number; branching: number; grammarSeed: number }> = {
+  description: 'long documents with a long-range dependency: a key token at the start that the last token must recall',
+  params: z
+    .object({ ...Language, minLength: Language.minLength.default(64), maxLength: Language.maxLength.default(256) })
+    .strict()
+    .refine((p) => p.minLength >= 4, { message: 'minLength must be at least 4 (KEY k … QUERY k)', path: ['minLength'] })
+    .refine(lengthOrdered, LENGTHS),
+  generate(p, rng, vocab) {
+    const out: number[] = [];
+    recallPiece(out, rng.between(p.minLength, p.maxLength), grammar(vocab, p.grammarSeed, p.branching), rng, wordCount(vocab));
+    return Int32Array.from(out);
+  },
+};
+
+const concatShort: Generator<{ pieces: number; minLength: number; maxLength: number; branching: number; grammarSeed: number }> = {
+  description: 'long documents made by concatenating short ones, each with its own short-range recall (the ablation Phi-4 found worse than native long data)',
+  params: z
+    .object({ ...Language, pieces: z.number().int().min(1).max(1024).default(4) })
+    .strict()
+    .refine((p) => p.minLength >= 4, { message: 'minLength must be at least 4 (KEY k … QUERY k)', path: ['minLength'] })
+    .refine(lengthOrdered, LENGTHS),
+  generate(p, rng, vocab) {
+    const out: number[] = [];
+    const g = grammar(vocab, p.grammarSeed, p.branching);
+    for (let i = 0; i < p.pieces; i++) recallPiece(out, rng.between(p.minLength, p.maxLength), g, rng, wordCount(vocab));
+    return Int32Array.from(out);
+  },
+};
+
+const kvRecall: Generator<{ minPairs: number; maxPairs: number; queries: number; keyLength: number; valueLength: number }> = {
+  description: 'key–value recall in the style of HELMET JSON-KV: pairs KEY k… VAL v…, then QUERY k… ANSWER v… for keys at evenly spaced depths',
+  params: z
+    .object({
+      minPairs: z.number().int().min(1).default(4),
+      maxPairs: z.number().int().min(1).default(16),
+      queries: z.number().int().min(1).default(4),
+      keyLength: z.number().int().min(1).max(8).default(2), // word tokens per key
+      valueLength: z.number().int().min(1).max(8).default(2), // digits per value
+    })
+    .strict()
+    .refine((p) => p.minPairs <= p.maxPairs, { message: 'minPairs must not exceed maxPairs', path: ['minPairs'] }),
+  generate(p, rng, vocab) {
+    const words = wordCount(vocab);
+    if (words ** p.keyLength < p.maxPairs * 2) throw new Error(`kv-recall: ${words} words make too few distinct keys of ${p.keyLength} tokens for ${p.maxPairs} pairs`);
+    const pairs = rng.between(p.minPairs, p.maxPairs);
+    const keys: number[][] = [];
+    const seen = new Set<string>();
+    while (keys.length < pairs) {
+      const k = Array.from({ length: p.keyLength }, () => FIRST_WORD + rng.int(words));
+      if (seen.has(k.join())) continue;
+      seen.add(k.join());
+      keys.push(k);
+    }
+    const values = keys.map(() => Array.from({ length: p.valueLength }, () => DIGIT0 + rng.int(10)));
+    const out: number[] = [];
+    for (let i = 0; i < pairs; i++) out.push(KEY, ...keys[i]!, VAL, ...values[i]!);
+    for (let j = 0; j < p.queries; j++) {
+      const depth = Math.min(pairs - 1, Math.floor(((j + 0.5) * pairs) / p.queries));
+      out.push(QUERY, ...keys[depth]!, ANSWER, ...values[depth]!);
+    }
+    return Int32Array.from(out);
+  },
+};
+
+const arithmetic: Generator<{ digits: number }> = {
+  description: 'verifiable addition: a + b = c in digit tokens (checkArithmetic verifies a completion, for PTS)',
+  params: z.object({ digits: z.number().int().min(1).max(7).default(2) }).strict(),
+  generate(p, rng) {
+    const a = rng.int(10 ** p.digits);
+    const b = rng.int(10 ** p.digits);
+    return Int32Array.from([...digitsOf(a, 1), PLUS, ...digitsOf(b, 1), EQUALS, ...digitsOf(a + b, 1)]);
+  },
+};
+
+/** Every generator, by the name a config's source gives. */
+export const GENERATORS = {
+  language,
+  'long-recall': longRecall,
+  'concat-short': concatShort,
+  'kv-recall': kvRecall,
+  arithmetic,
+} as const;
+export type GeneratorName = keyof typeof GENERATORS;
+
+/** Whether an arithmetic document (a + b = c, up to an EOS) is correct: the checker PTS samples against. */
+export function checkArithmetic(doc: ArrayLike<number>): boolean {
+  const tokens = Array.from(doc);
+  const end = tokens.indexOf(EOS);
+  const body = end < 0 ? tokens : tokens.slice(0, end);
+  const plus = body.indexOf(PLUS);
+  const equals = body.indexOf(EQUALS);
+  if (plus <= 0 || equals <= plus + 1 || equals === body.length - 1) return false;
+  const number = (ts: number[]) => (ts.every((t) => t >= DIGIT0 && t < DIGIT0 + 10) ? Number(ts.map((t) => t - DIGIT0).join('')) : NaN);
+  return number(body.slice(0, plus)) + number(body.slice(plus + 1, equals)) === number(body.slice(equals + 1));
+}
+
+// ------------------------------------------------------------------ corpora
+
+/** A generated dataset: one source's documents for one split. */
+export interface Corpus {
+  /** The source's path in the mix, e.g. "replay/web". */
+  path: string;
+  generator: GeneratorName;
+  params: Record<string, unknown>;
+  seed: number;
+  docs: Int32Array[];
+  tokens: number;
+}
+
+/** Generates `count` documents of a generator source from `seed`. */
+export function generateCorpus(source: DataSourceConfig, path: string, vocab: number, seed: number, count: number): Corpus {
+  if (!source.generator) throw new Error(`source ${path} is a mix, not a generator`);
+  const gen = GENERATORS[source.generator] as unknown as Generator<unknown>;
+  const params = gen.params.parse(source.params);
+  const rng = new Rng(seed);
+  const docs: Int32Array[] = [];
+  let tokens = 0;
+  for (let i = 0; i < count; i++) {
+    const doc = gen.generate(params, rng, vocab);
+    docs.push(doc);
+    tokens += doc.length;
+  }
+  return { path, generator: source.generator, params: source.params, seed, docs, tokens };
+}
+
+/** Document lengths in power-of-two bins: `{ upTo, count }`, the dataset artifact's histogram. */
+export function lengthHistogram(docs: readonly ArrayLike<number>[]): { upTo: number; count: number }[] {
+  const bins = new Map<number, number>();
+  for (const d of docs) {
+    const upTo = 2 ** Math.max(0, Math.ceil(Math.log2(Math.max(1, d.length))));
+    bins.set(upTo, (bins.get(upTo) ?? 0) + 1);
+  }
+  return [...bins.entries()].sort((a, b) => a[0] - b[0]).map(([upTo, count]) => ({ upTo, count }));
+}
+
+/** A corpus's documents as a filter leaves them, with their sampling weights (upweighted long ones). */
+export class WeightedDocs {
+  readonly docs: Int32Array[];
+  private readonly cumulative: Float64Array;
+
+  constructor(
+    readonly corpus: Corpus,
+    readonly filter: DataFilter = {},
+  ) {
+    const { minTokens = 0, maxTokens = Infinity, upweight } = filter;
+    this.docs = corpus.docs.filter((d) => d.length >= minTokens && d.length <= maxTokens);
+    if (!this.docs.length) {
+      const lengths = corpus.docs.map((d) => d.length);
+      throw new Error(
+        `source ${corpus.path}: no document passes the filter ${JSON.stringify(filter)} (its ${corpus.docs.length} documents are ${Math.min(...lengths)}–${Math.max(...lengths)} tokens)`,
+      );
+    }
+    this.cumulative = new Float64Array(this.docs.length);
+    let total = 0;
+    for (const [i, d] of this.docs.entries()) {
+      total += upweight && d.length > upweight.tokens ? upweight.factor : 1;
+      this.cumulative[i] = total;
+    }
+  }
+
+  sample(rng: Rng): Int32Array {
+    return this.docs[sampleCumulative(this.cumulative, rng)]!;
+  }
+}
+
+/**
+ * Weighted sources. Each training sequence comes from one source, chosen by
+ * weight, and is packed with that source's documents (each followed by EOS)
+ * from a document's start: so a weight is the share of training tokens, as in
+ * Phi-4's Table 5, and a long document keeps its beginning.
+ */
+export class DataMix {
+  private readonly cumulative: Float64Array;
+
+  constructor(readonly components: readonly { name: string; weight: number; source: WeightedDocs | DataMix }[]) {
+    const sum = components.reduce((a, c) => a + c.weight, 0);
+    if (!components.length || Math.abs(sum - 1) > 1e-6) throw new Error(`data mix weights must sum to 1, they sum to ${sum}`);
+    this.cumulative = new Float64Array(components.length);
+    let total = 0;
+    for (const [i, c] of components.entries()) this.cumulative[i] = total += c.weight;
+  }
+
+  /** Fills `out` (T + 1 tokens) with one sequence; returns the path of the source it came from. */
+  fillSequence(out: Int32Array, rng: Rng): string {
+    const c = this.components[sampleCumulative(this.cumulative, rng)]!;
+    if (c.source instanceof DataMix) return `${c.name}/${c.source.fillSequence(out, rng)}`;
+    let filled = 0;
+    while (filled < out.length) {
+      const doc = c.source.sample(rng);
+      const n = Math.min(doc.length, out.length - filled);
+      out.set(n === doc.length ? doc : doc.subarray(0, n), filled);
+      filled += n;
+      if (filled < out.length) out[filled++] = EOS;
+    }
+    return c.name;
+  }
+}
+
+export interface Batch {
+  inputs: Int32Array; // (B, T)
+  targets: Int32Array; // (B, T): inputs shifted left by one
+  /** Per sequence, the source it came from. */
+  sources: string[]; // (B)
+}
+
+/** B sequences of T + 1 tokens from the mix: inputs are the first T tokens of each, targets the last T. */
+export function getBatch(mix: DataMix, B: number, T: number, rng: Rng): Batch {
+  const inputs = new Int32Array(B * T);
+  const targets = new Int32Array(B * T);
+  const sources: string[] = [];
+  const seq = new Int32Array(T + 1);
+  for (let b = 0; b < B; b++) {
+    sources.push(mix.fillSequence(seq, rng));
+    inputs.set(seq.subarray(0, T), b * T);
+    targets.set(seq.subarray(1), b * T);
+  }
+  return { inputs, targets, sources };
+}
+
+export type Split = 'train' | 'heldout';
+
+/** The config's mix over generated corpora: the training split, or the held-out one (other seeds) for eval/loss. */
+export function buildMix(data: DataConfig, vocab: number, split: Split): { mix: DataMix; corpora: Corpus[] } {
+  const corpora: Corpus[] = [];
+  const build = (sources: readonly DataSourceConfig[], prefix: string): DataMix =>
+    new DataMix(
+      sources.map((s) => {
+        const path = prefix + s.name;
+        if (s.mix) return { name: s.name, weight: s.weight, source: build(s.mix, `${path}/`) };
+        const corpus = generateCorpus(s, path, vocab, deriveSeed(data.seed, path, split), split === 'train' ? s.docs : data.heldoutDocs);
+        corpora.push(corpus);
+        return { name: s.name, weight: s.weight, source: new WeightedDocs(corpus, s.filter) };
+      }),
+    );
+  return { mix: build(data.sources, ''), corpora };
+}
+
+// ------------------------------------------------------------------ in the ledger
+
+export interface RegisteredData {
+  mixId: string;
+  evalsetId: string;
+  /** Artifact ids of the datasets, by source path. */
+  datasets: Map<string, string>;
+}
+
+/**
+ * Registers each generator source's training corpus as a `dataset` artifact
+ * (generator, params, seed, counts, length histogram), each nested mix and
+ * the whole mix as `datamix` artifacts, and the held-out split as an
+ * `evalset`. All content-addressed: the same data registers as the same ids.
+ */
+export async function registerData(pd: Pedigree, project: string, data: DataConfig, vocab: number, mixName: string, corpora: readonly Corpus[]): Promise<RegisteredData> {
+  const byPath = new Map(corpora.map((c) => [c.path, c]));
+  const datasets = new Map<string, string>();
+  const register = async (sources: readonly DataSourceConfig[], prefix: string, name: string): Promise<string> => {
+    const components = [];
+    for (const s of sources) {
+      const path = prefix + s.name;
+      let artifactId: string;
+      if (s.mix) {
+        artifactId = await register(s.mix, `${path}/`, s.name);
+      } else {
+        const corpus = byPath.get(path);
+        if (!corpus) throw new Error(`no corpus generated for source ${path}`);
+        ({ artifactId } = await pd.registerArtifact({
+          project,
+          name: s.name,
+          spec: {
+            kind: 'dataset',
+            source: `synthetic/${corpus.generator}`,
+            params: { ...(corpus.params as Record<string, never>), seed: corpus.seed, vocab },
+            docs: corpus.docs.length,
+            tokens: corpus.tokens,
+            lengthHistogram: lengthHistogram(corpus.docs),
+          },
+        }));
+        datasets.set(path, artifactId);
+      }
+      components.push({ artifactId, weight: s.weight, ...(s.filter ? { filter: s.filter } : {}) });
+    }
+    return (await pd.registerArtifact({ project, name, spec: { kind: 'datamix', components } })).artifactId;
+  };
+  const mixId = await register(data.sources, '', mixName);
+  const { artifactId: evalsetId } = await pd.registerArtifact({
+    project,
+    name: `${mixName}-heldout`,
+    spec: { kind: 'evalset', source: 'synthetic/heldout', params: { mix: mixId, seed: data.seed, docsPerSource: data.heldoutDocs, split: 'heldout' } },
+  });
+  return { mixId, evalsetId, datasets };
+}

@@ -1,0 +1,140 @@
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { connect, type Pedigree } from '@pedigree/client';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { browserUnavailable, collectErrors, launchChromium } from './support/browser.ts';
+import { pedigreeCommand, pedigreeServer, type PedigreeServer } from './support/server.ts';
+
+/**
+ * The dashboard in a real browser (Debian's headless Chromium) against the
+ * real `pedigree start`, on a store filled by `pedigree sample`: runs → run →
+ * lineage node → diff, and a chart that moves while a run is logged live.
+ * Screenshots of each page land in test-results/web/.
+ */
+const why = browserUnavailable();
+if (why && process.env.CI) throw new Error(`CI must run the browser tests, but ${why}`);
+if (why) console.warn(`[skipping browser tests] ${why}`);
+
+/** Waits for the page: the first load of a page compiles nothing (a production build) but queries a fresh store. */
+const until = <T>(read: () => Promise<T> | T, opts: { timeout?: number } = {}) => expect.poll(read, { timeout: opts.timeout ?? 15_000, interval: 100 });
+
+const SHOTS = path.resolve(import.meta.dirname, '../test-results/web');
+
+describe.skipIf(why)('web dashboard (Chromium)', () => {
+  let home: string;
+  let server: PedigreeServer;
+  let browser: Browser;
+  let context: BrowserContext;
+  let page: Page;
+  let errors: string[];
+
+  beforeAll(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    home = mkdtempSync(path.join(os.tmpdir(), 'pedigree-web-'));
+    const sampled = await pedigreeCommand(['sample', '--home', home]);
+    expect(sampled, sampled.stderr).toMatchObject({ code: 0 });
+    server = await pedigreeServer({ home, auth: 'open' });
+    [, browser] = await Promise.all([server.start(), launchChromium()]);
+    context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
+    page = await context.newPage();
+    errors = collectErrors(page);
+  });
+
+  afterAll(async () => {
+    await context?.close().catch(() => {});
+    await browser?.close().catch(() => {});
+    if (server) {
+      const stopped = await server.stop();
+      expect(stopped.leftover).toBe(false);
+    }
+    if (home) rmSync(home, { recursive: true, force: true });
+  });
+
+  it('runs → run → lineage node → diff, with the seeded content on each page', async () => {
+    // Runs: every stage of the sample, its hyperparameters and final metrics.
+    await page.goto(`${server.url}/`);
+    const table = page.locator('table.runs');
+    for (const name of ['pretrain', 'midtrain', 'midtrain-concat', 'sft', 'dpo', 'eval']) await until(() => table.locator(`tr[data-run="${name}"]`).count()).toBe(1);
+    await until(() => table.locator('tr[data-run="midtrain"]').innerText()).toMatch(/completed/);
+    await until(() => table.locator('tr[data-run="midtrain"]').innerText()).toContain('baseline');
+    await page.screenshot({ path: path.join(SHOTS, 'runs.png'), fullPage: true });
+
+    // Search narrows the table.
+    await page.getByLabel('search runs').fill('concat');
+    await until(() => table.locator('tbody tr').count()).toBe(1);
+    await page.getByLabel('search runs').fill('');
+    await until(() => table.locator('tbody tr').count()).toBe(6);
+
+    // Run: header, hyperparameters, the data mix, the lineage graph, charts.
+    await table.locator('tr[data-run="midtrain"] a').first().click();
+    await page.waitForURL(/\/runs\/[0-9a-f-]{36}$/);
+    await until(() => page.locator('h1').innerText()).toContain('midtrain');
+    await until(() => page.locator('tr[data-hp="rope_base"]').innerText()).toContain('12500');
+    await until(() => page.locator('tr[data-hp="context"]').innerText()).toContain('512');
+    await until(() => page.locator('.datamix').innerText()).toContain('long-kv-native');
+    const graph = page.getByTestId('lineage-graph');
+    await until(() => graph.locator('.react-flow__node').count()).toBeGreaterThan(5);
+    await until(() => page.locator('figure.chart[data-metric="train/loss"] canvas').count()).toBeGreaterThan(0);
+    expect(Number(await page.locator('figure.chart[data-metric="train/loss"]').getAttribute('data-points'))).toBeGreaterThan(0);
+    await page.screenshot({ path: path.join(SHOTS, 'run-midtrain.png'), fullPage: true });
+
+    // The event log, with hashes.
+    await page.getByRole('tab', { name: 'Event log' }).click();
+    await until(() => page.locator('table.events').innerText()).toContain('RunCompleted');
+    await until(() => page.locator('table.events code.hash').count()).toBeGreaterThan(3);
+    await page.screenshot({ path: path.join(SHOTS, 'run-events.png'), fullPage: true });
+    await page.getByRole('tab', { name: 'Overview' }).click();
+
+    // Clicking the pretrain node opens the pretrain run.
+    await graph.locator('.react-flow__node.lnode-run', { hasText: /^pretrain/ }).first().click();
+    await until(() => page.locator('h1').innerText()).toMatch(/^pretrain/);
+    await until(() => page.locator('tr[data-hp="rope_base"]').innerText()).toContain('500');
+    await page.screenshot({ path: path.join(SHOTS, 'run-pretrain.png'), fullPage: true });
+
+    // Diff: tick midtrain and midtrain-concat, diff them.
+    await page.goto(`${server.url}/`);
+    await page.getByLabel('select midtrain', { exact: true }).check();
+    await page.getByLabel('select midtrain-concat', { exact: true }).check();
+    await page.getByRole('button', { name: /Diff selected/ }).click();
+    await page.waitForURL(/\/diff\?a=/);
+    await until(() => page.getByTestId('first-divergence').innerText()).toContain('midtrain-concat');
+    const mix = page.locator('table.mixdiff');
+    await until(() => mix.innerText()).toContain('long-kv-native');
+    await until(() => mix.locator('tr[data-component="long-kv-native"]').innerText()).toContain('removed');
+    await until(() => mix.locator('tr[data-component="long-kv-concatenated"]').innerText()).toContain('added');
+    // Exactly the seeded differences: only the long-data component swapped, the replay side untouched.
+    expect(await mix.locator('tbody tr').count()).toBe(2);
+    await until(() => page.locator('figure.chart[data-metric="train/loss"] canvas').count()).toBeGreaterThan(0);
+    await page.screenshot({ path: path.join(SHOTS, 'diff.png'), fullPage: true });
+
+    expect(errors).toEqual([]);
+  });
+
+  it('a running run’s chart receives points live while the client logs them', async () => {
+    const pd: Pedigree = await connect({ url: server.url, flushIntervalMs: 100, handleSignals: false });
+    try {
+      const run = await pd.startRun({ project: 'phi4-toy', name: 'live-pretrain', kind: 'pretrain', hyperparameters: { lr: 1e-3 } });
+      for (let step = 0; step < 50; step++) run.log({ 'train/loss': 3 - step / 100 }, step);
+      await run.flush();
+
+      await page.goto(`${server.url}/runs/${run.id}`);
+      const chart = page.locator('figure.chart[data-metric="train/loss"]');
+      await until(() => chart.getAttribute('data-last-step'), { timeout: 20_000 }).toBe('49');
+
+      // More points while the page is open: the subscription brings them in, no reload.
+      for (let step = 50; step < 200; step++) run.log({ 'train/loss': 3 - step / 100 }, step);
+      await run.flush();
+      await until(() => chart.getAttribute('data-last-step'), { timeout: 20_000 }).toBe('199');
+      expect(Number(await chart.getAttribute('data-points'))).toBe(200);
+      await page.screenshot({ path: path.join(SHOTS, 'run-live.png'), fullPage: true });
+
+      await run.finish();
+      await until(() => page.locator('h1 .status').innerText(), { timeout: 20_000 }).toBe('completed');
+    } finally {
+      await pd.close();
+    }
+    expect(errors).toEqual([]);
+  });
+});
