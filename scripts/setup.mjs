@@ -14,12 +14,41 @@ const say = (msg) => process.stderr.write(`setup: ${msg}\n`);
 const run = (cmd, opts = {}) => execSync(cmd, { cwd: root, stdio: 'inherit', ...opts });
 const has = (cmd) => {
   try {
-    execSync(`command -v ${cmd}`, { stdio: 'ignore' });
+    execSync(cmd.startsWith('dpkg:') ? `dpkg -s ${cmd.slice(5)}` : `command -v ${cmd}`, { stdio: 'ignore' });
     return true;
   } catch {
     return false;
   }
 };
+
+// 0. System packages the tests need, installed when missing (Debian). Before npm ci: the `gl`
+// addon builds from source during the install and needs libxi-dev by then.
+if (forTests) {
+  const wanted = [
+    // [command that proves it is there (or dpkg:<package>), Debian packages]
+    ['psql', 'postgresql-client'],
+    // test/notebook.test.ts: nbconvert runs examples/*.ipynb on Deno's kernel (npm `deno`).
+    // python3-ipykernel has no command of its own: it comes along with nbconvert.
+    ['jupyter-nbconvert', 'jupyter-nbconvert python3-ipykernel'],
+    ['jupyter-kernelspec', 'jupyter-client'],
+    // test/web.test.ts: the dashboard in headless Chromium (playwright-core; never a downloaded browser).
+    ['chromium', 'chromium'],
+    // packages/trainer: gpu.js's headlessgl mode needs an X server (the tests start Xvfb
+    // themselves; xauth is for `xvfb-run`), and the `gl` addon needs libxi-dev to build.
+    ['Xvfb', 'xvfb xauth'],
+    ['dpkg:libxi-dev', 'libxi-dev'],
+  ];
+  const missing = wanted.filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg);
+  if (missing.length) {
+    if (process.getuid?.() === 0 && has('apt-get')) {
+      say(`installing ${missing.join(' ')} (apt-get)…`);
+      run('apt-get update -qq');
+      run(`DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${missing.join(' ')}`);
+    } else {
+      say(`missing system packages: ${missing.join(' ')}; the tests that need them will say so`);
+    }
+  }
+}
 
 // 1. npm dependencies, from the lockfile.
 const lock = path.join(root, 'package-lock.json');
@@ -27,6 +56,17 @@ const marker = path.join(root, 'node_modules', '.package-lock.json');
 if (!existsSync(marker) || (existsSync(lock) && statSync(lock).mtimeMs > statSync(marker).mtimeMs + 1000)) {
   say('installing npm dependencies (npm ci)…');
   run(existsSync(lock) ? 'npm ci --no-audit --no-fund' : 'npm install --no-audit --no-fund');
+}
+
+// 1b. The `gl` addon (gpu.js's headlessgl mode) builds from source at install time; npm drops it
+// silently when that fails (libxi-dev missing then). Build it again once the headers are there.
+if (forTests && !existsSync(path.join(root, 'node_modules/gl/build/Release/webgl.node')) && has('dpkg:libxi-dev')) {
+  say('building the gl addon (npm rebuild gl, a minute or two)…');
+  try {
+    run('npm rebuild gl');
+  } catch (err) {
+    say(`gl did not build (${err.message}); the headlessgl trainer tests will say so`);
+  }
 }
 
 // 2. The Prisma client (generated offline; postinstall normally did it), again whenever the schema changed.
@@ -71,33 +111,7 @@ function newestMtime(p) {
 }
 
 if (forTests) {
-  // 4. System packages the tests need, installed when missing (Debian).
-  const wanted = [
-    // [command that proves it is there, Debian package]
-    ['psql', 'postgresql-client'],
-    // test/notebook.test.ts: nbconvert runs examples/*.ipynb on Deno's kernel (npm `deno`).
-    // python3-ipykernel has no command of its own: it comes along with nbconvert.
-    ['jupyter-nbconvert', 'jupyter-nbconvert python3-ipykernel'],
-    ['jupyter-kernelspec', 'jupyter-client'],
-    // test/web.test.ts: the dashboard in headless Chromium (playwright-core; never a downloaded browser).
-    ['chromium', 'chromium'],
-    // packages/trainer: gpu.js's headlessgl mode needs an X server (the tests start Xvfb
-    // themselves; xauth is for `xvfb-run`). libxi-dev has no command of its own: the `gl`
-    // addon needs it to build from source at `npm ci`, so it comes along with Xvfb.
-    ['Xvfb', 'xvfb xauth libxi-dev'],
-  ];
-  const missing = wanted.filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg);
-  if (missing.length) {
-    if (process.getuid?.() === 0 && has('apt-get')) {
-      say(`installing ${missing.join(' ')} (apt-get)…`);
-      run('apt-get update -qq');
-      run(`DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${missing.join(' ')}`);
-    } else {
-      say(`missing system packages: ${missing.join(' ')}; the tests that need them will say so`);
-    }
-  }
-
-  // 5. The local PostgreSQL server for the server-mode tests: start it if it is installed and down.
+  // 4. The local PostgreSQL server for the server-mode tests: start it if it is installed and down.
   if (!process.env.PEDIGREE_TEST_DATABASE_URL && has('pg_lsclusters')) {
     const clusters = execSync('pg_lsclusters --no-header', { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
     for (const line of clusters) {
