@@ -78,7 +78,36 @@ describe.skipIf(why)('web dashboard (Chromium)', () => {
     await until(() => graph.locator('.react-flow__node').count()).toBeGreaterThan(5);
     await until(() => page.locator('figure.chart[data-metric="train/loss"] canvas').count()).toBeGreaterThan(0);
     expect(Number(await page.locator('figure.chart[data-metric="train/loss"]').getAttribute('data-points'))).toBeGreaterThan(0);
+    // No min/max helper rows in the chart legend: one row for the step, one per drawn series.
+    const legendRows = page.locator('figure.chart[data-metric="train/loss"] .u-legend tr.u-series');
+    const visibleLegend = await legendRows.filter({ visible: true }).allInnerTexts();
+    expect(visibleLegend).toHaveLength(2);
+    expect(visibleLegend.join(' ')).not.toMatch(/\bm(in|ax)\b/);
     await page.screenshot({ path: path.join(SHOTS, 'run-midtrain.png'), fullPage: true });
+
+    // End to end: pretrain → midtrain on one axis, the boundary marked; then midtrain-concat overlaid.
+    const lossChart = page.locator('figure.chart[data-metric="train/loss"]');
+    const singleLast = Number(await lossChart.getAttribute('data-last-step'));
+    await page.getByLabel(/end to end across stages \(2 stages\)/).check();
+    await until(() => lossChart.getAttribute('data-series')).toBe('2');
+    await until(() => lossChart.getAttribute('data-starts')).toBe('0,400');
+    await until(async () => Number(await lossChart.getAttribute('data-last-step'))).toBeGreaterThan(singleLast);
+    await until(() => lossChart.locator('.u-legend').innerText()).toMatch(/pretrain[\s\S]*midtrain/);
+    const chainPoints = Number(await lossChart.getAttribute('data-points'));
+    await page.getByRole('button', { name: /Overlay runs/ }).click();
+    await page.getByLabel('overlay midtrain-concat', { exact: true }).check();
+    await until(() => lossChart.getAttribute('data-series')).toBe('3');
+    await until(async () => Number(await lossChart.getAttribute('data-points'))).toBeGreaterThan(chainPoints);
+    await until(() => lossChart.locator('.u-legend').innerText()).toContain('midtrain-concat');
+    // midtrain-concat forked from pretrain too: it is drawn from the same boundary as midtrain, not from 0.
+    await until(() => lossChart.getAttribute('data-starts')).toBe('0,400,400');
+    const legend3 = await lossChart.locator('.u-legend tr.u-series').filter({ visible: true }).count();
+    expect(legend3).toBe(4);
+    await lossChart.scrollIntoViewIfNeeded();
+    await page.screenshot({ path: path.join(SHOTS, 'run-midtrain-end-to-end.png'), fullPage: true });
+    await page.getByLabel(/end to end across stages/).uncheck();
+    await page.getByRole('button', { name: 'clear overlays' }).click();
+    await until(() => lossChart.getAttribute('data-series')).toBe('1');
 
     // The event log, with hashes.
     await page.getByRole('tab', { name: 'Event log' }).click();
@@ -107,8 +136,54 @@ describe.skipIf(why)('web dashboard (Chromium)', () => {
     // Exactly the seeded differences: only the long-data component swapped, the replay side untouched.
     expect(await mix.locator('tbody tr').count()).toBe(2);
     await until(() => page.locator('figure.chart[data-metric="train/loss"] canvas').count()).toBeGreaterThan(0);
+    // The common ancestor is the pretrain checkpoint, named once.
+    await until(() => page.locator('dl.facts').innerText()).toMatch(/common ancestor\s+pretrain@\d+ \(checkpoint\)/);
+    // The two lineages side by side, exactly the changed nodes marked on each.
+    const marked = (side: 'a' | 'b') => page.getByTestId(`lineage-${side}`).locator('.react-flow__node.lnode-changed b').allInnerTexts().then((t) => t.sort());
+    await until(() => page.getByTestId('lineage-a').locator('.react-flow__node').count()).toBeGreaterThan(5);
+    await until(() => page.getByTestId('lineage-b').locator('.react-flow__node').count()).toBeGreaterThan(5);
+    await until(() => marked('a')).toEqual(['long-kv-native', 'midtrain', 'midtrain-mix']);
+    await until(() => marked('b')).toEqual(['long-kv-concatenated', 'midtrain-concat', 'midtrain-mix-concat']);
+    // Shared ancestry is not marked.
+    expect(await page.getByTestId('lineage-a').locator('.react-flow__node.lnode-changed', { hasText: /^pretrain/ }).count()).toBe(0);
     await page.screenshot({ path: path.join(SHOTS, 'diff.png'), fullPage: true });
 
+    // Artifacts: from the nav, the sample's datasets and mixes with counts, and where each was used.
+    await page.getByRole('navigation').getByRole('link', { name: 'Artifacts' }).click();
+    await page.waitForURL(/\/artifacts$/);
+    const arts = page.locator('table.artifacts');
+    for (const name of ['web-v1', 'code-v1', 'long-kv-native', 'long-kv-concatenated', 'arith-sft', 'pretrain-mix', 'midtrain-mix', 'midtrain-mix-concat'])
+      await until(() => arts.locator(`tr[data-artifact="${name}"]`).count()).toBe(1);
+    // Sample datasets declare counts but no histogram: the counts are shown.
+    await until(() => arts.locator('tr[data-artifact="long-kv-native"]').innerText()).toMatch(/400,?000/);
+    await until(() => arts.locator('tr[data-artifact="long-kv-native"]').innerText()).toContain('sha256:');
+    await until(() => arts.locator('tr[data-artifact="midtrain-mix"] .uses').innerText()).toMatch(/midtrain\s+used as train-mix/);
+    await until(() => arts.locator('tr[data-artifact="pretrain-mix"]').innerText()).toMatch(/web-v1 15%/);
+    await until(() => arts.locator('tr[data-artifact="long-kv-native"] .uses').innerText()).toMatch(/in midtrain-mix at 30%/);
+    await page.screenshot({ path: path.join(SHOTS, 'artifacts.png'), fullPage: true });
+    await arts.locator('tr[data-artifact="midtrain-mix-concat"] .uses a', { hasText: 'midtrain-concat' }).click();
+    await page.waitForURL(/\/runs\/[0-9a-f-]{36}$/);
+    await until(() => page.locator('h1').innerText()).toMatch(/^midtrain-concat/);
+
+    expect(errors).toEqual([]);
+  });
+
+  it('the artifacts page draws a dataset’s length histogram when its spec has one', async () => {
+    const pd: Pedigree = await connect({ url: server.url, handleSignals: false });
+    try {
+      const lengthHistogram = [{ upTo: 64, count: 10 }, { upTo: 128, count: 40 }, { upTo: 256, count: 25 }, { upTo: 512, count: 5 }];
+      await pd.registerArtifact({ project: 'phi4-toy', name: 'hist-web', spec: { kind: 'dataset', source: 'synthetic/web', params: { seed: 9 }, docs: 80, tokens: 12_345, lengthHistogram } });
+      await page.goto(`${server.url}/artifacts?project=phi4-toy`);
+      const row = page.locator('table.artifacts tr[data-artifact="hist-web"]');
+      await until(() => row.locator('svg.hist rect').count()).toBe(4);
+      expect(await row.locator('svg.hist').getAttribute('aria-label')).toBe('length histogram: ≤64: 10, ≤128: 40, ≤256: 25, ≤512: 5');
+      await until(() => row.innerText()).toContain('12,345');
+      await until(() => row.locator('.uses').innerText()).toContain('not used by a run');
+      await row.scrollIntoViewIfNeeded();
+      await page.screenshot({ path: path.join(SHOTS, 'artifacts-histogram.png'), fullPage: true });
+    } finally {
+      await pd.close();
+    }
     expect(errors).toEqual([]);
   });
 

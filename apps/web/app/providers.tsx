@@ -22,7 +22,8 @@ function makeClients() {
         condition: (op) => op.type === 'subscription',
         // EventSource cannot send headers: in keys mode the subscription falls back to polling the queries (see RunPage).
         true: httpSubscriptionLink({ url, transformer: superjson }),
-        false: httpBatchLink({ url, transformer: superjson, headers: authHeaders }),
+        // Pages that ask for many small things at once (the artifacts page: one edges query per run) split into several requests, not one huge URL.
+        false: httpBatchLink({ url, transformer: superjson, headers: authHeaders, maxURLLength: 6000 }),
       }),
     ],
   });

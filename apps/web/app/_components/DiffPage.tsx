@@ -1,11 +1,12 @@
 'use client';
 import { useQuery } from '@tanstack/react-query';
 import Link from 'next/link';
-import { useSearchParams } from 'next/navigation';
+import { useRouter, useSearchParams } from 'next/navigation';
 import { useState } from 'react';
 import { formatNumber, formatValue, shortId } from '../_lib/format';
 import { useTRPC, type LineageDiff } from '../_lib/trpc';
 import { ErrorBox, Loading, StatusBadge } from './bits';
+import { LineageGraph } from './LineageGraph';
 import { MetricChart } from './MetricChart';
 
 type Stage = LineageDiff['stages'][number];
@@ -24,6 +25,10 @@ export function DiffPage() {
   const diff = useQuery(trpc.lineage.diff.queryOptions({ a: a ?? '', b: b ?? '', showAll }, { enabled: Boolean(a && b) }));
   const keysA = useQuery(trpc.metrics.keys.queryOptions({ runId: a ?? '' }, { enabled: Boolean(a) }));
   const keysB = useQuery(trpc.metrics.keys.queryOptions({ runId: b ?? '' }, { enabled: Boolean(b) }));
+  const graphA = useQuery(trpc.runs.lineage.queryOptions({ runId: a ?? '' }, { enabled: Boolean(a) }));
+  const graphB = useQuery(trpc.runs.lineage.queryOptions({ runId: b ?? '' }, { enabled: Boolean(b) }));
+  const router = useRouter();
+  const open = (n: { id: string; type: 'run' | 'artifact' }) => router.push(n.type === 'run' ? `/runs/${n.id}` : `/artifacts/${n.id}`);
 
   if (!a || !b) return <div className="empty"><h1>Diff</h1><p>Pick two runs on the <Link href="/">runs page</Link> (tick two checkboxes, then “Diff selected”).</p></div>;
   if (diff.error) return <ErrorBox error={diff.error} />;
@@ -37,7 +42,7 @@ export function DiffPage() {
       <dl className="facts">
         <div><dt>a</dt><dd><RunLink r={d.a} /> · {d.a.kind}</dd></div>
         <div><dt>b</dt><dd><RunLink r={d.b} /> · {d.b.kind}</dd></div>
-        <div><dt>common ancestor</dt><dd>{d.commonAncestor ? <>{d.commonAncestor.type === 'run' ? <Link href={`/runs/${d.commonAncestor.id}`}>{d.commonAncestor.name}</Link> : <Link href={`/artifacts/${d.commonAncestor.id}`}>{d.commonAncestor.name}</Link>} <span className="muted small">({d.commonAncestor.type}, {d.commonAncestor.kind})</span></> : 'none'}</dd></div>
+        <div><dt>common ancestor</dt><dd>{d.commonAncestor ? <>{d.commonAncestor.type === 'run' ? <Link href={`/runs/${d.commonAncestor.id}`}>{d.commonAncestor.name}</Link> : <Link href={`/artifacts/${d.commonAncestor.id}`}>{d.commonAncestor.name}</Link>} <span className="muted small">({d.commonAncestor.type === d.commonAncestor.kind ? d.commonAncestor.type : `${d.commonAncestor.type} · ${d.commonAncestor.kind}`})</span></> : 'none'}</dd></div>
       </dl>
       {d.identical ? (
         <p className="ok">The two lineages are identical.</p>
@@ -52,6 +57,20 @@ export function DiffPage() {
         <input type="checkbox" checked={showAll} onChange={(e) => setShowAll(e.target.checked)} /> show all stages and values
       </label>
       {!showAll && d.collapsed > 0 && <p className="muted small">{d.collapsed} shared or identical stage{d.collapsed > 1 ? 's' : ''} folded.</p>}
+
+      <section>
+        <h2>Lineages</h2>
+        <p className="muted small">Changed runs and artifacts are outlined in amber (a stage that differs, an input that points elsewhere, a mix component added, removed or changed).</p>
+        <div className="dagpair">
+          {([['a', d.a, graphA], ['b', d.b, graphB]] as const).map(([side, ref, g]) => (
+            <div key={side} data-testid={`lineage-${side}`} className="dagside">
+              <h3><b>{side}</b> <RunLink r={ref} /></h3>
+              {g.error && <ErrorBox error={g.error} />}
+              {g.data && <LineageGraph graph={g.data} onOpen={open} changed={changedNodes(d, side, g.data.nodes)} />}
+            </div>
+          ))}
+        </div>
+      </section>
 
       <table className="stages">
         <thead><tr><th>stage</th><th>status</th><th>a</th><th>b</th></tr></thead>
@@ -77,6 +96,29 @@ export function DiffPage() {
       </section>
     </div>
   );
+}
+
+/**
+ * The nodes of one side's lineage graph that the diff says differ: runs of
+ * stages that changed (or exist on one side only), inputs that point at other
+ * content, and mix components added, removed or changed (matched by name).
+ */
+export function changedNodes(d: LineageDiff, side: 'a' | 'b', nodes: { id: string; name: string; type: string }[]): string[] {
+  const ids = new Set<string>();
+  for (const s of d.stages) {
+    if (s.status === 'shared' || s.status === 'identical') continue;
+    const run = s[side];
+    if (run) ids.add(run.runId);
+    for (const inp of s.inputs) {
+      const art = inp[side];
+      if (art) ids.add(art.id);
+      for (const c of inp.components) {
+        if ((side === 'a' && c.change === 'added') || (side === 'b' && c.change === 'removed')) continue;
+        for (const n of nodes) if (n.type === 'artifact' && n.name === c.name) ids.add(n.id);
+      }
+    }
+  }
+  return [...ids].filter((id) => nodes.some((n) => n.id === id));
 }
 
 const isDivergence = (d: LineageDiff, s: Stage) =>

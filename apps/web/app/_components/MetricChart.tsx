@@ -13,11 +13,15 @@ const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2
 export interface ChartSeries {
   runId: string;
   label: string;
+  /** Added to the run's steps on the x axis (a later stage drawn after its ancestors, end to end). */
+  offset?: number;
 }
 
 export interface StepMarker {
   step: number;
   label: string;
+  /** 'stage': a stage boundary (solid line, label at the bottom); default: a mid-run change (dashed). */
+  kind?: 'change' | 'stage';
 }
 
 /**
@@ -29,22 +33,31 @@ export function MetricChart({ series, metricKey, markers = [], height = 220 }: {
   const trpc = useTRPC();
   const [zoom, setZoom] = useState<{ from: number; to: number } | null>(null);
   const results = useQueries({
-    queries: series.map((s) =>
-      trpc.metrics.buckets.queryOptions(
-        { runId: s.runId, key: metricKey, buckets: BUCKETS, fromStep: zoom?.from, toStep: zoom?.to },
-        { placeholderData: keepPreviousData },
-      ),
-    ),
+    queries: series.map((s) => {
+      // Zoom is in chart coordinates: each series asks for its own step range.
+      const off = s.offset ?? 0;
+      const range = zoom ? { fromStep: Math.max(0, zoom.from - off), toStep: zoom.to - off } : {};
+      return trpc.metrics.buckets.queryOptions(
+        { runId: s.runId, key: metricKey, buckets: BUCKETS, ...range },
+        { placeholderData: keepPreviousData, enabled: !zoom || zoom.to - off >= 0 },
+      );
+    }),
   });
 
-  const buckets = results.map((r) => r.data ?? []);
+  const buckets = results.map((r, i) => {
+    const off = series[i]?.offset ?? 0;
+    const bs = zoom && zoom.to - off < 0 ? [] : (r.data ?? []);
+    return off ? bs.map((b) => ({ ...b, fromStep: b.fromStep + off, toStep: b.toStep + off, lastStep: b.lastStep + off })) : bs;
+  });
+  /** Where each series starts on the x axis (for tests and tooltips): its first bucket, offset included. */
+  const starts = buckets.map((bs) => (bs.length ? String(bs[0]!.fromStep) : '')).join(',');
   const error = results.find((r) => r.error)?.error;
   const data = useMemo(() => {
     const tables: uPlot.AlignedData[] = buckets.map((bs) => [bs.map((b) => b.lastStep), bs.map((b) => b.min), bs.map((b) => b.max), bs.map((b) => b.last)]);
     if (tables.length === 0) return null;
     return tables.length === 1 ? tables[0]! : uPlot.join(tables);
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [JSON.stringify(results.map((r) => r.dataUpdatedAt))]);
+  }, [JSON.stringify(results.map((r) => r.dataUpdatedAt)), series.map((s) => s.offset ?? 0).join(), zoom?.to]);
   const points = buckets.reduce((n, bs) => n + bs.reduce((m, b) => m + b.count, 0), 0);
   const lastStep = Math.max(-1, ...buckets.flatMap((bs) => bs.map((b) => b.lastStep)));
 
@@ -104,11 +117,14 @@ export function MetricChart({ series, metricKey, markers = [], height = 220 }: {
             for (const m of markersRef.current) {
               const x = Math.round(u.valToPos(m.step, 'x', true));
               if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+              const stage = m.kind === 'stage';
+              ctx.strokeStyle = stage ? 'rgba(128,128,128,0.9)' : '#f59e0b';
+              ctx.setLineDash(stage ? [] : [4, 4]);
               ctx.beginPath();
               ctx.moveTo(x, u.bbox.top);
               ctx.lineTo(x, u.bbox.top + u.bbox.height);
               ctx.stroke();
-              ctx.fillText(m.label, x + 4, u.bbox.top + 12 * devicePixelRatio);
+              ctx.fillText(m.label, x + 4, u.bbox.top + (stage ? 12 : 26) * devicePixelRatio);
             }
             ctx.restore();
           },
@@ -116,17 +132,21 @@ export function MetricChart({ series, metricKey, markers = [], height = 220 }: {
       },
     };
     const plot = new uPlot(opts, data, el);
+    // The legend lists what is drawn: the min/max helpers of each band stay out of it.
+    el.querySelectorAll<HTMLElement>('.u-legend .u-series').forEach((row, i) => {
+      if (i > 0 && (i - 1) % 3 !== 2) row.style.display = 'none';
+    });
     const resize = new ResizeObserver(() => plot.setSize({ width: el.clientWidth || 600, height }));
     resize.observe(el);
     return () => {
       resize.disconnect();
       plot.destroy();
     };
-  }, [data, series.map((s) => s.runId + s.label).join(), height]);
+  }, [data, series.map((s) => `${s.runId}${s.label}@${s.offset ?? 0}`).join(), height, markers.map((m) => `${m.step}${m.label}`).join()]);
 
   const loading = results.some((r) => r.isPending);
   return (
-    <figure className="chart" data-metric={metricKey} data-points={points} data-last-step={lastStep}>
+    <figure className="chart" data-metric={metricKey} data-series={series.length} data-starts={starts} data-points={points} data-last-step={lastStep}>
       <figcaption>
         <b>{metricKey}</b>
         {zoom ? (

@@ -15,6 +15,7 @@ export function Nav() {
     <nav className="nav">
       <Link href="/" className="brand">Pedigree</Link>
       <Link href="/">Runs</Link>
+      <Link href="/artifacts">Artifacts</Link>
       <span className="spacer" />
       {health.data && (
         <span className="muted small" title="storage · auth mode · last event position">

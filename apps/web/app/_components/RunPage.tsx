@@ -1,15 +1,15 @@
 'use client';
-import { useQuery, useQueryClient } from '@tanstack/react-query';
+import { useQueries, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useSubscription } from '@trpc/tanstack-react-query';
 import Link from 'next/link';
 import { useRouter } from 'next/navigation';
-import { useMemo, useRef, useState } from 'react';
+import { useEffect, useMemo, useRef, useState } from 'react';
 import { formatDuration, formatNumber, formatValue, shortId } from '../_lib/format';
-import { useTRPC } from '../_lib/trpc';
+import { useTRPC, type Outputs } from '../_lib/trpc';
 import { ErrorBox, Loading, StatusBadge } from './bits';
 import { DataMix } from './DataMix';
 import { LineageGraph } from './LineageGraph';
-import { MetricChart } from './MetricChart';
+import { MetricChart, type ChartSeries, type StepMarker } from './MetricChart';
 
 export function RunPage({ runId }: { runId: string }) {
   const trpc = useTRPC();
@@ -128,15 +128,7 @@ export function RunPage({ runId }: { runId: string }) {
             </section>
           </div>
 
-          <section>
-            <h2>Metrics</h2>
-            {keys.data && keys.data.length === 0 && <p className="muted">No metrics logged{live ? ' yet — they appear here live' : ''}.</p>}
-            <div className="charts">
-              {keys.data?.map((k) => (
-                <MetricChart key={k.key} series={[{ runId, label: r.name }]} metricKey={k.key} markers={markers} />
-              ))}
-            </div>
-          </section>
+          <Metrics run={r} lineage={lineage.data} keys={keys.data} markers={markers} live={live} />
 
           <div className="cols">
             <section>
@@ -159,6 +151,131 @@ export function RunPage({ runId }: { runId: string }) {
         </>
       )}
     </div>
+  );
+}
+
+type Graph = Outputs['runs']['lineage'];
+type Run = Outputs['runs']['get'];
+
+/**
+ * The run's stage chain from the lineage graph, root first: each run's single
+ * parent is the run that produced the checkpoint it used (pretrain → midtrain → sft …).
+ */
+export function stageChain(graph: Graph | undefined, runId: string): string[] {
+  if (!graph) return [runId];
+  const chain = [runId];
+  const seen = new Set(chain);
+  for (let cur = runId; ; ) {
+    const inputs = graph.edges.filter((e) => e.to === cur && e.relation === 'used').map((e) => e.from);
+    const parents = [
+      ...new Set(
+        graph.edges
+          .filter((e) => e.relation === 'produced' && inputs.includes(e.to) && graph.nodes.find((n) => n.id === e.to)?.kind === 'checkpoint')
+          .map((e) => e.from),
+      ),
+    ];
+    if (parents.length !== 1 || seen.has(parents[0]!)) return chain;
+    cur = parents[0]!;
+    seen.add(cur);
+    chain.unshift(cur);
+  }
+}
+
+/**
+ * The metric charts: this run alone, or end to end across its ancestor stages
+ * (each stage shifted to start where its parent forked, boundaries marked),
+ * with other runs of the project overlaid on demand.
+ */
+function Metrics({ run: r, lineage, keys, markers, live }: { run: Run; lineage: Graph | undefined; keys: Outputs['metrics']['keys'] | undefined; markers: StepMarker[]; live: boolean }) {
+  const trpc = useTRPC();
+  const chainIds = useMemo(() => stageChain(lineage, r.id), [lineage, r.id]);
+  const [endToEnd, setEndToEnd] = useState(false);
+  const [overlayIds, setOverlayIds] = useState<string[]>([]);
+  const [picking, setPicking] = useState(false);
+  // A shareable view: ?overlay=<run id>,<run id>… and ?stages=1 (end to end).
+  useEffect(() => {
+    const q = new URLSearchParams(window.location.search);
+    const ids = (q.get('overlay') ?? '').split(',').filter((x) => x.length >= 4);
+    if (ids.length) setOverlayIds(ids);
+    if (q.get('stages') === '1') setEndToEnd(true);
+  }, []);
+  const e2e = endToEnd && chainIds.length > 1;
+  const chainRuns = useQueries({ queries: chainIds.map((id) => trpc.runs.get.queryOptions({ runId: id }, { enabled: e2e })) });
+  const chainKeys = useQueries({ queries: chainIds.map((id) => trpc.metrics.keys.queryOptions({ runId: id }, { enabled: e2e })) });
+  const others = useQuery(trpc.runs.list.queryOptions({ project: r.projectId, limit: 200 }, { enabled: picking || overlayIds.length > 0 }));
+
+  // Where each stage starts on the end-to-end axis: its parent's start plus the fork step (or the parent's last step + 1).
+  const offsets = new Map<string, number>();
+  if (e2e) {
+    let at = 0;
+    chainIds.forEach((id, i) => {
+      if (i > 0) {
+        const prevLast = Math.max(-1, ...(chainKeys[i - 1]?.data ?? []).map((k) => k.lastStep));
+        const forkedAt = chainRuns[i]?.data?.forkedAtStep;
+        at += forkedAt ?? prevLast + 1;
+      }
+      offsets.set(id, at);
+    });
+  }
+  const ready = !e2e || (chainRuns.every((q) => q.data) && chainKeys.every((q) => q.data));
+  const nameOf = (id: string) => chainRuns[chainIds.indexOf(id)]?.data?.name ?? others.data?.runs.find((x) => x.id === id)?.name ?? shortId(id);
+
+  const overlayOffset = (o: { forkedFromRunId: string | null; forkedAtStep: number | null; kind: string }) => {
+    if (!e2e) return 0;
+    if (o.forkedFromRunId && offsets.has(o.forkedFromRunId)) {
+      // Forked from a stage of the chain: it starts where that stage forked it (or where that stage ended).
+      const parentEnd = Math.max(-1, ...(chainKeys[chainIds.indexOf(o.forkedFromRunId)]?.data ?? []).map((k) => k.lastStep)) + 1;
+      return offsets.get(o.forkedFromRunId)! + (o.forkedAtStep ?? parentEnd);
+    }
+    const sameKind = chainIds.find((id) => chainRuns[chainIds.indexOf(id)]?.data?.kind === o.kind);
+    return sameKind ? offsets.get(sameKind)! : 0;
+  };
+  const series: ChartSeries[] = [
+    ...(e2e ? chainIds.map((id) => ({ runId: id, label: nameOf(id), offset: offsets.get(id) ?? 0 })) : [{ runId: r.id, label: r.name }]),
+    ...overlayIds
+      .filter((id) => !(e2e && chainIds.includes(id)))
+      .map((id) => {
+        const o = others.data?.runs.find((x) => x.id === id);
+        return { runId: id, label: o?.name ?? shortId(id), offset: o ? overlayOffset(o) : 0 };
+      }),
+  ];
+  const allMarkers: StepMarker[] = e2e
+    ? [...chainIds.map((id) => ({ step: offsets.get(id) ?? 0, label: nameOf(id), kind: 'stage' as const })), ...markers.map((m) => ({ ...m, step: m.step + (offsets.get(r.id) ?? 0) }))]
+    : markers;
+
+  return (
+    <section>
+      <h2>Metrics</h2>
+      <div className="toolbar small">
+        {chainIds.length > 1 && (
+          <label>
+            <input type="checkbox" checked={endToEnd} onChange={(e) => setEndToEnd(e.target.checked)} /> end to end across stages ({chainIds.length} stages)
+          </label>
+        )}
+        <button onClick={() => setPicking(!picking)} aria-expanded={picking}>Overlay runs{overlayIds.length ? ` (${overlayIds.length})` : ''}…</button>
+        {overlayIds.length > 0 && <button className="link" onClick={() => setOverlayIds([])}>clear overlays</button>}
+      </div>
+      {picking && (
+        <div className="overlaypick" role="group" aria-label="runs to overlay">
+          {others.error && <ErrorBox error={others.error} />}
+          {others.data?.runs
+            .filter((o) => o.id !== r.id)
+            .map((o) => (
+              <label key={o.id} className="small">
+                <input type="checkbox" aria-label={`overlay ${o.name}`} checked={overlayIds.includes(o.id)} onChange={(e) => setOverlayIds((cur) => (e.target.checked ? [...cur, o.id] : cur.filter((x) => x !== o.id)))} /> {o.name}{' '}
+                <span className="muted">{o.kind}</span>
+              </label>
+            ))}
+        </div>
+      )}
+      {keys && keys.length === 0 && <p className="muted">No metrics logged{live ? ' yet — they appear here live' : ''}.</p>}
+      {!ready && <Loading what="stages" />}
+      {ready && (
+        <div className="charts">
+          {keys?.map((k) => <MetricChart key={k.key} series={series} metricKey={k.key} markers={allMarkers} />)}
+        </div>
+      )}
+    </section>
   );
 }
 
