@@ -13,7 +13,7 @@
  *     and a plain TypeScript loop.
  * Each result is checked against a float64 reference (|got − ref| ≤ 1e-4 + 1e-4·|ref|) before
  * it is timed. The ratio printed is the best gpu.js mode over tfjs-wasm, per n (target ≥ 1).
- * Needs no database; headlessgl gets a display from `startVirtualDisplay()` (Xvfb) when
+ * Needs no database; headlessgl gets a display from `sharedDisplay()` (Xvfb) when
  * DISPLAY is unset.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -24,12 +24,12 @@ import {
   Backend,
   gemm,
   probeModes,
-  startVirtualDisplay,
   type KernelArray,
   type KernelThis,
   type Tensor,
 } from '@pedigree/trainer';
 import { fmtMs, fmtRatio, rng, targetLine, type BenchContext, type Benchmark, type Figure } from './lib.ts';
+import { sharedDisplay } from './train-step.ts';
 
 const SIZES = { quick: [128, 256], full: [128, 256, 512, 1024] };
 const TOL = { atol: 1e-4, rtol: 1e-4 };
@@ -53,7 +53,7 @@ export const matmul: Benchmark = {
   async run(ctx: BenchContext): Promise<Figure[]> {
     const sizes = ctx.quick ? SIZES.quick : SIZES.full;
     const budget = ctx.quick ? BUDGET_MS.quick : BUDGET_MS.full;
-    const display = await startVirtualDisplay();
+    await sharedDisplay(); // never stopped: see sharedDisplay
     const probes = probeModes();
     for (const p of probes) ctx.log(`gpu.js ${p.mode}: ${p.available ? `available (${p.detail})` : `NOT available: ${p.detail}`}`);
     const backends = probes.filter((p) => p.available).map((p) => new Backend(p.mode, p.detail));
@@ -111,7 +111,6 @@ export const matmul: Benchmark = {
     } finally {
       for (const dispose of disposers) dispose();
       for (const be of backends) be.destroy();
-      display?.stop();
     }
     return figures;
   },
