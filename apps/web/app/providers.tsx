@@ -9,8 +9,10 @@ import { API_KEY_STORAGE, TRPCProvider } from './_lib/trpc';
 const url = '/api/trpc';
 
 /** In `keys` mode the server wants `Authorization: Bearer <key>`; the key the user entered lives in localStorage. */
+const storedKey = () => (typeof window === 'undefined' ? null : window.localStorage.getItem(API_KEY_STORAGE));
+
 function authHeaders(): Record<string, string> {
-  const key = typeof window === 'undefined' ? null : window.localStorage.getItem(API_KEY_STORAGE);
+  const key = storedKey();
   return key ? { authorization: `Bearer ${key}` } : {};
 }
 
@@ -21,7 +23,15 @@ function makeClients() {
       splitLink({
         condition: (op) => op.type === 'subscription',
         // EventSource cannot send headers: in keys mode the subscription falls back to polling the queries (see RunPage).
-        true: httpSubscriptionLink({ url, transformer: superjson }),
+        // EventSource cannot set headers: the key travels as a connection parameter (in the URL; same origin only).
+        true: httpSubscriptionLink({
+          url,
+          transformer: superjson,
+          connectionParams: () => {
+            const apiKey = storedKey();
+            return apiKey ? { apiKey } : null;
+          },
+        }),
         // Pages that ask for many small things at once (the artifacts page: one edges query per run) split into several requests, not one huge URL.
         false: httpBatchLink({ url, transformer: superjson, headers: authHeaders, maxURLLength: 6000 }),
       }),
