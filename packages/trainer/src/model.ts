@@ -46,6 +46,14 @@ export interface Model {
   step(lr: number, t: number, optimizer: OptimizerConfig): number;
 }
 
+/** AdamW's moments of each parameter, named as checkpoints store them (`adamw.m.<name>`, `adamw.v.<name>`). */
+export function adamwState(slots: readonly { tensor: NamedTensor; m: Float32Array; v: Float32Array }[]): NamedTensor[] {
+  return slots.flatMap((s) => [
+    { name: `adamw.m.${s.tensor.name}`, shape: s.tensor.shape, data: s.m },
+    { name: `adamw.v.${s.tensor.name}`, shape: s.tensor.shape, data: s.v },
+  ]);
+}
+
 export function parameterCount(model: Pick<Model, 'parameters'>): number {
   return model.parameters().reduce((n, p) => n + p.data.length, 0);
 }

@@ -1,5 +1,5 @@
 import type { ModelConfig, OptimizerConfig } from './config.ts';
-import type { Model, NamedTensor } from './model.ts';
+import { adamwState, type Model, type NamedTensor } from './model.ts';
 import { Rng } from './rng.ts';
 
 /**
@@ -161,10 +161,7 @@ export class BigramModel implements Model {
   }
 
   optimizerState(): NamedTensor[] {
-    return this.slots.flatMap((s) => [
-      { name: `adamw.m.${s.tensor.name}`, shape: s.tensor.shape, data: s.m },
-      { name: `adamw.v.${s.tensor.name}`, shape: s.tensor.shape, data: s.v },
-    ]);
+    return adamwState(this.slots);
   }
 
   /** The accumulated gradients, named like the parameters (for the gradient check). */

@@ -11,7 +11,7 @@ import { layernormBackward, layernormBackwardRef, layernormForward, layernormFor
 import { matmulBackward, matmulBackwardRef, matmulForward, matmulForwardRef } from './kernels/matmul.ts';
 import { residualForward, residualForwardRef } from './kernels/residual.ts';
 import type { RopeOptions } from './kernels/rope.ts';
-import type { Model, NamedTensor } from './model.ts';
+import { adamwState, type Model, type NamedTensor } from './model.ts';
 import { Rng } from './rng.ts';
 
 /**
@@ -331,10 +331,7 @@ export class TransformerModel implements Model {
   }
 
   optimizerState(): NamedTensor[] {
-    return this.slots.flatMap((s) => [
-      { name: `adamw.m.${s.tensor.name}`, shape: s.tensor.shape, data: s.m },
-      { name: `adamw.v.${s.tensor.name}`, shape: s.tensor.shape, data: s.v },
-    ]);
+    return adamwState(this.slots);
   }
 
   /** The accumulated gradients, named like the parameters (read back from the device on the gpu.js path; zeros when none). */
