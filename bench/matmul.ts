@@ -23,12 +23,13 @@ import {
   assertClose,
   Backend,
   gemm,
+  matmulForwardRef,
   probeModes,
   type KernelArray,
   type KernelThis,
   type Tensor,
 } from '@pedigree/trainer';
-import { fmtMs, fmtRatio, rng, targetLine, type BenchContext, type Benchmark, type Figure } from './lib.ts';
+import { fmtMs, fmtRatio, rng, summarize, targetLine, type BenchContext, type Benchmark, type Figure } from './lib.ts';
 import { sharedDisplay } from './train-step.ts';
 
 const SIZES = { quick: [128, 256], full: [128, 256, 512, 1024] };
@@ -68,7 +69,8 @@ export const matmul: Benchmark = {
         const rand = rng(n);
         const a = Float32Array.from({ length: n * n }, () => rand() * 2 - 1); // (n, n)
         const b = Float32Array.from({ length: n * n }, () => rand() * 2 - 1); // (n, n), used as Bᵀ
-        const ref = referenceProduct(a, b, n);
+        const ref = new Float64Array(n * n); // out[m, j] = Σ_k a[m, k]·b[j, k], in float64
+        matmulForwardRef(ref, a, b, null, 1, n, n, n);
         const flops = 2 * n ** 3;
         const candidates = makeCandidates(backends, a, b, n, disposers);
         const rates = new Map<string, number>();
@@ -93,7 +95,7 @@ export const matmul: Benchmark = {
             samples.push(performance.now() - t);
             c.cleanup?.();
           }
-          const ms = median(samples);
+          const ms = summarize(samples).median;
           const gflops = flops / ms / 1e6;
           rates.set(c.label, gflops);
           ctx.log(`n=${n} ${c.label.padEnd(30)} ${fmtMs(ms).padStart(8)}  ${gflops.toFixed(2).padStart(6)} GFLOP/s  (median of ${samples.length})`);
@@ -116,41 +118,16 @@ export const matmul: Benchmark = {
   },
 };
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((x, y) => x - y);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-/** out[m, j] = Σ_k a[m, k]·b[j, k], in float64. */
-function referenceProduct(a: Float32Array, b: Float32Array, n: number): Float64Array {
-  const out = new Float64Array(n * n);
-  for (let m = 0; m < n; m++) {
-    for (let j = 0; j < n; j++) {
-      let sum = 0;
-      for (let k = 0; k < n; k++) sum += a[m * n + k]! * b[j * n + k]!;
-      out[m * n + j] = sum;
-    }
-  }
-  return out;
-}
-
 function makeCandidates(backends: Backend[], a: Float32Array, b: Float32Array, n: number, disposers: (() => void)[]): Candidate[] {
   const candidates: Candidate[] = [];
 
-  // The plain TypeScript loop: llm.c's matmul_forward_naive, float32 accumulation.
+  // The plain TypeScript loop: the trainer's reference, llm.c's matmul_forward_naive (float32 output).
   candidates.push({
     label: 'plain TypeScript loop',
     isGpuJs: false,
     run() {
       const out = new Float32Array(n * n);
-      for (let m = 0; m < n; m++) {
-        for (let j = 0; j < n; j++) {
-          let sum = 0;
-          for (let k = 0; k < n; k++) sum += a[m * n + k]! * b[j * n + k]!;
-          out[m * n + j] = sum;
-        }
-      }
+      matmulForwardRef(out, a, b, null, 1, n, n, n);
       return out;
     },
   });
