@@ -24,6 +24,8 @@ export interface ServingInfo {
   pid: number;
   /** In --json mode only. */
   recordedSample?: boolean;
+  /** The demo size being recorded in the background, or null. */
+  demo?: string | null;
   events?: number;
 }
 
@@ -34,6 +36,8 @@ export interface ServerOptions {
   /** Default: a free port, chosen once, so that a restart comes back at the same address. */
   port?: number;
   auth?: 'open' | 'keys';
+  /** What an empty store gets (default here: the synthetic sample, instant; `npm start` records the quick demo). */
+  demo?: 'quick' | 'full' | 'ci' | 'sample' | 'none';
   /** Machine-readable startup (default); false for the human tour, as `npm start` shows it. */
   json?: boolean;
   /** More environment for the server; DATABASE_URL, PEDIGREE_HOME, PEDIGREE_PORT and PEDIGREE_AUTH are not inherited. */
@@ -119,7 +123,7 @@ async function waitFor(condition: () => boolean, timeoutMs: number): Promise<boo
 export async function pedigreeServer(opts: ServerOptions): Promise<PedigreeServer> {
   const port = opts.port ?? (await freePort());
   const json = opts.json ?? true;
-  const args = ['start', ...storeArgs(opts), '--port', String(port), ...(opts.auth ? ['--auth', opts.auth] : []), ...(json ? ['--json'] : [])];
+  const args = ['start', ...storeArgs(opts), '--port', String(port), '--demo', opts.demo ?? 'sample', ...(opts.auth ? ['--auth', opts.auth] : []), ...(json ? ['--json'] : [])];
   let child: ChildProcess | undefined;
   let exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | undefined;
   let stdout = '';

@@ -113,11 +113,20 @@ export function decodeCheckpoint(bytes: Uint8Array, what = 'checkpoint'): { tens
  */
 export async function saveCheckpoint(dir: string, tensors: readonly NamedTensor[], metadata: Record<string, string> = {}): Promise<SavedCheckpoint> {
   const bytes = encodeCheckpoint(tensors, metadata);
-  const digest = sha256(bytes);
   const manifest = Object.fromEntries(tensors.map((t) => [t.name, [...t.shape]]));
+  const { digest, path: file } = await writeContentAddressed(dir, bytes, EXTENSION);
+  return { digest, path: file, bytes: bytes.length, manifest };
+}
+
+/**
+ * Writes bytes to `<dir>/<sha256 hex><extension>` atomically (a temporary file
+ * in the same directory, flushed, then renamed). The same bytes written twice
+ * are one file; a damaged file of that name is replaced.
+ */
+export async function writeContentAddressed(dir: string, bytes: Uint8Array, extension: string): Promise<{ digest: string; path: string }> {
+  const digest = sha256(bytes);
   mkdirSync(dir, { recursive: true });
-  const file = path.resolve(dir, `${digest.slice('sha256:'.length)}${EXTENSION}`);
-  // Already there (the same weights saved again): keep it, unless what is there is damaged.
+  const file = path.resolve(dir, `${digest.slice('sha256:'.length)}${extension}`);
   const existing = await readFile(file).catch(() => null);
   if (!existing || sha256(existing) !== digest) {
     const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
@@ -135,7 +144,7 @@ export async function saveCheckpoint(dir: string, tensors: readonly NamedTensor[
       throw err;
     }
   }
-  return { digest, path: file, bytes: bytes.length, manifest };
+  return { digest, path: file };
 }
 
 /** The digest a checkpoint's file name promises (`<hex>.safetensors`), if it is named that way. */

@@ -70,6 +70,8 @@ export interface DataSourceConfig {
   docs: number;
   filter?: DataFilter;
   mix?: DataSourceConfig[];
+  /** Generates this source (or, on a nested mix, its sources, as a top-level mix would) from this seed instead of one derived from the data seed. */
+  seed?: number;
 }
 
 const WEIGHT_TOLERANCE = 1e-6;
@@ -101,6 +103,7 @@ export const DataSourceSchema: z.ZodType<DataSourceConfig, unknown> = z.lazy(() 
       docs: int(1, 1_000_000).default(512), // documents generated for the training split
       filter: DataFilterSchema.optional(),
       mix: z.array(DataSourceSchema).min(1).max(256).optional(),
+      seed: int(0, 0xffffffff).optional(), // e.g. a replay of the pretraining mix: its data seed, so the replay is the same data
     })
     .strict()
     .superRefine((s, ctx) => {

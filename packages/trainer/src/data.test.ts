@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig, type DataConfig } from './config.ts';
-import { buildMix, checkArithmetic, DataMix, EOS, generateCorpus, getBatch, GENERATORS, KEY, lengthHistogram, QUERY, WeightedDocs, type Corpus } from './data.ts';
+import { arithmeticAnswer, arithmeticQuestion, buildMix, checkArithmetic, DataMix, EOS, generateCorpus, getBatch, GENERATORS, KEY, kvDocument, lengthHistogram, QUERY, WeightedDocs, type Corpus } from './data.ts';
 import { Rng } from './rng.ts';
 
 const VOCAB = 64;
@@ -38,6 +38,67 @@ describe('generators', () => {
     const queries = tokens.slice(36);
     expect(queries).toHaveLength(18);
     for (let j = 0; j < 3; j++) expect(pairs.get(queries.slice(j * 6 + 1, j * 6 + 3).join())).toBe(queries.slice(j * 6 + 4, j * 6 + 6).join());
+  });
+
+  it('kv-concat holds the same kind of content as kv-recall, but every query is answered within its short piece', () => {
+    const params = { minPairs: 60, maxPairs: 60, queries: 6, keyLength: 2, valueLength: 2 };
+    /** For each query, how far back (in tokens) its key was given. */
+    const queryDistances = (doc: Int32Array) => {
+      const t = Array.from(doc);
+      const out: number[] = [];
+      for (let i = 0; i < t.length; i++) {
+        if (t[i] !== QUERY) continue;
+        const key = t.slice(i + 1, i + 3).join();
+        let j = i - 1;
+        while (j >= 0 && !(t[j] === KEY && t.slice(j + 1, j + 3).join() === key)) j--;
+        expect(j, 'a queried key was given before').toBeGreaterThanOrEqual(0);
+        out.push(i - j);
+      }
+      return out;
+    };
+    const [native] = generateCorpus(data([{ name: 'n', generator: 'kv-recall', weight: 1, params }]).sources[0]!, 'n', VOCAB, 5, 1).docs;
+    const [concat] = generateCorpus(data([{ name: 'c', generator: 'kv-concat', weight: 1, params: { ...params, piecePairs: 8 } }]).sources[0]!, 'c', VOCAB, 5, 1).docs;
+    const pieceTokens = (8 + 6) * 6; // a piece: 8 pairs and its queries, 6 tokens each
+    expect(Math.max(...queryDistances(concat!))).toBeLessThanOrEqual(pieceTokens);
+    expect(Math.max(...queryDistances(native!))).toBeGreaterThan(3 * pieceTokens);
+    expect(concat!.length / native!.length).toBeGreaterThan(0.8); // about the same length
+    expect(concat!.length / native!.length).toBeLessThan(1.5);
+  });
+
+  it('kvDocument marks where each answer is, at evenly spaced depths', () => {
+    const doc = kvDocument(20, 5, 2, 2, new Rng(3), VOCAB);
+    expect(doc.answers.map((a) => a.depth)).toEqual([2, 6, 10, 14, 18].map((d) => d / 19));
+    for (const a of doc.answers) {
+      const key = Array.from(doc.tokens.slice(a.at - 3, a.at - 1)).join();
+      const pair = Array.from(doc.tokens).findIndex((t, i) => t === KEY && Array.from(doc.tokens.slice(i + 1, i + 3)).join() === key);
+      expect(Array.from(doc.tokens.slice(pair + 4, pair + 6))).toEqual(Array.from(doc.tokens.slice(a.at, a.at + a.length)));
+    }
+  });
+
+  it('arithmetic questions have one right answer, which arithmeticAnswer gives', () => {
+    const rng = new Rng(9);
+    for (let i = 0; i < 50; i++) {
+      const q = arithmeticQuestion(2, rng, VOCAB);
+      const answer = arithmeticAnswer(q);
+      expect(answer.at(-1)).toBe(EOS);
+      expect(checkArithmetic([...q, ...answer])).toBe(true);
+      expect(checkArithmetic([...q, ...answer.slice(0, -2), answer.at(-2) === 7 ? 8 : 7, EOS])).toBe(false);
+    }
+  });
+
+  it('a nested mix with its own seed is the same data as that mix at the top level (a replay)', () => {
+    const sources = [
+      { name: 'web', generator: 'language', weight: 0.5, docs: 10 },
+      { name: 'kv', generator: 'kv-recall', weight: 0.5, docs: 10 },
+    ];
+    const top = buildMix(data(sources, { seed: 77 }), VOCAB, 'train').corpora;
+    const nested = buildMix(data([{ name: 'new', generator: 'language', weight: 0.3, docs: 10 }, { name: 'replay', weight: 0.7, seed: 77, mix: sources }], { seed: 5 }), VOCAB, 'train').corpora;
+    const replayed = nested.filter((c) => c.path.startsWith('replay/'));
+    expect(replayed.map((c) => c.docs)).toEqual(top.map((c) => c.docs));
+    expect(replayed.map((c) => c.seed)).toEqual(top.map((c) => c.seed));
+    // without the seed, the nested sources are other data
+    const unseeded = buildMix(data([{ name: 'new', generator: 'language', weight: 0.3, docs: 10 }, { name: 'replay', weight: 0.7, mix: sources }], { seed: 77 }), VOCAB, 'train').corpora;
+    expect(unseeded.filter((c) => c.path.startsWith('replay/')).map((c) => c.docs)).not.toEqual(top.map((c) => c.docs));
   });
 
   it('arithmetic is verifiable', () => {

@@ -134,36 +134,87 @@ const concatShort: Generator<{ pieces: number; minLength: number; maxLength: num
   },
 };
 
+/** Distinct random keys of `keyLength` word tokens. */
+function kvKeys(pairs: number, keyLength: number, rng: Rng, words: number): number[][] {
+  if (words ** keyLength < pairs * 2) throw new Error(`kv-recall: ${words} words make too few distinct keys of ${keyLength} tokens for ${pairs} pairs`);
+  const keys: number[][] = [];
+  const seen = new Set<string>();
+  while (keys.length < pairs) {
+    const k = Array.from({ length: keyLength }, () => FIRST_WORD + rng.int(words));
+    if (seen.has(k.join())) continue;
+    seen.add(k.join());
+    keys.push(k);
+  }
+  return keys;
+}
+
+export interface KvDocument {
+  tokens: Int32Array;
+  /** Per query: where its answer's tokens start in `tokens`, and how many there are (the exact-match span). */
+  answers: { at: number; length: number; depth: number }[];
+}
+
+/**
+ * One JSON-KV-style document (HELMET): `pairs` pairs KEY k… VAL v…, then
+ * `queries` queries QUERY k… ANSWER v… for the keys at evenly spaced depths
+ * (depth 0 = the first pair, 1 = the last).
+ */
+export function kvDocument(pairs: number, queries: number, keyLength: number, valueLength: number, rng: Rng, vocab: number): KvDocument {
+  const keys = kvKeys(pairs, keyLength, rng, wordCount(vocab));
+  const values = keys.map(() => Array.from({ length: valueLength }, () => DIGIT0 + rng.int(10)));
+  const out: number[] = [];
+  for (let i = 0; i < pairs; i++) out.push(KEY, ...keys[i]!, VAL, ...values[i]!);
+  const answers: KvDocument['answers'] = [];
+  for (let j = 0; j < queries; j++) {
+    const depth = Math.min(pairs - 1, Math.floor(((j + 0.5) * pairs) / queries));
+    out.push(QUERY, ...keys[depth]!, ANSWER);
+    answers.push({ at: out.length, length: valueLength, depth: pairs > 1 ? depth / (pairs - 1) : 0 });
+    out.push(...values[depth]!);
+  }
+  return { tokens: Int32Array.from(out), answers };
+}
+
+/** Tokens a KV document of `pairs` pairs and `queries` queries takes. */
+export const kvLength = (pairs: number, queries: number, keyLength: number, valueLength: number) => (pairs + queries) * (keyLength + valueLength + 2);
+
+const KvParams = {
+  minPairs: z.number().int().min(1).default(4),
+  maxPairs: z.number().int().min(1).default(16),
+  queries: z.number().int().min(1).default(4),
+  keyLength: z.number().int().min(1).max(8).default(2), // word tokens per key
+  valueLength: z.number().int().min(1).max(8).default(2), // digits per value
+};
+const pairsOrdered = { check: (p: { minPairs: number; maxPairs: number }) => p.minPairs <= p.maxPairs, message: 'minPairs must not exceed maxPairs' };
+
 const kvRecall: Generator<{ minPairs: number; maxPairs: number; queries: number; keyLength: number; valueLength: number }> = {
-  description: 'key–value recall in the style of HELMET JSON-KV: pairs KEY k… VAL v…, then QUERY k… ANSWER v… for keys at evenly spaced depths',
-  params: z
-    .object({
-      minPairs: z.number().int().min(1).default(4),
-      maxPairs: z.number().int().min(1).default(16),
-      queries: z.number().int().min(1).default(4),
-      keyLength: z.number().int().min(1).max(8).default(2), // word tokens per key
-      valueLength: z.number().int().min(1).max(8).default(2), // digits per value
-    })
-    .strict()
-    .refine((p) => p.minPairs <= p.maxPairs, { message: 'minPairs must not exceed maxPairs', path: ['minPairs'] }),
+  description: 'native long documents in the style of HELMET JSON-KV: pairs KEY k… VAL v…, then QUERY k… ANSWER v… for keys at evenly spaced depths',
+  params: z.object(KvParams).strict().refine(pairsOrdered.check, { message: pairsOrdered.message, path: ['minPairs'] }),
   generate(p, rng, vocab) {
-    const words = wordCount(vocab);
-    if (words ** p.keyLength < p.maxPairs * 2) throw new Error(`kv-recall: ${words} words make too few distinct keys of ${p.keyLength} tokens for ${p.maxPairs} pairs`);
+    return kvDocument(rng.between(p.minPairs, p.maxPairs), p.queries, p.keyLength, p.valueLength, rng, vocab).tokens;
+  },
+};
+
+/**
+ * The same content as kv-recall, as concatenated short documents: a document
+ * of as many pairs as a native one, cut into pieces of `piecePairs` pairs, each
+ * with its own queries, so every dependency is short-range (Phi-4 §3.3 found
+ * such data worse than inherently long documents).
+ */
+const kvConcat: Generator<{ minPairs: number; maxPairs: number; queries: number; keyLength: number; valueLength: number; piecePairs: number }> = {
+  description: 'kv-recall content as concatenated short documents, each piece with its own queries (the ablation Phi-4 found worse than native long data)',
+  params: z
+    .object({ ...KvParams, piecePairs: z.number().int().min(1).default(8) })
+    .strict()
+    .refine(pairsOrdered.check, { message: pairsOrdered.message, path: ['minPairs'] }),
+  generate(p, rng, vocab) {
     const pairs = rng.between(p.minPairs, p.maxPairs);
-    const keys: number[][] = [];
-    const seen = new Set<string>();
-    while (keys.length < pairs) {
-      const k = Array.from({ length: p.keyLength }, () => FIRST_WORD + rng.int(words));
-      if (seen.has(k.join())) continue;
-      seen.add(k.join());
-      keys.push(k);
-    }
-    const values = keys.map(() => Array.from({ length: p.valueLength }, () => DIGIT0 + rng.int(10)));
-    const out: number[] = [];
-    for (let i = 0; i < pairs; i++) out.push(KEY, ...keys[i]!, VAL, ...values[i]!);
-    for (let j = 0; j < p.queries; j++) {
-      const depth = Math.min(pairs - 1, Math.floor(((j + 0.5) * pairs) / p.queries));
-      out.push(QUERY, ...keys[depth]!, ANSWER, ...values[depth]!);
+    const pieces = Math.max(1, Math.round(pairs / p.piecePairs));
+    // the native document's queries, spread over the pieces (at least one each): the same token budget
+    const queries = Math.max(1, Math.round(p.queries / pieces));
+    const out: number[] = []; // pieces back to back, as packing does (each starts at its KEY)
+    for (let i = 0; i < pieces; i++) {
+      const piece = Math.max(1, Math.round((pairs * (i + 1)) / pieces) - Math.round((pairs * i) / pieces));
+      out.push(...kvDocument(piece, queries, p.keyLength, p.valueLength, rng, vocab).tokens);
     }
     return Int32Array.from(out);
   },
@@ -179,12 +230,27 @@ const arithmetic: Generator<{ digits: number }> = {
   },
 };
 
+/** A held-out addition question: the tokens of `a + b =`, the answer left to the model. */
+export function arithmeticQuestion(digits: number, rng: Rng, vocab: number): number[] {
+  const doc = Array.from(arithmetic.generate({ digits }, rng, vocab));
+  return doc.slice(0, doc.indexOf(EQUALS) + 1);
+}
+
+/** The correct completion of an addition question (`a + b =`): the sum's digits, then EOS. */
+export function arithmeticAnswer(question: readonly number[]): number[] {
+  const plus = question.indexOf(PLUS);
+  const value = (ts: readonly number[]) => Number(ts.map((t) => t - DIGIT0).join(''));
+  const sum = value(question.slice(0, plus)) + value(question.slice(plus + 1, question.indexOf(EQUALS)));
+  return [...digitsOf(sum, 1), EOS];
+}
+
 /** Every generator, by the name a config's source gives. */
 export const GENERATORS = {
   language,
   'long-recall': longRecall,
   'concat-short': concatShort,
   'kv-recall': kvRecall,
+  'kv-concat': kvConcat,
   arithmetic,
 } as const;
 export type GeneratorName = keyof typeof GENERATORS;
@@ -329,17 +395,23 @@ export type Split = 'train' | 'heldout';
 /** The config's mix over generated corpora: the training split, or the held-out one (other seeds) for eval/loss. */
 export function buildMix(data: DataConfig, vocab: number, split: Split): { mix: DataMix; corpora: Corpus[] } {
   const corpora: Corpus[] = [];
-  const build = (sources: readonly DataSourceConfig[], prefix: string): DataMix =>
+  // seedRoot/seedPrefix: a nested mix with its own `seed` generates its sources as a top-level mix
+  // with that data seed would, so a replay of the pretraining mix is the very same data
+  const build = (sources: readonly DataSourceConfig[], prefix: string, seedRoot: number, seedPrefix: string): DataMix =>
     new DataMix(
       sources.map((s) => {
         const path = prefix + s.name;
-        if (s.mix) return { name: s.name, weight: s.weight, source: build(s.mix, `${path}/`) };
-        const corpus = generateCorpus(s, path, vocab, deriveSeed(data.seed, path, split), split === 'train' ? s.docs : data.heldoutDocs);
+        if (s.mix) {
+          const own = s.seed !== undefined;
+          return { name: s.name, weight: s.weight, source: build(s.mix, `${path}/`, own ? s.seed! : seedRoot, own ? '' : `${seedPrefix}${s.name}/`) };
+        }
+        const seed = deriveSeed(s.seed ?? seedRoot, seedPrefix + s.name, split);
+        const corpus = generateCorpus(s, path, vocab, seed, split === 'train' ? s.docs : data.heldoutDocs);
         corpora.push(corpus);
         return { name: s.name, weight: s.weight, source: new WeightedDocs(corpus, s.filter) };
       }),
     );
-  return { mix: build(data.sources, ''), corpora };
+  return { mix: build(data.sources, '', data.seed, ''), corpora };
 }
 
 // ------------------------------------------------------------------ in the ledger

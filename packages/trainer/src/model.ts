@@ -33,9 +33,13 @@ export interface Model {
   /**
    * Forward and backward over one batch: inputs and targets are (B, T) token
    * ids; returns the mean cross-entropy loss and leaves the gradients
-   * accumulated for `step`.
+   * accumulated for `step`. `weights` (B,T), where a model supports them,
+   * replace each counted position's gradient scale 1/N (SFT masks with
+   * target −1; DPO passes signed weights).
    */
-  forwardBackward(inputs: Int32Array, targets: Int32Array, B: number, T: number): number;
+  forwardBackward(inputs: Int32Array, targets: Int32Array, B: number, T: number, weights?: Float32Array): number;
+  /** Logits (B,T,V) without touching the gradients; for sampling and evals. Optional: the bigram has none. */
+  logits?(inputs: Int32Array, B: number, T: number): Float32Array;
   /** Mean cross-entropy over (B, T) without touching the gradients (held-out loss). */
   evaluate(inputs: Int32Array, targets: Int32Array, B: number, T: number): number;
   /**
@@ -44,6 +48,8 @@ export interface Model {
    * the gradients after. Returns the gradient's norm before clipping.
    */
   step(lr: number, t: number, optimizer: OptimizerConfig): number;
+  /** Frees what the model holds on a device (GL textures). Optional. */
+  destroy?(): void;
 }
 
 /** AdamW's moments of each parameter, named as checkpoints store them (`adamw.m.<name>`, `adamw.v.<name>`). */

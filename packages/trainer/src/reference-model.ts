@@ -196,7 +196,8 @@ export class BigramModel implements Model {
     return softmaxCrossEntropyForward(this.probs, targets, BT, this.V); // probs in place
   }
 
-  forwardBackward(inputs: Int32Array, targets: Int32Array, B: number, T: number): number {
+  forwardBackward(inputs: Int32Array, targets: Int32Array, B: number, T: number, weights?: Float32Array): number {
+    if (weights) throw new Error('the bigram reference model takes no loss weights (use the transformer)');
     const loss = this.forward(inputs, targets, B, T);
     const BT = B * T;
     softmaxCrossEntropyBackward(this.probs, targets, BT, this.V); // (BT, V) dlogits

@@ -56,6 +56,8 @@ export interface TrainOptions {
   log?: (line: string) => void;
   /** After each step; what it throws fails the run like a crash (tests simulate crashes this way). */
   onStep?: (step: number, loss: number) => void | Promise<void>;
+  /** After the last step and the final eval/loss, before the run completes: record evals on it (the recipe does). */
+  onEnd?: (end: { run: Run; model: Model; config: TrainConfig; step: number }) => void | Promise<void>;
 }
 
 export interface CheckpointRecord {
@@ -189,18 +191,14 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const checkpoints: CheckpointRecord[] = [];
   const progress = opts.progress ? new ProgressBar(opts.progress, { label: cfg.name, total: cfg.steps, start: startStep }) : null;
   const saveAt = async (done: number) => {
-    model.syncToHost?.();
-    const saved = await saveCheckpoint(path.resolve(cfg.outputDir), [...model.parameters(), ...model.optimizerState()], {
-      format: CHECKPOINT_FORMAT,
-      run: run.id, // provenance; also keeps two runs that reach the same weights from sharing one checkpoint artifact
-      step: String(done),
-      config: JSON.stringify(cfg),
-      data_rng: JSON.stringify(dataRng.state()),
-      backend: model.backend,
-    });
-    const name = `${cfg.name}@${done}`;
-    const { artifactId } = await run.checkpoint({ step: done, digest: saved.digest, manifest: saved.manifest, path: saved.path, bytes: saved.bytes, name });
-    checkpoints.push({ step: done, artifactId, digest: saved.digest, path: saved.path, name });
+    checkpoints.push(
+      await saveRunCheckpoint(run, model, {
+        outputDir: cfg.outputDir,
+        name: `${cfg.name}@${done}`,
+        step: done,
+        metadata: { config: JSON.stringify(cfg), data_rng: JSON.stringify(dataRng.state()) },
+      }),
+    );
   };
 
   let firstLoss = NaN;
@@ -239,6 +237,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     run.log({ 'eval/loss': evalLoss }, cfg.steps);
     progress?.update({ step: cfg.steps, evalLoss, tokens: 0 });
     progress?.finish();
+    await opts.onEnd?.({ run, model, config: cfg, step: cfg.steps });
     await run.finish();
   } catch (err) {
     progress?.finish();
@@ -249,6 +248,37 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   say(`done: ${cfg.name} steps ${startStep}→${cfg.steps}, train/loss ${firstLoss.toFixed(4)} → ${lastLoss.toFixed(4)}, eval/loss ${evalLoss.toFixed(4)}`);
   if (last) say(`  checkpoint ${last.name} ${last.digest.slice(0, 19)}… ${last.path}`);
   return { runId: run.id, name: cfg.name, project: cfg.project, config: cfg, startStep, steps: cfg.steps, parameters, firstLoss, lastLoss, evalLoss, checkpoints, origin, model };
+}
+
+/**
+ * Saves the model (weights and optimizer state) as a content-addressed file in
+ * `outputDir` and records it as the run's checkpoint at `step`. `metadata`
+ * goes into the file's header (a stage's config, its data stream's state).
+ */
+export async function saveRunCheckpoint(
+  run: Run,
+  model: Model,
+  opts: { outputDir: string; name: string; step: number; metadata?: Record<string, string> },
+): Promise<CheckpointRecord> {
+  model.syncToHost?.();
+  const saved = await saveCheckpoint(path.resolve(opts.outputDir), [...model.parameters(), ...model.optimizerState()], {
+    format: CHECKPOINT_FORMAT,
+    run: run.id, // provenance; also keeps two runs that reach the same weights from sharing one checkpoint artifact
+    step: String(opts.step),
+    backend: model.backend,
+    ...opts.metadata,
+  });
+  const { artifactId } = await run.checkpoint({ step: opts.step, digest: saved.digest, manifest: saved.manifest, path: saved.path, bytes: saved.bytes, name: opts.name });
+  return { step: opts.step, artifactId, digest: saved.digest, path: saved.path, name: opts.name };
+}
+
+/** Loads a recorded checkpoint's weights (and, with `optimizer`, its AdamW state) into a model. */
+export async function loadRunCheckpoint(model: Model, checkpoint: CheckpointRecord, opts: { optimizer?: boolean } = {}): Promise<LoadedCheckpoint> {
+  const loaded = await loadRecorded(checkpoint);
+  copyInto(model.parameters(), loaded.tensors, `checkpoint ${loaded.path}`);
+  if (opts.optimizer) copyInto(model.optimizerState(), loaded.tensors, `checkpoint ${loaded.path}`);
+  model.syncFromHost?.();
+  return loaded;
 }
 
 async function failQuietly(run: Run, err: unknown): Promise<void> {

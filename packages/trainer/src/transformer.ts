@@ -174,6 +174,7 @@ export function transformerLossRef<F extends Floats>(
   dims: Dims,
   alloc: (n: number) => F,
   grads?: TransformerParams<F>,
+  weights?: Floats, // (B,T) the gradient of each position's loss (DPO's signed weights); default 1/N over the N counted positions
 ): { loss: number; logits: F } {
   const { B, T, C, V, NH, rope } = dims;
   const BT = B * T;
@@ -227,7 +228,7 @@ export function transformerLossRef<F extends Floats>(
   // ---- backward: every *BackwardRef accumulates, so activation grads start at zero
   const counted = targets.reduce((n, t) => n + (t >= 0 ? 1 : 0), 0);
   const dlogits = alloc(BT * V); // (BT,V)
-  crossEntropyBackwardRef(dlogits, counted ? 1 / counted : 0, probs, targets, B, T, V);
+  crossEntropyBackwardRef(dlogits, weights ?? (counted ? 1 / counted : 0), probs, targets, B, T, V);
   const dlnf = alloc(BT * C); // (BT,C)
   matmulBackwardRef(dlnf, grads.wte, null, dlogits, lnf, params.wte, B, T, C, V);
   let dx = alloc(BT * C); // (BT,C) gradient of the residual stream
@@ -365,12 +366,13 @@ export class TransformerModel implements Model {
     });
   }
 
-  forwardBackward(inputs: Int32Array, targets: Int32Array, B: number, T: number): number {
+  forwardBackward(inputs: Int32Array, targets: Int32Array, B: number, T: number, weights?: Float32Array): number {
     checkTokens(inputs, targets, B, T, this.dims.V);
-    if (this.be) return this.runDevice(inputs, targets, B, T, true).loss;
+    if (weights && weights.length !== B * T) throw new Error(`weights must hold B·T = ${B * T} numbers, got ${weights.length}`);
+    if (this.be) return this.runDevice(inputs, targets, B, T, true, weights).loss;
     const params = this.hostParams(this.slots.map((s) => s.tensor.data));
     const grads = this.hostParams(this.grads!);
-    return transformerLossRef(params, inputs, targets, { ...this.dims, B, T }, (n) => new Float32Array(n), grads).loss;
+    return transformerLossRef(params, inputs, targets, { ...this.dims, B, T }, (n) => new Float32Array(n), grads, weights).loss;
   }
 
   evaluate(inputs: Int32Array, targets: Int32Array, B: number, T: number): number {
@@ -429,7 +431,7 @@ export class TransformerModel implements Model {
    * returning; gradients accumulate into the device slots. Reads back only the per-position
    * losses (and the logits when there are no targets).
    */
-  private runDevice(inputs: Int32Array, targets: Int32Array | null, B: number, T: number, train: boolean): { loss: number; logits: Float32Array | null } {
+  private runDevice(inputs: Int32Array, targets: Int32Array | null, B: number, T: number, train: boolean, weights?: Float32Array): { loss: number; logits: Float32Array | null } {
     const be = this.be!;
     const { C, V, NH, rope } = this.dims;
     const BT = B * T;
@@ -466,7 +468,7 @@ export class TransformerModel implements Model {
 
       // ---- backward
       const counted = targets.reduce((n, t) => n + (t >= 0 ? 1 : 0), 0);
-      const dlogits = keep(crossEntropyBackward(be, ce.probs, targets, counted ? 1 / counted : 0, B, T, V)); // (BT,V)
+      const dlogits = keep(crossEntropyBackward(be, ce.probs, targets, weights ?? (counted ? 1 / counted : 0), B, T, V)); // (BT,V)
       const head = matmulBackward(be, dlogits, lnf.out, p.wte, B, T, C, V, { bias: false }); // dlnf (BT,C), dwte (V,C)
       keep(head.dinp!);
       const dwteHead = head.dweight;

@@ -1,4 +1,5 @@
 import type { Command } from '../command.ts';
+import { demoCommand } from './demo.ts';
 import { diffCommand } from './diff.ts';
 import { eventsCommand } from './events.ts';
 import { helpCommand } from './help.ts';
@@ -24,8 +25,9 @@ export const COMMANDS: readonly Command[] = [
   diffCommand,
   projectsCommand,
   keysCommand,
-  sampleCommand,
+  demoCommand,
   trainCommand,
+  sampleCommand,
   replayCommand,
   verifyCommand,
   migrateCommand,

@@ -1,29 +1,39 @@
-import { defaultAuthMode, installServer, TRPC_ENDPOINT, uninstallServer, type AuthMode } from '@pedigree/api';
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { createApiKey, defaultAuthMode, installServer, TRPC_ENDPOINT, uninstallServer, type AuthMode } from '@pedigree/api';
 import type { Pedigree, RunView } from '@pedigree/lineage';
 import { choiceOption, intOption, UsageError, type ParsedArgs } from '../args.ts';
 import type { Command, Context } from '../command.ts';
 import { formatCount, shortId } from '../format.ts';
 import { DEFAULT_HOST, DEFAULT_PORT, listen, markServing, untilStopSignal } from '../server.ts';
 import { describeStore, listRuns, projectNames } from '../store.ts';
+import { DEMO_PROJECT } from './demo.ts';
 import { printLineageTree } from './lineage.ts';
 import { printRunsTable } from './runs.ts';
 import { recordSampleWithProgress, SAMPLE_PROJECT } from './sample.ts';
 
 const RUNS_SHOWN = 10;
 const AUTH_MODES = ['open', 'keys'] as const;
+/** What an empty store gets: the recipe trained for real (its sizes), the synthetic sample, or nothing. */
+const DEMO_MODES = ['quick', 'full', 'ci', 'sample', 'none'] as const;
+type DemoMode = (typeof DEMO_MODES)[number];
+const PEDIGREE_BIN = path.resolve(import.meta.dirname, '../../bin/pedigree.mjs');
+/** On stop, a demo still training gets this long to fail its open runs through the server. */
+const DEMO_STOP_MS = 15_000;
 
 export const startCommand: Command = {
   name: 'start',
   summary: 'open the store (creating it, with a sample, when empty), take a tour, and serve the API and web app',
-  usage: 'start [--port N] [--host H] [--auth open|keys]',
-  description: `Opens the store (the embedded one unless --url or DATABASE_URL names a server), applies pending migrations, and on an empty store records the sample lineage. Shows the runs and the lineage of the latest training run, then serves the web app and the tRPC API (${TRPC_ENDPOINT}) from this process until Ctrl-C (SIGINT) or SIGTERM, which closes the store cleanly. With --json, prints one line of JSON ({url, store, auth, …}) once it is listening.`,
+  usage: 'start [--port N] [--host H] [--auth open|keys] [--demo quick|full|sample|none]',
+  description: `Opens the store (the embedded one unless --url or DATABASE_URL names a server), applies pending migrations, shows the runs and the lineage of the latest training run, then serves the web app and the tRPC API (${TRPC_ENDPOINT}) from this process until Ctrl-C (SIGINT) or SIGTERM, which closes the store cleanly. On an empty store it records the quick demo (\`pedigree demo\`: the Phi-4 recipe at toy scale, trained for real in a child process while the dashboard shows it live), or what --demo says. With --json, prints one line of JSON ({url, store, auth, …}) once it is listening.`,
   options: [
     { name: 'port', type: 'string', value: 'N', description: `port to listen on (default: $PEDIGREE_PORT, else ${DEFAULT_PORT}; 0 picks a free one)` },
     { name: 'host', type: 'string', value: 'H', description: `address to listen on (default: ${DEFAULT_HOST}, this machine only)` },
     { name: 'auth', type: 'string', value: 'MODE', description: 'open (no API key needed) or keys (default: open for the embedded store, keys for a server; $PEDIGREE_AUTH)' },
+    { name: 'demo', type: 'string', value: 'MODE', description: 'what an empty store gets: quick (default; the trained recipe, a few minutes), full, sample (synthetic curves, instant) or none ($PEDIGREE_DEMO)' },
   ],
   async run(ctx) {
-    const { host, port, auth } = serveOptions(ctx.options);
+    const { host, port, auth, demo } = serveOptions(ctx.options);
     const { term } = ctx;
     // From here on, Ctrl-C means a clean stop (once startup is done), never a store closed mid-write.
     const stopSignal = untilStopSignal();
@@ -31,27 +41,31 @@ export const startCommand: Command = {
     const web = await listen({ host, port });
     let pd: Pedigree | undefined;
     let releaseStore = () => {};
+    let demoChild: DemoChild | null = null;
     try {
       pd = await ctx.openStore({ migrate: true, create: true });
       const { db } = pd.database;
       if (db.kind === 'pglite') releaseStore = markServing(db.location, { pid: process.pid, url: web.url });
-      const tour = await showTour(ctx, pd);
+      const tour = await showTour(ctx, pd, demo);
       const authMode = auth ?? defaultAuthMode(db.kind);
       installServer({ pedigree: pd, authMode });
       await web.serveApp();
+      const recordDemo = tour.empty && demo !== 'sample' && demo !== 'none' ? demo : null;
 
       if (ctx.json) {
         const { store, recordedSample, events } = tour;
-        term.line(JSON.stringify({ url: web.url, api: `${web.url}${TRPC_ENDPOINT}`, port: web.port, store, kind: db.kind, auth: authMode, recordedSample, events, pid: process.pid }));
+        term.line(JSON.stringify({ url: web.url, api: `${web.url}${TRPC_ENDPOINT}`, port: web.port, store, kind: db.kind, auth: authMode, recordedSample, demo: recordDemo, events, pid: process.pid }));
       } else {
         term.line(`${term.paint.bold('Pedigree is serving')} ${term.paint.cyan(web.url)}  (API: ${TRPC_ENDPOINT}, store: ${tour.store}, auth: ${authMode})`);
         term.line(term.paint.dim('Press Ctrl-C to stop; the store is closed cleanly.'));
       }
       if (authMode === 'open' && !isLoopback(host)) term.error(`pedigree: warning: auth is open on ${host}: anyone who can reach it can read and write every project (--auth keys)`);
+      if (recordDemo) demoChild = await startDemo(ctx, pd, { size: recordDemo, url: web.url, authMode });
 
       const signal = await stopSignal;
       if (!ctx.json) term.line(`Stopping (${signal})…`);
     } finally {
+      await demoChild?.stop();
       await web.close();
       uninstallServer();
       // Closed here rather than by the dispatcher, so that the store is flushed before the note saying it is in use goes.
@@ -62,12 +76,60 @@ export const startCommand: Command = {
   },
 };
 
-function serveOptions(options: ParsedArgs): { host: string; port: number; auth: AuthMode | undefined } {
+function serveOptions(options: ParsedArgs): { host: string; port: number; auth: AuthMode | undefined; demo: DemoMode } {
   const host = options.string('host') ?? DEFAULT_HOST;
   if (!host) throw new UsageError('--host needs an address');
   const fromEnv = process.env.PEDIGREE_PORT;
   const port = intOption(options, 'port', { min: 0, max: 65535 }) ?? (fromEnv ? portFromEnv(fromEnv) : DEFAULT_PORT);
-  return { host, port, auth: choiceOption(options, 'auth', AUTH_MODES) };
+  const demoEnv = process.env.PEDIGREE_DEMO;
+  if (demoEnv && !(DEMO_MODES as readonly string[]).includes(demoEnv)) throw new UsageError(`PEDIGREE_DEMO must be one of ${DEMO_MODES.join(', ')}, got ${JSON.stringify(demoEnv)}`);
+  const demo = choiceOption(options, 'demo', DEMO_MODES) ?? (demoEnv as DemoMode | undefined) ?? 'quick';
+  return { host, port, auth: choiceOption(options, 'auth', AUTH_MODES), demo };
+}
+
+interface DemoChild {
+  /** Interrupts the demo if it is still training (its runs are marked failed through the server), and waits for it. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Records the demo recipe in a child process (\`pedigree demo --server\`),
+ * through this server: training never blocks the requests this process
+ * answers, and the dashboard shows the runs as they train. In keys mode it
+ * gets a key of its own for the demo project.
+ */
+async function startDemo(ctx: Context, pd: Pedigree, opts: { size: 'quick' | 'full' | 'ci'; url: string; authMode: AuthMode }): Promise<DemoChild> {
+  const { term } = ctx;
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.PEDIGREE_API_KEY;
+  if (opts.authMode === 'keys') {
+    const projectId = await pd.tracker.ensureProject(DEMO_PROJECT);
+    env.PEDIGREE_API_KEY = (await createApiKey(pd.database.db, projectId, 'demo')).key;
+  }
+  const { db } = pd.database;
+  const checkpoints = path.join(db.kind === 'pglite' ? db.location : process.env.PEDIGREE_HOME ?? path.resolve('.pedigree'), 'checkpoints');
+  const args = [PEDIGREE_BIN, 'demo', '--server', opts.url, '--size', opts.size, '--project', DEMO_PROJECT, '--checkpoints', checkpoints];
+  if (!ctx.json) {
+    term.line();
+    term.line(`${term.paint.bold('Recording the demo')}: the Phi-4 recipe at toy scale (${opts.size}), trained now; watch it at ${term.paint.cyan(opts.url)}`);
+  }
+  // --json: stdout carries only the serving line, so the demo's output goes to stderr
+  const child: ChildProcess = spawn(process.execPath, args, { env, stdio: ['ignore', ctx.json ? 'pipe' : 'inherit', 'inherit'] });
+  child.stdout?.pipe(process.stderr);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.once('error', (err) => term.error(`pedigree: the demo did not start: ${err.message}`));
+  void exited.then((code) => {
+    if (code !== 0 && code !== null && code !== 130 && code !== 143) term.error(`pedigree: the demo stopped with exit code ${code}; the server goes on (run \`pedigree demo\` to try again)`);
+  });
+  return {
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGINT');
+      const timer = setTimeout(() => child.kill('SIGKILL'), DEMO_STOP_MS);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
 }
 
 function portFromEnv(raw: string): number {
@@ -79,24 +141,24 @@ function portFromEnv(raw: string): number {
 const isLoopback = (host: string) => host === 'localhost' || host === '::1' || host.startsWith('127.');
 
 /** Prints what the store holds (recording the sample into an empty one); in JSON mode, only gathers the figures. */
-async function showTour(ctx: Context, pd: Pedigree): Promise<{ store: string; recordedSample: boolean; events: number }> {
+async function showTour(ctx: Context, pd: Pedigree, demo: DemoMode): Promise<{ store: string; recordedSample: boolean; events: number; empty: boolean }> {
   const store = describeStore(pd.database.db);
   const { term } = ctx;
   const { paint } = term;
   if (!ctx.json) term.line(`${paint.bold('Pedigree')}  ${paint.dim('store:')} ${store}`);
 
   const empty = (await pd.store.lastPosition()) === 0;
-  const recorded = empty ? await recordSampleWithProgress(pd, term, SAMPLE_PROJECT, { quiet: ctx.json }) : null;
+  const recorded = empty && demo === 'sample' ? await recordSampleWithProgress(pd, term, SAMPLE_PROJECT, { quiet: ctx.json }) : null;
   const events = await pd.store.lastPosition();
-  const summary = { store, recordedSample: Boolean(recorded), events };
+  const summary = { store, recordedSample: Boolean(recorded), events, empty };
   if (ctx.json) return summary;
-  if (!recorded) term.line(`The store holds ${formatCount(events)} events; nothing recorded.`);
+  if (!empty) term.line(`The store holds ${formatCount(events)} events; nothing recorded.`);
 
   const { runs, total } = await listRuns(pd, undefined, { limit: RUNS_SHOWN });
   const featured = await latestTrainingRun(pd, runs);
   term.line();
   if (runs.length === 0) {
-    term.line('No runs yet. Record a sample with `pedigree sample`, or log from a trainer.');
+    term.line(empty && demo !== 'none' ? 'No runs yet: the demo records them once the server is up.' : 'No runs yet. Train the toy recipe with `pedigree demo`, or log from a trainer.');
   } else {
     term.line(paint.bold(`Runs${total > runs.length ? ` (newest ${runs.length} of ${total})` : ''}`));
     const names = await projectNames(pd);

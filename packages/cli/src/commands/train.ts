@@ -73,7 +73,7 @@ function parseFork(spec: string): { run: string; checkpoint?: string } {
  * embedded store — or, when `pedigree start` is serving that store (PGlite
  * opens in one process at a time), through that server.
  */
-async function openClient(ctx: Context, server: string | undefined, say: (line: string) => void): Promise<Client> {
+export async function openClient(ctx: Context, server: string | undefined, say: (line: string) => void): Promise<Client> {
   const { connect } = await import('@pedigree/client');
   if (server !== undefined) {
     say(`Recording through the server at ${server}`);
@@ -95,7 +95,7 @@ async function openClient(ctx: Context, server: string | undefined, say: (line: 
 }
 
 /** A redrawn line on a terminal; elsewhere a plain line every 10% (on stderr with --json, so stdout stays JSON). */
-function progressSink(ctx: Context): ProgressSink {
+export function progressSink(ctx: Context): ProgressSink {
   const stream = ctx.term.progressStream;
   if (stream) return { write: (text) => void stream.write(text), isTTY: true, columns: stream.columns };
   const say = ctx.json ? ctx.term.error : ctx.term.line;

@@ -1,0 +1,132 @@
+import { arithmeticQuestion, checkArithmetic, getBatch, kvDocument, kvLength, type DataMix } from './data.ts';
+import type { Model } from './model.ts';
+import { deriveSeed, Rng } from './rng.ts';
+import { argmax, greedyCompletion, type LogitsModel } from './sampling.ts';
+import { TransformerModel } from './transformer.ts';
+
+/**
+ * The toy recipe's evals (RECIPE.md), each a number a run records with
+ * `run.eval`:
+ *   recall            HELMET JSON-KV style: a document of random key–value
+ *                     pairs filling the context, queries at evenly spaced
+ *                     depths; exact match of every value token (percent).
+ *   short-context     held-out loss of the pretraining mix at the pretraining
+ *                     context (does long-context training cost short skills?).
+ *   arithmetic        pass rate (percent) of greedy answers to held-out
+ *                     additions, checked by `checkArithmetic`.
+ *
+ * Legend: B = batch, T = time (context), V = vocab.
+ */
+
+/**
+ * The model to evaluate with: the model itself on the plain-TypeScript path;
+ * for a gpu.js model, a plain-TypeScript copy of its weights. Evals run many
+ * shapes (every prompt length, batch, 8× the context), and gpu.js compiles
+ * kernels per shape, and its attention holds at most 2^21 scores.
+ */
+export function evaluator(model: Model): Model & LogitsModel {
+  if (!model.logits) throw new Error(`model ${model.backend} has no logits: the recipe's evals need the transformer`);
+  if (!model.backend.startsWith('gpu.js')) return model as Model & LogitsModel;
+  model.syncToHost?.();
+  const copy = new TransformerModel(model.config, { mode: 'reference' });
+  copy.parameters().forEach((p, i) => p.data.set(model.parameters()[i]!.data));
+  return copy;
+}
+
+export interface RecallOptions {
+  /** Documents per context length. */
+  docs: number;
+  queries?: number;
+  keyLength?: number;
+  valueLength?: number;
+  seed?: number;
+}
+
+export interface RecallResult {
+  contextLength: number;
+  /** Percent of queries whose every value token the model predicts exactly (greedy, teacher-forced). */
+  score: number;
+  /** Queries asked. */
+  n: number;
+}
+
+/**
+ * Recall at each context length: teacher-forced, so "every answer token is
+ * the argmax given the true tokens before it", which is exactly what a greedy
+ * decode of the answer would produce.
+ */
+export function recallEval(model: Model, contexts: readonly number[], opts: RecallOptions): RecallResult[] {
+  const { docs, queries = 4, keyLength = 2, valueLength = 2, seed = 4242 } = opts;
+  const V = model.config.vocab;
+  return contexts.map((L) => {
+    let pairs = Math.floor(L / (keyLength + valueLength + 2)) - queries;
+    if (pairs < queries) throw new Error(`recall at ${L} tokens: too short for ${queries} queries`);
+    while (kvLength(pairs, queries, keyLength, valueLength) > L) pairs--;
+    const rng = new Rng(deriveSeed(seed, 'recall', String(L)));
+    const documents = Array.from({ length: docs }, () => kvDocument(pairs, queries, keyLength, valueLength, rng, V));
+    const T = documents[0]!.tokens.length;
+    let hit = 0;
+    let asked = 0;
+    const B = 1; // one document at a time: at 8× the context, one attention matrix is already large
+    const m = evaluator(model);
+    for (const doc of documents) {
+      const logits = m.logits(doc.tokens, B, T); // (1,T,V)
+      for (const a of doc.answers) {
+        let exact = true;
+        for (let i = 0; i < a.length; i++) {
+          const pos = a.at + i - 1; // predicts the token at a.at + i
+          if (argmax(logits.subarray(pos * V, (pos + 1) * V)) !== doc.tokens[a.at + i]) exact = false;
+        }
+        if (exact) hit++;
+        asked++;
+      }
+    }
+    return { contextLength: L, score: (100 * hit) / asked, n: asked };
+  });
+}
+
+/** Mean held-out loss over `batches` fixed batches of (B, T) from a mix (the same batches every call). */
+export function mixLoss(model: Model, mix: DataMix, B: number, T: number, batches: number, seed: number): number {
+  const m = evaluator(model);
+  const rng = new Rng(deriveSeed(seed, 'short-context-loss'));
+  let sum = 0;
+  for (let i = 0; i < batches; i++) {
+    const batch = getBatch(mix, B, T, rng);
+    sum += m.evaluate(batch.inputs, batch.targets, B, T);
+  }
+  return sum / batches;
+}
+
+/** Held-out additions, as questions (`a + b =`) for the pass rate and PTS. */
+export function arithmeticQuestions(count: number, digits: number, seed: number, vocab: number): number[][] {
+  const rng = new Rng(deriveSeed(seed, 'arithmetic-questions'));
+  return Array.from({ length: count }, () => arithmeticQuestion(digits, rng, vocab));
+}
+
+/** Percent of questions whose greedy answer (up to EOS or `maxTokens`) `checkArithmetic` accepts. */
+export function arithmeticPassRate(model: Model, questions: readonly number[][], maxTokens = 6): { score: number; n: number } {
+  const m = evaluator(model);
+  const passed = questions.filter((q) => checkArithmetic([...q, ...greedyCompletion(m, q, maxTokens)])).length;
+  return { score: (100 * passed) / questions.length, n: questions.length };
+}
+
+/** The evals a stage of the recipe records, by name, in one place (the recipe and results.md read them). */
+export interface StageEvals {
+  recall?: RecallResult[];
+  shortContextLoss?: number;
+  arithmetic?: { score: number; n: number };
+}
+
+export const EVAL_SUITE = 'toy-recipe';
+
+/** `run.eval` inputs for a stage's evals. */
+export function evalEvents(evals: StageEvals, step: number): { suite: string; task: string; score: number; contextLength?: number; n?: number; step: number }[] {
+  const out: ReturnType<typeof evalEvents> = [];
+  for (const r of evals.recall ?? []) out.push({ suite: EVAL_SUITE, task: 'kv-recall', contextLength: r.contextLength, score: round(r.score), n: r.n, step });
+  if (evals.shortContextLoss !== undefined) out.push({ suite: EVAL_SUITE, task: 'short-context-loss', score: round(evals.shortContextLoss), step });
+  if (evals.arithmetic) out.push({ suite: EVAL_SUITE, task: 'arithmetic-pass', score: round(evals.arithmetic.score), n: evals.arithmetic.n, step });
+  return out;
+}
+
+const round = (x: number) => Number(x.toFixed(4));
+

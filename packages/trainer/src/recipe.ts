@@ -1,0 +1,351 @@
+import path from 'node:path';
+import type { Pedigree, Run } from '@pedigree/client';
+import { parseConfig, type DataSourceConfig, type TrainConfig, type TrainConfigInput } from './config.ts';
+import { buildMix } from './data.ts';
+import { arithmeticPassRate, arithmeticQuestions, evalEvents, mixLoss, recallEval, type StageEvals } from './evals.ts';
+import type { Model } from './model.ts';
+import { runPtsStage, runDpoStage, type PtsStageResult, type DpoStageResult } from './posttrain.ts';
+import type { ProgressSink } from './progress.ts';
+import { train, type TrainResult } from './train.ts';
+
+/**
+ * The Phi-4 recipe (RECIPE.md) at toy scale, every stage a run in the store:
+ *
+ *   pretrain (context 128, RoPE base 500, Table 5's mix)
+ *     └─ midtrain (context 512 = 4×, base ×25, lr ÷10; 30% native long KV documents
+ *        │          filtered to the longest, the longest upweighted + 70% replay of the pretraining mix)
+ *        └─ SFT (verifiable arithmetic) ─ PTS (pairs from pivotal tokens) ─ DPO (on those pairs)
+ *   ablations, each a fork of the same pretraining checkpoint:
+ *     midtrain-rope-unchanged   base stays 500
+ *     midtrain-concat           the long data made of concatenated short documents
+ *     midtrain-lr-not-lowered   lr stays at the pretraining peak
+ *
+ * Each stage records its evals (recall at 1×/2×/4×/8× the pretraining
+ * context, short-context loss, arithmetic pass rate) on its own run, so
+ * `pedigree diff midtrain midtrain-concat` shows exactly what differs, evals
+ * included. Sizes: `ci` (seconds, for tests), `quick` (the demo a new user's
+ * first `npm start` records, a couple of minutes), `full` (≤ 10 minutes on 2
+ * cores, for results.md).
+ */
+
+export type RecipeSize = 'ci' | 'quick' | 'full';
+export const RECIPE_SIZES = ['ci', 'quick', 'full'] as const satisfies readonly RecipeSize[];
+
+export interface RecipePreset {
+  model: { layers: number; dModel: number; heads: number; vocab: number };
+  /** Documents generated per source (training split), and per source for held-out. */
+  docs: number;
+  heldoutDocs: number;
+  pretrain: { steps: number; batch: number; lr: number };
+  midtrain: { steps: number; batch: number };
+  sft: { steps: number; batch: number; context: number; lr: number };
+  pts: { questions: number; rollouts: number };
+  dpo: { steps: number; beta: number; lr: number; batch: number };
+  evals: { recallDocs: number; arithmeticQuestions: number; lossBatches: number };
+}
+
+export const RECIPE_PRESETS: Record<RecipeSize, RecipePreset> = {
+  ci: {
+    model: { layers: 1, dModel: 16, heads: 2, vocab: 64 },
+    docs: 48,
+    heldoutDocs: 8,
+    pretrain: { steps: 6, batch: 2, lr: 3e-3 },
+    midtrain: { steps: 2, batch: 1 },
+    sft: { steps: 4, batch: 2, context: 64, lr: 1e-3 },
+    pts: { questions: 6, rollouts: 4 },
+    dpo: { steps: 2, beta: 0.5, lr: 1e-3, batch: 8 },
+    evals: { recallDocs: 1, arithmeticQuestions: 8, lossBatches: 1 },
+  },
+  quick: {
+    model: { layers: 2, dModel: 32, heads: 4, vocab: 64 },
+    docs: 256,
+    heldoutDocs: 32,
+    pretrain: { steps: 60, batch: 8, lr: 3e-3 },
+    midtrain: { steps: 8, batch: 2 },
+    sft: { steps: 40, batch: 8, context: 64, lr: 1e-3 },
+    pts: { questions: 24, rollouts: 8 },
+    dpo: { steps: 10, beta: 0.5, lr: 3e-4, batch: 16 },
+    evals: { recallDocs: 2, arithmeticQuestions: 32, lossBatches: 2 },
+  },
+  full: {
+    model: { layers: 2, dModel: 32, heads: 4, vocab: 64 },
+    docs: 1024,
+    heldoutDocs: 64,
+    pretrain: { steps: 500, batch: 8, lr: 6e-3 },
+    midtrain: { steps: 60, batch: 2 },
+    sft: { steps: 200, batch: 8, context: 64, lr: 1e-3 },
+    pts: { questions: 64, rollouts: 12 },
+    dpo: { steps: 40, beta: 0.5, lr: 3e-4, batch: 16 },
+    evals: { recallDocs: 8, arithmeticQuestions: 100, lossBatches: 4 },
+  },
+};
+
+/** Pretraining context and RoPE base, and what midtraining does to them (RECIPE.md's toy design). */
+export const TOY = {
+  pretrainContext: 128,
+  ropeBase: 500,
+  contextFactor: 4, // 4K → 16K
+  ropeFactor: 25, // 10K → 250K
+  lrFactor: 0.1, // lr ÷ 10
+  newLongShare: 0.3,
+  replayShare: 0.7,
+  recallContexts: [1, 2, 4, 8], // × the pretraining context
+  dataSeed: 1234,
+} as const;
+
+// ------------------------------------------------------------------ data
+
+/** Table 5's five sources, tagged, at toy scale. */
+export function pretrainSources(docs: number): DataSourceConfig[] {
+  return [
+    { name: 'web', weight: 0.15, generator: 'language', params: {}, docs },
+    { name: 'web_rewrites', weight: 0.15, generator: 'language', params: { branching: 2 }, docs },
+    { name: 'synthetic', weight: 0.4, generator: 'kv-recall', params: { minPairs: 2, maxPairs: 12 }, docs },
+    { name: 'code', weight: 0.2, generator: 'long-recall', params: { minLength: 32, maxLength: 128 }, docs },
+    { name: 'acquired', weight: 0.1, generator: 'arithmetic', params: { digits: 2 }, docs },
+  ];
+}
+
+/**
+ * New long data: KV documents up to the midtraining context (longer ones would
+ * lose their queries to truncation), filtered to those longer than 2× the
+ * pretraining context ("> 8K tokens" for 4K), those longer than 3× drawn twice
+ * as often ("≥ 16K upweighted").
+ */
+export function longSource(docs: number, style: 'native' | 'concatenated'): DataSourceConfig {
+  const T = TOY.pretrainContext;
+  const params = { minPairs: 8, maxPairs: Math.floor((T * TOY.contextFactor) / 6) - 7, queries: 6 };
+  return {
+    name: style === 'native' ? 'long-native' : 'long-concatenated',
+    weight: TOY.newLongShare,
+    generator: style === 'native' ? 'kv-recall' : 'kv-concat',
+    params: style === 'native' ? params : { ...params, piecePairs: 8 },
+    docs,
+    filter: { minTokens: 2 * T, upweight: { tokens: 3 * T, factor: 2 } },
+  };
+}
+
+export function midtrainSources(docs: number, style: 'native' | 'concatenated'): DataSourceConfig[] {
+  return [
+    longSource(docs, style),
+    // the same seed as pretraining: the replay is the pretraining data itself (same dataset artifacts)
+    { name: 'replay', weight: TOY.replayShare, params: {}, docs, seed: TOY.dataSeed, mix: pretrainSources(docs) },
+  ];
+}
+
+// ------------------------------------------------------------------ stage configs
+
+export interface RecipeOptions {
+  pd: Pedigree;
+  project: string;
+  size: RecipeSize;
+  /** Where checkpoint files go (default: ./checkpoints). */
+  outputDir?: string;
+  backend?: TrainConfig['backend'];
+  progress?: ProgressSink | null;
+  log?: (line: string) => void;
+  /** Only these ablations (default all three). */
+  ablations?: readonly Ablation[];
+}
+
+export const ABLATIONS = ['rope-unchanged', 'concat', 'lr-not-lowered'] as const;
+export type Ablation = (typeof ABLATIONS)[number];
+
+export function stageConfigs(size: RecipeSize, project: string, opts: { outputDir?: string; backend?: TrainConfig['backend'] } = {}) {
+  const p = RECIPE_PRESETS[size];
+  const T = TOY.pretrainContext;
+  const common = {
+    project,
+    outputDir: opts.outputDir ?? 'checkpoints',
+    backend: opts.backend ?? 'auto',
+    tags: ['toy-recipe', size],
+    evalBatches: p.evals.lossBatches,
+  } satisfies Partial<TrainConfigInput>;
+  const model = { arch: 'transformer' as const, ...p.model, seed: 1337 };
+  const pretrain = parseConfig(
+    {
+      ...common,
+      name: 'pretrain',
+      kind: 'pretrain',
+      model: { ...model, context: T, ropeBase: TOY.ropeBase },
+      optimizer: { lr: p.pretrain.lr, decay: 'linear', warmupSteps: Math.min(20, Math.floor(p.pretrain.steps / 10)) },
+      steps: p.pretrain.steps,
+      batchSize: p.pretrain.batch,
+      evalEvery: Math.max(1, Math.floor(p.pretrain.steps / 5)),
+      checkpointEvery: 0,
+      logEvery: 1,
+      data: { seed: TOY.dataSeed, name: 'pretrain-mix', heldoutDocs: p.heldoutDocs, sources: pretrainSources(p.docs) },
+    },
+    'recipe pretrain',
+  );
+  const midtrain = (name: string, change: { ropeBase?: number; lr?: number; style?: 'native' | 'concatenated' } = {}) =>
+    parseConfig(
+      {
+        ...common,
+        name,
+        kind: 'midtrain',
+        model: { ...model, context: T * TOY.contextFactor, ropeBase: change.ropeBase ?? TOY.ropeBase * TOY.ropeFactor },
+        optimizer: { lr: change.lr ?? p.pretrain.lr * TOY.lrFactor, decay: 'linear', warmupSteps: Math.min(5, Math.floor(p.midtrain.steps / 5)) },
+        steps: p.midtrain.steps,
+        batchSize: p.midtrain.batch,
+        evalEvery: 0,
+        checkpointEvery: 0,
+        logEvery: 1,
+        data: {
+          seed: TOY.dataSeed + 1,
+          name: change.style === 'concatenated' ? 'midtrain-mix-concatenated' : 'midtrain-mix',
+          heldoutDocs: p.heldoutDocs,
+          sources: midtrainSources(p.docs, change.style ?? 'native'),
+        },
+      },
+      `recipe ${name}`,
+    );
+  const sft = parseConfig(
+    {
+      ...common,
+      name: 'sft',
+      kind: 'sft',
+      model: { ...model, context: p.sft.context, ropeBase: TOY.ropeBase * TOY.ropeFactor },
+      optimizer: { lr: p.sft.lr, decay: 'linear', warmupSteps: Math.min(10, Math.floor(p.sft.steps / 10)) },
+      steps: p.sft.steps,
+      batchSize: p.sft.batch,
+      evalEvery: 0,
+      checkpointEvery: 0,
+      logEvery: 1,
+      data: { seed: TOY.dataSeed + 2, name: 'sft-arithmetic', heldoutDocs: p.heldoutDocs, sources: [{ name: 'arithmetic', weight: 1, generator: 'arithmetic', params: { digits: 2 }, docs: p.docs }] },
+    },
+    'recipe sft',
+  );
+  return {
+    pretrain,
+    midtrain: midtrain('midtrain'),
+    ablations: {
+      'rope-unchanged': midtrain('midtrain-rope-unchanged', { ropeBase: TOY.ropeBase }),
+      concat: midtrain('midtrain-concat', { style: 'concatenated' }),
+      'lr-not-lowered': midtrain('midtrain-lr-not-lowered', { lr: p.pretrain.lr }),
+    } satisfies Record<Ablation, TrainConfig>,
+    sft,
+  };
+}
+
+// ------------------------------------------------------------------ the run
+
+export interface StageOutcome {
+  name: string;
+  kind: string;
+  runId: string;
+  evals: StageEvals;
+  /** The checkpoint a later stage starts from. */
+  checkpoint?: { artifactId: string; digest: string; path: string; step: number };
+  seconds: number;
+}
+
+export interface RecipeResult {
+  project: string;
+  size: RecipeSize;
+  stages: StageOutcome[];
+  pts?: PtsStageResult;
+  dpo?: DpoStageResult;
+  seconds: number;
+  backend: string;
+}
+
+/** Runs the whole recipe into `project`; every stage reported through the client. */
+export async function runRecipe(opts: RecipeOptions): Promise<RecipeResult> {
+  const { pd, project, size } = opts;
+  const say = opts.log ?? (() => {});
+  const preset = RECIPE_PRESETS[size];
+  const configs = stageConfigs(size, project, opts);
+  const started = performance.now();
+  const stages: StageOutcome[] = [];
+  const questions = arithmeticQuestions(preset.evals.arithmeticQuestions, 2, TOY.dataSeed + 3, preset.model.vocab);
+  // the pretraining mix's held-out split: the short-context loss every stage is measured on
+  const shortHeldout = buildMix(configs.pretrain.data, preset.model.vocab, 'heldout').mix;
+  const recallContexts = TOY.recallContexts.map((f) => f * TOY.pretrainContext);
+
+  const measure = (model: Model, which: { recall?: boolean; loss?: boolean; arithmetic?: boolean }): StageEvals => ({
+    ...(which.recall ? { recall: recallEval(model, recallContexts, { docs: preset.evals.recallDocs, queries: 6, seed: TOY.dataSeed + 4 }) } : {}),
+    ...(which.loss ? { shortContextLoss: mixLoss(model, shortHeldout, 4, TOY.pretrainContext, preset.evals.lossBatches, TOY.dataSeed + 5) } : {}),
+    ...(which.arithmetic ? { arithmetic: arithmeticPassRate(model, questions) } : {}),
+  });
+  const record = async (run: Run, evals: StageEvals, step: number) => {
+    for (const e of evalEvents(evals, step)) await run.eval(e);
+  };
+
+  const stage = async (
+    config: TrainConfig,
+    from: StageOutcome | null,
+    which: Parameters<typeof measure>[1],
+  ): Promise<{ outcome: StageOutcome; result: TrainResult }> => {
+    const t0 = performance.now();
+    let evals: StageEvals = {};
+    say('');
+    say(`── ${config.name} (${config.kind})`);
+    const result = await train({
+      pd,
+      config,
+      ...(from ? { fork: { run: from.runId, checkpoint: from.checkpoint!.artifactId } } : {}),
+      progress: opts.progress,
+      log: say,
+      onEnd: async ({ run, model, step }) => {
+        evals = measure(model, which);
+        await record(run, evals, step);
+        say(`  evals: ${describeEvals(evals)}`);
+      },
+    });
+    const last = result.checkpoints.at(-1)!;
+    result.model.destroy?.();
+    const outcome: StageOutcome = {
+      name: config.name,
+      kind: config.kind,
+      runId: result.runId,
+      evals,
+      checkpoint: { artifactId: last.artifactId, digest: last.digest, path: last.path, step: last.step },
+      seconds: (performance.now() - t0) / 1000,
+    };
+    stages.push(outcome);
+    return { outcome, result };
+  };
+
+  say(`The Phi-4 recipe at toy scale (${size}) into project ${project}`);
+  const { outcome: pretrain, result: pretrainResult } = await stage(configs.pretrain, null, { recall: true, loss: true });
+  const backend = pretrainResult.model.backend;
+  const { outcome: midtrain } = await stage(configs.midtrain, pretrain, { recall: true, loss: true });
+  for (const name of opts.ablations ?? ABLATIONS) await stage(configs.ablations[name], pretrain, { recall: true, loss: true });
+  const { outcome: sft, result: sftResult } = await stage(configs.sft, midtrain, { arithmetic: true });
+
+  say('');
+  say('── pts (Pivotal Token Search on the SFT model)');
+  const pts = await runPtsStage({ pd, project, sft, sftConfig: sftResult.config, preset, questionsSeed: TOY.dataSeed + 6, log: say, progress: opts.progress });
+  say('');
+  say('── dpo (on the PTS pairs)');
+  const dpo = await runDpoStage({
+    pd,
+    project,
+    sft,
+    sftConfig: sftResult.config,
+    pts,
+    preset,
+    outputDir: configs.sft.outputDir,
+    log: say,
+    progress: opts.progress,
+    evaluate: async (model, run, step) => {
+      const evals = measure(model, { arithmetic: true });
+      await record(run, evals, step);
+      say(`  evals: ${describeEvals(evals)}`);
+      return evals;
+    },
+  });
+  stages.push(dpo.outcome);
+  return { project, size, stages, pts, dpo, seconds: (performance.now() - started) / 1000, backend };
+}
+
+export function describeEvals(e: StageEvals): string {
+  const parts: string[] = [];
+  if (e.recall) parts.push(`recall ${e.recall.map((r) => `${r.contextLength}:${r.score.toFixed(0)}%`).join(' ')}`);
+  if (e.shortContextLoss !== undefined) parts.push(`short-context loss ${e.shortContextLoss.toFixed(3)}`);
+  if (e.arithmetic) parts.push(`arithmetic ${e.arithmetic.score.toFixed(1)}% of ${e.arithmetic.n}`);
+  return parts.join(' · ') || 'none';
+}
+
+export const defaultOutputDir = (home: string) => path.join(home, 'checkpoints');
