@@ -89,6 +89,13 @@ export function resultsMarkdown(result: RecipeResult, opts: { date?: Date } = {}
   lines.push('|---|---|---|---|');
   for (const c of checks) lines.push(`| ${c.claim} | ${c.report} | ${c.toy} | ${verdict(c.held)} |`);
   lines.push('');
+  const best = Math.max(0, ...result.stages.flatMap((st) => (st.evals.recall ?? []).map((r) => r.score)));
+  if (best < 10) {
+    lines.push(
+      `**No stage learned key–value recall** (the best score at any length is ${best.toFixed(1)}%): at this scale and budget the model never formed the retrieval it would need, so the recall claims are not tested here beyond that; they did not hold at toy scale. More steps, a larger model or an easier key–value format would be the next things to try.`,
+    );
+    lines.push('');
+  }
   lines.push('## Evals by stage');
   lines.push('');
   const contexts = TOY.recallContexts.map((f) => f * TOY.pretrainContext);
