@@ -230,11 +230,14 @@ const arithmetic: Generator<{ digits: number }> = {
   },
 };
 
-/** A held-out addition question: the tokens of `a + b =`, the answer left to the model. */
+/** A random addition question: the tokens of `a + b =`, the answer left to the model. */
 export function arithmeticQuestion(digits: number, rng: Rng, vocab: number): number[] {
   const doc = Array.from(arithmetic.generate({ digits }, rng, vocab));
   return doc.slice(0, doc.indexOf(EQUALS) + 1);
 }
+
+/** The question `a + b =` as tokens. */
+export const arithmeticQuestionOf = (a: number, b: number): number[] => [...digitsOf(a, 1), PLUS, ...digitsOf(b, 1), EQUALS];
 
 /** The correct completion of an addition question (`a + b =`): the sum's digits, then EOS. */
 export function arithmeticAnswer(question: readonly number[]): number[] {

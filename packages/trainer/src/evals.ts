@@ -1,4 +1,4 @@
-import { arithmeticQuestion, checkArithmetic, getBatch, kvDocument, kvLength, type DataMix } from './data.ts';
+import { arithmeticQuestion, arithmeticQuestionOf, checkArithmetic, getBatch, kvDocument, kvLength, type DataMix } from './data.ts';
 import type { Model } from './model.ts';
 import { deriveSeed, Rng } from './rng.ts';
 import { argmax, greedyCompletion, type LogitsModel } from './sampling.ts';
@@ -97,10 +97,23 @@ export function mixLoss(model: Model, mix: DataMix, B: number, T: number, batche
   return sum / batches;
 }
 
-/** Held-out additions, as questions (`a + b =`) for the pass rate and PTS. */
+/**
+ * Addition questions (`a + b =`), distinct: every one of them when `count`
+ * covers the space (one digit: the 100 sums), else a seeded sample. The PTS
+ * stage and the pass rate draw theirs from different seeds.
+ */
 export function arithmeticQuestions(count: number, digits: number, seed: number, vocab: number): number[][] {
+  const space = 10 ** (2 * digits);
   const rng = new Rng(deriveSeed(seed, 'arithmetic-questions'));
-  return Array.from({ length: count }, () => arithmeticQuestion(digits, rng, vocab));
+  if (space > 1e6) return Array.from({ length: count }, () => arithmeticQuestion(digits, rng, vocab));
+  const order = Array.from({ length: space }, (_, i) => i);
+  for (let i = space - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const picked = count >= space ? Array.from({ length: space }, (_, i) => i) : order.slice(0, count);
+  const base = 10 ** digits;
+  return picked.map((n) => arithmeticQuestionOf(Math.floor(n / base), n % base));
 }
 
 /** Percent of questions whose greedy answer (up to EOS or `maxTokens`) `checkArithmetic` accepts. */

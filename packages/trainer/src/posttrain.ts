@@ -8,7 +8,7 @@ import { dpoEvaluate, dpoStep, referenceLogProbs } from './dpo.ts';
 import { arithmeticQuestions, type StageEvals } from './evals.ts';
 import { ProgressBar, type ProgressSink } from './progress.ts';
 import { modelCandidates, ptsPairs, samplingOracle, type PtsPair, type PtsStats } from './pts.ts';
-import type { RecipePreset, StageOutcome } from './recipe.ts';
+import { TOY, type RecipePreset, type StageOutcome } from './recipe.ts';
 import { deriveSeed, Rng } from './rng.ts';
 import { loadRunCheckpoint, saveRunCheckpoint, TRAINER, type CheckpointRecord } from './train.ts';
 import { TransformerModel } from './transformer.ts';
@@ -62,11 +62,11 @@ export async function runPtsStage(ctx: StageContext & { questionsSeed: number })
   const t0 = performance.now();
   const model = await sftModel(ctx);
   const { questions: count, rollouts } = preset.pts;
-  const questions = arithmeticQuestions(count, 2, ctx.questionsSeed, model.config.vocab);
+  const questions = arithmeticQuestions(count, TOY.arithmeticDigits, ctx.questionsSeed, model.config.vocab);
   const { artifactId: questionsId } = await pd.registerArtifact({
     project,
     name: 'pts-questions',
-    spec: { kind: 'evalset', source: 'synthetic/arithmetic', params: { count, digits: 2, seed: ctx.questionsSeed, split: 'pts' } },
+    spec: { kind: 'evalset', source: 'synthetic/arithmetic', params: { count, digits: TOY.arithmeticDigits, seed: ctx.questionsSeed, split: 'pts' } },
   });
   const hyperparameters = { p_gap: P_GAP, filter_min_p: FILTER.minP, filter_max_p: FILTER.maxP, rollouts, temperature: 1, questions: count, max_answer_tokens: MAX_ANSWER_TOKENS, seed: ctx.questionsSeed };
   const run = await pd.startRun({

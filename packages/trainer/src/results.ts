@@ -19,6 +19,18 @@ const recallAt = (e: StageEvals | undefined, factor: number) => e?.recall?.find(
 const mean = (xs: (number | undefined)[]) => (xs.every((x) => x !== undefined) ? (xs as number[]).reduce((a, b) => a + b, 0) / xs.length : undefined);
 const pct = (x: number | undefined) => (x === undefined ? '—' : `${x.toFixed(1)}`);
 const LONG = [2, 4]; // the lengths midtraining extends to (beyond the pretraining context, within the new one)
+const queriesAt = (e: StageEvals | undefined, factors: number[]) => factors.reduce((n, f) => n + (e?.recall?.find((r) => r.contextLength === f * TOY.pretrainContext)?.n ?? 0), 0);
+
+/**
+ * a% of na against b% of nb: "greater" only beyond noise, by more than two
+ * standard errors of the difference of two proportions (a tie at 0 is not a win).
+ */
+export function clearlyGreater(a: number, na: number, b: number, nb: number): boolean {
+  const pa = a / 100;
+  const pb = b / 100;
+  const se = Math.sqrt((pa * (1 - pa)) / Math.max(1, na) + (pb * (1 - pb)) / Math.max(1, nb));
+  return pa - pb > Math.max(2 * se, 1e-9);
+}
 
 export function checkClaims(result: RecipeResult): ClaimCheck[] {
   const by = (name: string): StageOutcome | undefined => result.stages.find((s) => s.name === name);
@@ -43,14 +55,14 @@ export function checkClaims(result: RecipeResult): ClaimCheck[] {
     claim: 'Native long documents beat the same content as concatenated short documents',
     report: '"inherently long" data beat short samples padded or concatenated together (§3.3)',
     toy: `mean recall at 2×–4×: native ${pct(midLong)} vs concatenated ${pct(concatLong)}`,
-    held: midLong === undefined || concatLong === undefined ? null : midLong > concatLong,
+    held: midLong === undefined || concatLong === undefined ? null : clearlyGreater(midLong, queriesAt(mid, LONG), concatLong, queriesAt(concat, LONG)),
   });
   const ropeLong = mean(LONG.map((f) => recallAt(rope, f)));
   checks.push({
     claim: 'Raising the RoPE base (×25) is needed for recall beyond the pretraining context',
     report: 'base 2K → 250K with 16K context (§3.3); Xiong et al.: plain RoPE fell to ~0 past its length',
     toy: `mean recall at 2×–4×: base ×25 ${pct(midLong)} vs base unchanged ${pct(ropeLong)}`,
-    held: midLong === undefined || ropeLong === undefined ? null : midLong > ropeLong,
+    held: midLong === undefined || ropeLong === undefined ? null : clearlyGreater(midLong, queriesAt(mid, LONG), ropeLong, queriesAt(rope, LONG)),
   });
   const midLoss = mid?.shortContextLoss;
   const lrLoss = lr?.shortContextLoss;
@@ -64,7 +76,7 @@ export function checkClaims(result: RecipeResult): ClaimCheck[] {
     claim: 'DPO on Pivotal Token Search pairs improves over SFT',
     report: 'Table 9: GPQA 47.3 → 53.6, MATH 77.1 → 80.5 (SFT → PTS-DPO)',
     toy: `arithmetic pass rate (greedy): SFT ${pct(sft)}% → PTS-DPO ${pct(dpo)}% on ${by('sft')?.evals.arithmetic?.n ?? 0} held-out additions; ${result.pts?.stats.pairs ?? 0} PTS pairs`,
-    held: sft === undefined || dpo === undefined ? null : dpo > sft,
+    held: sft === undefined || dpo === undefined ? null : clearlyGreater(dpo, by('dpo')?.evals.arithmetic?.n ?? 0, sft, by('sft')?.evals.arithmetic?.n ?? 0),
   });
   return checks;
 }
@@ -83,7 +95,7 @@ export function resultsMarkdown(result: RecipeResult, opts: { date?: Date } = {}
       `Midtraining: ${preset.midtrain.steps} steps × ${preset.midtrain.batch} × ${TOY.pretrainContext * TOY.contextFactor} tokens (${((100 * preset.midtrain.steps * preset.midtrain.batch * TOY.contextFactor) / (preset.pretrain.steps * preset.pretrain.batch)).toFixed(0)}% of the pretraining tokens; Phi-4: 2.5%), base ×${TOY.ropeFactor}, lr ÷${1 / TOY.lrFactor}.`,
   );
   lines.push('');
-  lines.push('Every figure below comes from the evals the runs recorded; each verdict is a fixed rule in packages/trainer/src/results.ts.');
+  lines.push('Every figure below comes from the evals the runs recorded; each verdict is a fixed rule in packages/trainer/src/results.ts. "Beats" means by more than two standard errors of the difference (a tie, or a gap within noise, did not hold).');
   lines.push('');
   lines.push('| claim | the report | toy measurement | at toy scale |');
   lines.push('|---|---|---|---|');

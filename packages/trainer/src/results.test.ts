@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import type { RecallResult } from './evals.ts';
+import type { RecipeResult, StageOutcome } from './recipe.ts';
+import { checkClaims, clearlyGreater, resultsMarkdown } from './results.ts';
+
+const recall = (scores: number[], n = 48): RecallResult[] => scores.map((score, i) => ({ contextLength: 128 * 2 ** i, score, n }));
+const stage = (name: string, evals: StageOutcome['evals']): StageOutcome => ({ name, kind: name.startsWith('midtrain') ? 'midtrain' : name, runId: `${name}-0000-run`, evals, seconds: 1 });
+const result = (stages: StageOutcome[]): RecipeResult => ({ project: 'p', size: 'ci', stages, seconds: 60, backend: 'reference (TypeScript)' });
+
+describe('results.md verdicts', () => {
+  it('counts a win only beyond noise: two standard errors of the difference', () => {
+    expect(clearlyGreater(0, 96, 0, 96)).toBe(false); // a tie at zero is no win
+    expect(clearlyGreater(12, 48, 9, 48)).toBe(false); // within noise
+    expect(clearlyGreater(60, 96, 20, 96)).toBe(true);
+    expect(clearlyGreater(20, 96, 60, 96)).toBe(false);
+  });
+
+  it('judges each claim from the recorded evals', () => {
+    const good = result([
+      stage('pretrain', { recall: recall([100, 10, 0, 0]), shortContextLoss: 1.5 }),
+      stage('midtrain', { recall: recall([100, 98, 95, 40]), shortContextLoss: 1.52 }),
+      stage('midtrain-rope-unchanged', { recall: recall([100, 20, 5, 0]), shortContextLoss: 1.52 }),
+      stage('midtrain-concat', { recall: recall([100, 50, 30, 5]), shortContextLoss: 1.51 }),
+      stage('midtrain-lr-not-lowered', { recall: recall([90, 80, 70, 10]), shortContextLoss: 1.7 }),
+      stage('sft', { arithmetic: { score: 40, n: 100 } }),
+      stage('dpo', { arithmetic: { score: 70, n: 100 } }),
+    ]);
+    expect(checkClaims(good).map((c) => c.held)).toEqual([true, true, true, true, true]);
+    const flat = result([
+      stage('pretrain', { recall: recall([0, 0, 0, 0]), shortContextLoss: 1.5 }),
+      stage('midtrain', { recall: recall([2, 0, 0, 0]), shortContextLoss: 1.8 }),
+      stage('midtrain-rope-unchanged', { recall: recall([0, 0, 0, 0]), shortContextLoss: 1.7 }),
+      stage('midtrain-concat', { recall: recall([0, 0, 0, 0]), shortContextLoss: 1.75 }),
+      stage('midtrain-lr-not-lowered', { recall: recall([2, 0, 2, 2]), shortContextLoss: 1.71 }),
+      stage('sft', { arithmetic: { score: 40, n: 100 } }),
+      stage('dpo', { arithmetic: { score: 41, n: 100 } }),
+    ]);
+    expect(checkClaims(flat).map((c) => c.held)).toEqual([false, false, false, false, false]);
+    const md = resultsMarkdown(flat);
+    expect(md).toContain('No stage learned key–value recall');
+    expect(md.match(/\*\*did not hold\*\*/g)).toHaveLength(5);
+    expect(resultsMarkdown(good)).not.toContain('No stage learned');
+    // stages that were not run are said so, not judged
+    expect(checkClaims(result([stage('pretrain', { recall: recall([0, 0, 0, 0]) })])).every((c) => c.held === null)).toBe(true);
+  });
+});
