@@ -194,7 +194,9 @@ export async function runDpoStage(
       run.log({ 'dpo/loss_all_pairs': end.loss, 'dpo/accuracy_all_pairs': end.accuracy }, steps);
       log(`  ${pairs.length} pairs, ${steps} steps: DPO loss ${Math.LN2.toFixed(3)} → ${end.loss.toFixed(3)}, pairs ranked right ${(100 * end.accuracy).toFixed(0)}%`);
     }
-    const checkpoint = await saveRunCheckpoint(run, model, { outputDir: ctx.outputDir, name: `dpo@${steps}`, step: steps });
+    // the SFT config under the DPO run's name, so `pedigree train --fork` can go on from here
+    const config = JSON.stringify({ ...ctx.sftConfig, name: 'dpo', kind: 'dpo' });
+    const checkpoint = await saveRunCheckpoint(run, model, { outputDir: ctx.outputDir, name: `dpo@${steps}`, step: steps, metadata: { config } });
     const evals = await ctx.evaluate(model, run, steps);
     await run.finish();
     return {

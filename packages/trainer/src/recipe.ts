@@ -62,9 +62,9 @@ export const RECIPE_PRESETS: Record<RecipeSize, RecipePreset> = {
     heldoutDocs: 32,
     pretrain: { steps: 60, batch: 8, lr: 3e-3 },
     midtrain: { steps: 8, batch: 2 },
-    sft: { steps: 60, batch: 8, context: 64, lr: 3e-3 },
+    sft: { steps: 150, batch: 8, context: 64, lr: 1e-2 },
     pts: { questions: 24, rollouts: 8 },
-    dpo: { steps: 10, beta: 0.5, lr: 3e-4, batch: 16 },
+    dpo: { steps: 20, beta: 0.1, lr: 5e-5, batch: 16 },
     evals: { recallDocs: 2, arithmeticQuestions: 32, lossBatches: 2 },
   },
   full: {
@@ -73,9 +73,9 @@ export const RECIPE_PRESETS: Record<RecipeSize, RecipePreset> = {
     heldoutDocs: 64,
     pretrain: { steps: 500, batch: 8, lr: 6e-3 },
     midtrain: { steps: 60, batch: 2 },
-    sft: { steps: 300, batch: 8, context: 64, lr: 3e-3 },
+    sft: { steps: 250, batch: 8, context: 64, lr: 1e-2 },
     pts: { questions: 64, rollouts: 12 },
-    dpo: { steps: 40, beta: 0.5, lr: 3e-4, batch: 16 },
+    dpo: { steps: 40, beta: 0.1, lr: 5e-5, batch: 16 },
     evals: { recallDocs: 8, arithmeticQuestions: 100, lossBatches: 4 },
   },
 };
