@@ -150,13 +150,22 @@ export const web: Benchmark = {
         ctx.log(`run page, ${size} overlaid: first chart with all series ${fmtMs(chart.median)} (n=${reps}), ${fmtBytes(chartBytes)} transferred (whole page: HTML, JS, API), of which API ${fmtBytes(chartApi)}`);
 
         // 1b. Baseline: the same page shell, then every raw point of every series fetched and parsed in the browser.
+        // At 1M points per series that is gigabytes of JSON: one repetition, within a time limit
+        // (PEDIGREE_BENCH_WEB_BASELINE_LIMIT_S, default 900 s); past it the baseline is reported as not finished.
+        const baselineReps = nPoints >= 1_000_000 ? 1 : reps;
+        const baselineLimitMs = Number(process.env.PEDIGREE_BENCH_WEB_BASELINE_LIMIT_S ?? 900) * 1000;
         const allMs: number[] = [];
         let allBytes = 0;
         let allApi = 0;
         let allPoints = 0;
-        for (let i = 0; i < reps; i++) {
+        let unfinished: string | null = null;
+        for (let i = 0; i < baselineReps && !unfinished; i++) {
           const { context, page } = await fresh();
-          const { bytes, api, result } = await countBytes(page, async () => {
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const limit = new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`did not finish within ${fmtMs(baselineLimitMs)}`)), baselineLimitMs);
+          });
+          const measured = countBytes(page, async () => {
             const t0 = performance.now();
             await page.goto(`${server.url}/runs/${first}`);
             await page.waitForSelector('h1');
@@ -179,21 +188,34 @@ export const web: Benchmark = {
             })(${args})`);
             return { ms: performance.now() - t0, n };
           });
-          allMs.push(result.ms);
-          allBytes = bytes;
-          allApi = api;
-          allPoints = result.n;
-          await context.close();
+          try {
+            const { bytes, api, result } = await Promise.race([measured, limit]);
+            allMs.push(result.ms);
+            allBytes = bytes;
+            allApi = api;
+            allPoints = result.n;
+          } catch (err) {
+            unfinished = (err as Error).message;
+            measured.catch(() => {}); // closing the context below ends it
+          } finally {
+            clearTimeout(timer);
+            await context.close();
+          }
         }
-        const all = summarize(allMs);
-        ctx.log(`baseline, page + all ${fmtInt(allPoints)} raw points fetched and parsed (not drawn): ${fmtMs(all.median)} (n=${reps}), ${fmtBytes(allBytes)} transferred, of which API ${fmtBytes(allApi)}`);
-        ctx.log(`ratio all points / buckets: time ${fmtRatio(all.median / chart.median)}, bytes ${fmtRatio(allBytes / chartBytes)} (API only ${fmtRatio(allApi / chartApi)})`);
-        figures.push(
-          { bench: 'web', what: `run page, ${size} overlaid: time to first chart`, value: fmtMs(chart.median), note: `${fmtBytes(chartBytes)} transferred (API ${fmtBytes(chartApi)})` },
-          { bench: 'web', what: `baseline: page + all raw points fetched (${fmtInt(allPoints)})`, value: fmtMs(all.median), note: `${fmtBytes(allBytes)} transferred (API ${fmtBytes(allApi)})` },
-          { bench: 'web', what: 'ratio all points / buckets: time', value: fmtRatio(all.median / chart.median) },
-          { bench: 'web', what: 'ratio all points / buckets: bytes', value: fmtRatio(allBytes / chartBytes), note: `API only ${fmtRatio(allApi / chartApi)}` },
-        );
+        figures.push({ bench: 'web', what: `run page, ${size} overlaid: time to first chart`, value: fmtMs(chart.median), note: `${fmtBytes(chartBytes)} transferred (API ${fmtBytes(chartApi)})` });
+        if (unfinished) {
+          ctx.log(`baseline, page + all ${fmtInt(total)} raw points: ${unfinished} (no ratio)`);
+          figures.push({ bench: 'web', what: `baseline: page + all raw points fetched (${fmtInt(total)})`, value: 'not finished', note: unfinished });
+        } else {
+          const all = summarize(allMs);
+          ctx.log(`baseline, page + all ${fmtInt(allPoints)} raw points fetched and parsed (not drawn): ${fmtMs(all.median)} (n=${baselineReps}), ${fmtBytes(allBytes)} transferred, of which API ${fmtBytes(allApi)}`);
+          ctx.log(`ratio all points / buckets: time ${fmtRatio(all.median / chart.median)}, bytes ${fmtRatio(allBytes / chartBytes)} (API only ${fmtRatio(allApi / chartApi)})`);
+          figures.push(
+            { bench: 'web', what: `baseline: page + all raw points fetched (${fmtInt(allPoints)})`, value: fmtMs(all.median), note: `${fmtBytes(allBytes)} transferred (API ${fmtBytes(allApi)})` },
+            { bench: 'web', what: 'ratio all points / buckets: time', value: fmtRatio(all.median / chart.median) },
+            { bench: 'web', what: 'ratio all points / buckets: bytes', value: fmtRatio(allBytes / chartBytes), note: `API only ${fmtRatio(allApi / chartApi)}` },
+          );
+        }
 
         // 2. Runs table: rows drawn, then a search that narrows to one row.
         const tti = async (project: string, runs: number, name: string) => {

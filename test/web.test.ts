@@ -122,6 +122,25 @@ describe.skipIf(why)('web dashboard (Chromium)', () => {
     await until(() => page.locator('tr[data-hp="rope_base"]').innerText()).toContain('500');
     await page.screenshot({ path: path.join(SHOTS, 'run-pretrain.png'), fullPage: true });
 
+    // sft: its mid-run lr change, in the table and marked on every chart at the step it happened.
+    await page.goto(`${server.url}/`);
+    await table.locator('tr[data-run="sft"] a').first().click();
+    await until(() => page.locator('h1').innerText()).toMatch(/^sft/);
+    await until(() => page.locator('tr[data-hp="lr"]').innerText()).toMatch(/→ \S+ at step \d+ \(loss plateau\)/);
+    const changedAt = /at step (\d+)/.exec(await page.locator('tr[data-hp="lr"]').innerText())![1]!;
+    await until(() => page.locator('figure.chart[data-metric="train/loss"] canvas').count()).toBeGreaterThan(0);
+    expect(await page.locator('figure.chart[data-metric="train/loss"]').getAttribute('data-markers')).toBe(changedAt);
+    await page.screenshot({ path: path.join(SHOTS, 'run-sft.png'), fullPage: true });
+
+    // eval: scores laid out task × context length.
+    await page.goto(`${server.url}/`);
+    await table.locator('tr[data-run="eval"] a').first().click();
+    await until(() => page.locator('h1').innerText()).toMatch(/^eval/);
+    const evals = page.locator('table.evals');
+    await until(() => evals.locator('thead').innerText()).toMatch(/ctx 128\s+ctx 256\s+ctx 512\s+ctx 1024/);
+    expect(await evals.locator('tbody tr').allInnerTexts()).toEqual([expect.stringMatching(/^kv-recall \/ exact-match(\s+\d\.\d+){4}$/)]);
+    await page.screenshot({ path: path.join(SHOTS, 'run-eval.png'), fullPage: true });
+
     // Diff: tick midtrain and midtrain-concat, diff them.
     await page.goto(`${server.url}/`);
     await page.getByLabel('select midtrain', { exact: true }).check();
@@ -209,6 +228,92 @@ describe.skipIf(why)('web dashboard (Chromium)', () => {
       await until(() => page.locator('h1 .status').innerText(), { timeout: 20_000 }).toBe('completed');
     } finally {
       await pd.close();
+    }
+    expect(errors).toEqual([]);
+  });
+});
+
+/**
+ * A server in `keys` mode: the dashboard asks for an API key (top bar, kept in
+ * localStorage), sends it as a Bearer header on queries and as a connection
+ * parameter on the SSE subscription (EventSource cannot set headers), and a
+ * running run's chart still moves while the client logs. Drawn in dark mode.
+ */
+describe.skipIf(why)('web dashboard on a keys server (Chromium, dark)', () => {
+  let home: string;
+  let server: PedigreeServer;
+  let browser: Browser;
+  let context: BrowserContext;
+  let apiKey: string;
+
+  beforeAll(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    home = mkdtempSync(path.join(os.tmpdir(), 'pedigree-web-keys-'));
+    const made = await pedigreeCommand(['projects', 'create', 'keyed', '--home', home]);
+    expect(made, made.stderr).toMatchObject({ code: 0 });
+    const created = await pedigreeCommand(['keys', 'create', '--project', 'keyed', '--name', 'dashboard', '--json', '--home', home]);
+    expect(created, created.stderr).toMatchObject({ code: 0 });
+    apiKey = (JSON.parse(created.stdout) as { key: string }).key;
+    server = await pedigreeServer({ home, auth: 'keys' });
+    [, browser] = await Promise.all([server.start(), launchChromium()]);
+    context = await browser.newContext({ viewport: { width: 1360, height: 900 }, colorScheme: 'dark' });
+  });
+
+  afterAll(async () => {
+    await context?.close().catch(() => {});
+    await browser?.close().catch(() => {});
+    if (server) {
+      const stopped = await server.stop();
+      expect(stopped.leftover).toBe(false);
+    }
+    if (home) rmSync(home, { recursive: true, force: true });
+  });
+
+  it('asks for a key, then a running run’s chart receives points live over SSE', async () => {
+    // Without a key: the refusal is shown (not a blank page) and the top bar asks for a key.
+    const first = await context.newPage();
+    await first.goto(`${server.url}/`);
+    await until(() => first.locator('.errorbox').innerText()).toMatch(/key/i);
+    await first.screenshot({ path: path.join(SHOTS, 'keys-no-key-dark.png'), fullPage: true });
+    await first.getByLabel('API key').fill(apiKey);
+    await first.getByRole('button', { name: 'Use key' }).click();
+    await until(() => first.locator('h1').innerText()).toContain('Runs');
+    await first.close();
+
+    // With the key stored: a fresh tab, watched for errors and for the subscription's requests.
+    const page = await context.newPage();
+    const errors = collectErrors(page);
+    const watches: { url: string; status: number; type: string }[] = [];
+    page.on('response', (r) => {
+      if (r.url().includes('/api/trpc/runs.watch')) watches.push({ url: r.url(), status: r.status(), type: r.headers()['content-type'] ?? '' });
+    });
+    const pd: Pedigree = await connect({ url: server.url, apiKey, flushIntervalMs: 100, handleSignals: false });
+    try {
+      const run = await pd.startRun({ project: 'keyed', name: 'keyed-live', kind: 'pretrain', hyperparameters: { lr: 1e-3 } });
+      for (let step = 0; step < 50; step++) run.log({ 'train/loss': 3 - step / 100 }, step);
+      await run.flush();
+
+      await page.goto(`${server.url}/runs/${run.id}`);
+      await until(() => page.locator('h1').innerText()).toContain('keyed-live');
+      const chart = page.locator('figure.chart[data-metric="train/loss"]');
+      await until(() => chart.getAttribute('data-last-step'), { timeout: 20_000 }).toBe('49');
+      // The subscription is open, authenticated by the key in its connection parameters.
+      await until(() => watches.length, { timeout: 20_000 }).toBeGreaterThan(0);
+      expect(watches[0]).toMatchObject({ status: 200, type: expect.stringContaining('text/event-stream') });
+      expect(decodeURIComponent(watches[0]!.url)).toContain(apiKey);
+
+      // Points logged while the page is open arrive without a reload.
+      for (let step = 50; step < 200; step++) run.log({ 'train/loss': 3 - step / 100 }, step);
+      await run.flush();
+      await until(() => chart.getAttribute('data-last-step'), { timeout: 20_000 }).toBe('199');
+      expect(Number(await chart.getAttribute('data-points'))).toBe(200);
+      await page.screenshot({ path: path.join(SHOTS, 'keys-run-live-dark.png'), fullPage: true });
+
+      await run.finish();
+      await until(() => page.locator('h1 .status').innerText(), { timeout: 20_000 }).toBe('completed');
+    } finally {
+      await pd.close();
+      await page.close();
     }
     expect(errors).toEqual([]);
   });

@@ -1,7 +1,7 @@
 'use client';
 import { Background, Controls, ReactFlow, type Edge, type Node } from '@xyflow/react';
 import '@xyflow/react/dist/style.css';
-import ELK from 'elkjs/lib/elk.bundled.js';
+import type { ELK as Elk } from 'elkjs/lib/elk.bundled.js';
 import { useEffect, useState } from 'react';
 import { formatNumber } from '../_lib/format';
 import type { Outputs } from '../_lib/trpc';
@@ -9,7 +9,12 @@ import type { Outputs } from '../_lib/trpc';
 type Graph = Outputs['runs']['lineage'];
 const NODE_W = 170;
 const NODE_H = 46;
-const elk = new ELK();
+/**
+ * elkjs is 1.6 MB of JavaScript: loaded on first use, after the page is interactive,
+ * so that it delays neither hydration nor the page's first queries (the charts).
+ */
+let elkLoading: Promise<Elk> | null = null;
+const loadElk = () => (elkLoading ??= import('elkjs/lib/elk.bundled.js').then((m) => new m.default()));
 
 /**
  * A run's ancestry, left to right: datasets → mixes → runs → checkpoints → runs.
@@ -32,8 +37,8 @@ export function LineageGraph({ graph, onOpen, changed = [] }: { graph: Graph; on
       children: graph.nodes.map((n) => ({ id: n.id, width: NODE_W, height: NODE_H })),
       edges: graph.edges.map((e, i) => ({ id: `e${i}`, sources: [e.from], targets: [e.to] })),
     };
-    elk
-      .layout(elkGraph)
+    loadElk()
+      .then((elk) => elk.layout(elkGraph))
       .then((laid) => {
         if (!live) return;
         const at = new Map((laid.children ?? []).map((c) => [c.id, { x: c.x ?? 0, y: c.y ?? 0 }]));

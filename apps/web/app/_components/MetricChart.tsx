@@ -146,7 +146,7 @@ export function MetricChart({ series, metricKey, markers = [], height = 220 }: {
 
   const loading = results.some((r) => r.isPending);
   return (
-    <figure className="chart" data-metric={metricKey} data-series={series.length} data-starts={starts} data-points={points} data-last-step={lastStep}>
+    <figure className="chart" data-metric={metricKey} data-series={series.length} data-starts={starts} data-points={points} data-last-step={lastStep} data-markers={markers.map((m) => m.step).join(',')}>
       <figcaption>
         <b>{metricKey}</b>
         {zoom ? (

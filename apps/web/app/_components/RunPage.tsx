@@ -3,7 +3,7 @@ import { useQueries, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useSubscription } from '@trpc/tanstack-react-query';
 import Link from 'next/link';
 import { useRouter } from 'next/navigation';
-import { useEffect, useMemo, useRef, useState } from 'react';
+import { useMemo, useRef, useState } from 'react';
 import { formatDuration, formatNumber, formatValue, shortId } from '../_lib/format';
 import { useTRPC, type Outputs } from '../_lib/trpc';
 import { ErrorBox, Loading, StatusBadge } from './bits';
@@ -95,7 +95,7 @@ export function RunPage({ runId }: { runId: string }) {
           <div className="cols">
             <section>
               <h2>Hyperparameters</h2>
-              {hps.data && hps.data.length === 0 && <p className="muted">None declared.</p>}
+              {hps.data && hps.data.length === 0 && <p className="muted">None declared (pass <code>hyperparameters</code> to <code>startRun</code>).</p>}
               {hps.data && hps.data.length > 0 && (
                 <table className="hps">
                   <thead><tr><th>key</th><th className="num">value</th><th>changed mid-run</th></tr></thead>
@@ -133,12 +133,12 @@ export function RunPage({ runId }: { runId: string }) {
           <div className="cols">
             <section>
               <h2>Evals</h2>
-              {evals.data && evals.data.length === 0 && <p className="muted">No evals recorded.</p>}
+              {evals.data && evals.data.length === 0 && <p className="muted">No evals recorded. Log them with <code>run.eval({'{'} suite, task, contextLength, score {'}'})</code>.</p>}
               {evals.data && evals.data.length > 0 && <EvalTable evals={evals.data} />}
             </section>
             <section>
               <h2>Checkpoints and outputs</h2>
-              {edges.data && outputs.length === 0 && <p className="muted">None saved.</p>}
+              {edges.data && outputs.length === 0 && <p className="muted">None saved. Save one with <code>run.checkpoint(…)</code>.</p>}
               <ul>
                 {outputs.map((e) => (
                   <li key={e.artifactId}>
@@ -189,16 +189,12 @@ export function stageChain(graph: Graph | undefined, runId: string): string[] {
 function Metrics({ run: r, lineage, keys, markers, live }: { run: Run; lineage: Graph | undefined; keys: Outputs['metrics']['keys'] | undefined; markers: StepMarker[]; live: boolean }) {
   const trpc = useTRPC();
   const chainIds = useMemo(() => stageChain(lineage, r.id), [lineage, r.id]);
-  const [endToEnd, setEndToEnd] = useState(false);
-  const [overlayIds, setOverlayIds] = useState<string[]>([]);
+  // A shareable view: ?overlay=<run id>,<run id>… and ?stages=1 (end to end). Read on the first
+  // render (this part is drawn only in the browser, once the run has loaded), so that every
+  // overlaid series is asked for in the same request as the run's own.
+  const [endToEnd, setEndToEnd] = useState(() => urlParam('stages') === '1');
+  const [overlayIds, setOverlayIds] = useState<string[]>(() => (urlParam('overlay') ?? '').split(',').filter((x) => x.length >= 4));
   const [picking, setPicking] = useState(false);
-  // A shareable view: ?overlay=<run id>,<run id>… and ?stages=1 (end to end).
-  useEffect(() => {
-    const q = new URLSearchParams(window.location.search);
-    const ids = (q.get('overlay') ?? '').split(',').filter((x) => x.length >= 4);
-    if (ids.length) setOverlayIds(ids);
-    if (q.get('stages') === '1') setEndToEnd(true);
-  }, []);
   const e2e = endToEnd && chainIds.length > 1;
   const chainRuns = useQueries({ queries: chainIds.map((id) => trpc.runs.get.queryOptions({ runId: id }, { enabled: e2e })) });
   const chainKeys = useQueries({ queries: chainIds.map((id) => trpc.metrics.keys.queryOptions({ runId: id }, { enabled: e2e })) });
@@ -279,6 +275,8 @@ function Metrics({ run: r, lineage, keys, markers, live }: { run: Run; lineage: 
   );
 }
 
+const urlParam = (name: string) => (typeof window === 'undefined' ? null : new URLSearchParams(window.location.search).get(name));
+
 type Evals = { suite: string; task: string; contextLength: number | null; score: number; n: number | null }[];
 
 /** Task × context length, one table per suite. */
@@ -286,7 +284,7 @@ function EvalTable({ evals }: { evals: Evals }) {
   const lengths = [...new Set(evals.map((e) => e.contextLength))].sort((a, b) => (a ?? 0) - (b ?? 0));
   const rows = [...new Set(evals.map((e) => `${e.suite}\u0000${e.task}`))];
   return (
-    <table>
+    <table className="evals">
       <thead>
         <tr><th>suite / task</th>{lengths.map((l) => <th key={String(l)} className="num">{l === null ? 'score' : `ctx ${l}`}</th>)}</tr>
       </thead>

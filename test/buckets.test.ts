@@ -1,0 +1,108 @@
+/**
+ * `lineage.metricBuckets` against a plain reference computed from the raw
+ * points (`lineage.metricPoints`, step order), on every backend: for many
+ * bucket counts and zoom ranges, each bucket's step range, count, min, max and
+ * last value must be exactly the reference's — with several points at one step
+ * (within a batch and across batches), NaN/±Infinity, spikes and gaps in the
+ * steps. The query's plan (hash aggregate + a primary-key probe per bucket) is
+ * an optimisation; this file pins down that it changes nothing.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Bucket, Pedigree } from '@pedigree/lineage';
+import { backends } from './support/stores.ts';
+
+/** What a bucket query must return, from raw points in (step, position, idx) order. */
+function referenceBuckets(points: { step: number; value: number }[], opts: { buckets: number; fromStep?: number; toStep?: number }): Bucket[] {
+  if (points.length === 0) return [];
+  const first = points[0]!.step;
+  const last = points.at(-1)!.step;
+  const from = Math.max(opts.fromStep ?? first, first);
+  const to = Math.min(opts.toStep ?? last, last);
+  if (to < from) return [];
+  const width = Math.max(1, Math.ceil((to - from + 1) / opts.buckets));
+  const out = new Map<number, Bucket>();
+  for (const p of points) {
+    if (p.step < from || p.step > to) continue;
+    const b = Math.floor((p.step - from) / width);
+    const cur = out.get(b);
+    const finite = Number.isNaN(p.value) ? null : p.value;
+    if (!cur) {
+      out.set(b, { fromStep: p.step, toStep: p.step, count: 1, min: finite ?? NaN, max: finite ?? NaN, last: p.value, lastStep: p.step });
+      continue;
+    }
+    cur.toStep = p.step;
+    cur.lastStep = p.step;
+    cur.count++;
+    cur.last = p.value;
+    if (finite !== null) {
+      cur.min = Number.isNaN(cur.min) ? finite : Math.min(cur.min, finite);
+      cur.max = Number.isNaN(cur.max) ? finite : Math.max(cur.max, finite);
+    }
+  }
+  return [...out.entries()].sort(([a], [b]) => a - b).map(([, v]) => v);
+}
+
+for (const { backend, skip } of await backends()) {
+  describe.skipIf(skip)(`metric buckets on ${backend.name}`, () => {
+    let pd: Pedigree;
+    let runId: string;
+    let raw: { step: number; value: number }[];
+    beforeAll(async () => {
+      pd = await backend.open();
+      const projectId = await pd.tracker.ensureProject('buckets');
+      ({ runId } = await pd.tracker.createRun({ projectId, name: 'b', kind: 'custom', start: true }));
+      // Steps 3.. with gaps; a deterministic mix of noise, spikes, repeats and non-finite values.
+      let seed = 7;
+      const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+      const batch1: { key: string; step: number; value: number }[] = [];
+      for (let s = 3; s < 5000; s += 1 + (s % 170 === 0 ? 40 : 0)) {
+        batch1.push({ key: 'loss', step: s, value: Math.sin(s / 50) + rand() });
+        if (s % 97 === 0) batch1.push({ key: 'loss', step: s, value: 100 + rand() }); // a second point at the same step, same batch
+      }
+      batch1[123]!.value = 1e9;
+      batch1[777]!.value = -1e9;
+      batch1[1500]!.value = NaN;
+      batch1[1501]!.value = Infinity;
+      batch1[2000]!.value = -Infinity;
+      await pd.tracker.logMetrics(runId, batch1, { allowNonFinite: true });
+      // A later batch re-logging some steps: its points come after the first batch's at those steps.
+      await pd.tracker.logMetrics(runId, [{ key: 'loss', step: 250, value: -5 }, { key: 'loss', step: 4999, value: 0.5 }, { key: 'loss', step: 4999, value: NaN }], { allowNonFinite: true });
+      raw = (await pd.lineage.metricPoints(runId, 'loss')).map((p) => ({ step: p.step, value: p.value }));
+    });
+    afterAll(() => backend.dispose());
+
+    it('matches the raw points exactly, for any bucket count and range', async () => {
+      expect(raw.length).toBeGreaterThan(3500);
+      const cases: { buckets: number; fromStep?: number; toStep?: number }[] = [
+        { buckets: 1 },
+        { buckets: 7 },
+        { buckets: 400 },
+        { buckets: 10_000 },
+        { buckets: 50, fromStep: 240, toStep: 260 },
+        { buckets: 3, fromStep: 4990 },
+        { buckets: 400, toStep: 100 },
+        { buckets: 10, fromStep: 0, toStep: 2 },
+        { buckets: 10, fromStep: 6000 },
+      ];
+      for (const c of cases) {
+        const got = await pd.lineage.metricBuckets(runId, 'loss', c);
+        expect(got, JSON.stringify(c)).toEqual(referenceBuckets(raw, c));
+      }
+    });
+
+    it('keeps the extremes and the last point logged at a step', async () => {
+      const all = await pd.lineage.metricBuckets(runId, 'loss', { buckets: 5 });
+      expect(Math.max(...all.map((b) => b.max))).toBe(Infinity);
+      expect(Math.min(...all.map((b) => b.min))).toBe(-Infinity);
+      const last = all.at(-1)!;
+      expect(last.toStep).toBe(4999);
+      expect(last.last).toBeNaN(); // the last point logged at the last step
+      const at250 = await pd.lineage.metricBuckets(runId, 'loss', { buckets: 1, fromStep: 250, toStep: 250 });
+      expect(at250).toEqual([expect.objectContaining({ fromStep: 250, toStep: 250, count: raw.filter((p) => p.step === 250).length, last: -5 })]);
+    });
+
+    it('returns nothing for an unknown series', async () => {
+      expect(await pd.lineage.metricBuckets(runId, 'nope', { buckets: 10 })).toEqual([]);
+    });
+  });
+}
