@@ -1,7 +1,7 @@
 import { arithmeticQuestion, arithmeticQuestionOf, checkArithmetic, getBatch, kvDocument, kvLength, type DataMix } from './data.ts';
 import type { Model } from './model.ts';
 import { deriveSeed, Rng } from './rng.ts';
-import { argmax, greedyCompletion, type LogitsModel } from './sampling.ts';
+import { argmax, greedyCompletion, sampleCompletions, type LogitsModel } from './sampling.ts';
 import { TransformerModel } from './transformer.ts';
 
 /**
@@ -123,11 +123,26 @@ export function arithmeticPassRate(model: Model, questions: readonly number[][],
   return { score: (100 * passed) / questions.length, n: questions.length };
 }
 
+/**
+ * Percent of sampled answers (temperature 1, `samples` per question) that
+ * `checkArithmetic` accepts: the mean p(success) PTS works with, which moves
+ * before a greedy answer flips.
+ */
+export function arithmeticSampledPassRate(model: Model, questions: readonly number[][], opts: { samples?: number; seed?: number; maxTokens?: number } = {}): { score: number; n: number } {
+  const { samples = 8, seed = 99, maxTokens = 6 } = opts;
+  const m = evaluator(model);
+  const rng = new Rng(deriveSeed(seed, 'arithmetic-sampled'));
+  let passed = 0;
+  for (const q of questions) passed += sampleCompletions(m, q, samples, { maxTokens, rng }).filter((c) => checkArithmetic([...q, ...c])).length;
+  return { score: (100 * passed) / (samples * questions.length), n: samples * questions.length };
+}
+
 /** The evals a stage of the recipe records, by name, in one place (the recipe and results.md read them). */
 export interface StageEvals {
   recall?: RecallResult[];
   shortContextLoss?: number;
   arithmetic?: { score: number; n: number };
+  arithmeticSampled?: { score: number; n: number };
 }
 
 export const EVAL_SUITE = 'toy-recipe';
@@ -138,6 +153,7 @@ export function evalEvents(evals: StageEvals, step: number): { suite: string; ta
   for (const r of evals.recall ?? []) out.push({ suite: EVAL_SUITE, task: 'kv-recall', contextLength: r.contextLength, score: round(r.score), n: r.n, step });
   if (evals.shortContextLoss !== undefined) out.push({ suite: EVAL_SUITE, task: 'short-context-loss', score: round(evals.shortContextLoss), step });
   if (evals.arithmetic) out.push({ suite: EVAL_SUITE, task: 'arithmetic-pass', score: round(evals.arithmetic.score), n: evals.arithmetic.n, step });
+  if (evals.arithmeticSampled) out.push({ suite: EVAL_SUITE, task: 'arithmetic-pass-sampled', score: round(evals.arithmeticSampled.score), n: evals.arithmeticSampled.n, step });
   return out;
 }
 

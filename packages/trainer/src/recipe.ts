@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { Pedigree, Run } from '@pedigree/client';
 import { parseConfig, type DataSourceConfig, type TrainConfig, type TrainConfigInput } from './config.ts';
 import { buildMix } from './data.ts';
-import { arithmeticPassRate, arithmeticQuestions, evalEvents, mixLoss, recallEval, type StageEvals } from './evals.ts';
+import { arithmeticPassRate, arithmeticQuestions, arithmeticSampledPassRate, evalEvents, mixLoss, recallEval, type StageEvals } from './evals.ts';
 import type { Model } from './model.ts';
 import { runPtsStage, runDpoStage, type PtsStageResult, type DpoStageResult } from './posttrain.ts';
 import type { ProgressSink } from './progress.ts';
@@ -64,7 +64,7 @@ export const RECIPE_PRESETS: Record<RecipeSize, RecipePreset> = {
     midtrain: { steps: 8, batch: 2 },
     sft: { steps: 150, batch: 8, context: 64, lr: 1e-2 },
     pts: { questions: 24, rollouts: 8 },
-    dpo: { steps: 20, beta: 0.1, lr: 5e-5, batch: 16 },
+    dpo: { steps: 20, beta: 0.1, lr: 1e-5, batch: 16 },
     evals: { recallDocs: 2, arithmeticQuestions: 32, lossBatches: 2 },
   },
   full: {
@@ -75,7 +75,7 @@ export const RECIPE_PRESETS: Record<RecipeSize, RecipePreset> = {
     midtrain: { steps: 60, batch: 2 },
     sft: { steps: 250, batch: 8, context: 64, lr: 1e-2 },
     pts: { questions: 64, rollouts: 12 },
-    dpo: { steps: 40, beta: 0.1, lr: 5e-5, batch: 16 },
+    dpo: { steps: 40, beta: 0.1, lr: 1e-5, batch: 16 },
     evals: { recallDocs: 8, arithmeticQuestions: 100, lossBatches: 4 },
   },
 };
@@ -268,7 +268,7 @@ export async function runRecipe(opts: RecipeOptions): Promise<RecipeResult> {
   const measure = (model: Model, which: { recall?: boolean; loss?: boolean; arithmetic?: boolean }): StageEvals => ({
     ...(which.recall ? { recall: recallEval(model, recallContexts, { docs: preset.evals.recallDocs, queries: 6, seed: TOY.dataSeed + 4 }) } : {}),
     ...(which.loss ? { shortContextLoss: mixLoss(model, shortHeldout, 4, TOY.pretrainContext, preset.evals.lossBatches, TOY.dataSeed + 5) } : {}),
-    ...(which.arithmetic ? { arithmetic: arithmeticPassRate(model, questions) } : {}),
+    ...(which.arithmetic ? { arithmetic: arithmeticPassRate(model, questions), arithmeticSampled: arithmeticSampledPassRate(model, questions, { seed: TOY.dataSeed + 7 }) } : {}),
   });
   const record = async (run: Run, evals: StageEvals, step: number) => {
     for (const e of evalEvents(evals, step)) await run.eval(e);
@@ -346,7 +346,8 @@ export function describeEvals(e: StageEvals): string {
   const parts: string[] = [];
   if (e.recall) parts.push(`recall ${e.recall.map((r) => `${r.contextLength}:${r.score.toFixed(0)}%`).join(' ')}`);
   if (e.shortContextLoss !== undefined) parts.push(`short-context loss ${e.shortContextLoss.toFixed(3)}`);
-  if (e.arithmetic) parts.push(`arithmetic ${e.arithmetic.score.toFixed(1)}% of ${e.arithmetic.n}`);
+  if (e.arithmetic) parts.push(`arithmetic ${e.arithmetic.score.toFixed(1)}% of ${e.arithmetic.n} greedy`);
+  if (e.arithmeticSampled) parts.push(`${e.arithmeticSampled.score.toFixed(1)}% of ${e.arithmeticSampled.n} sampled`);
   return parts.join(' · ') || 'none';
 }
 

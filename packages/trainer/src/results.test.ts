@@ -22,8 +22,8 @@ describe('results.md verdicts', () => {
       stage('midtrain-rope-unchanged', { recall: recall([100, 20, 5, 0]), shortContextLoss: 1.52 }),
       stage('midtrain-concat', { recall: recall([100, 50, 30, 5]), shortContextLoss: 1.51 }),
       stage('midtrain-lr-not-lowered', { recall: recall([90, 80, 70, 10]), shortContextLoss: 1.7 }),
-      stage('sft', { arithmetic: { score: 40, n: 100 } }),
-      stage('dpo', { arithmetic: { score: 70, n: 100 } }),
+      stage('sft', { arithmetic: { score: 40, n: 100 }, arithmeticSampled: { score: 40, n: 800 } }),
+      stage('dpo', { arithmetic: { score: 70, n: 100 }, arithmeticSampled: { score: 60, n: 800 } }),
     ]);
     expect(checkClaims(good).map((c) => c.held)).toEqual([true, true, true, true, true]);
     const flat = result([
@@ -32,8 +32,8 @@ describe('results.md verdicts', () => {
       stage('midtrain-rope-unchanged', { recall: recall([0, 0, 0, 0]), shortContextLoss: 1.7 }),
       stage('midtrain-concat', { recall: recall([0, 0, 0, 0]), shortContextLoss: 1.75 }),
       stage('midtrain-lr-not-lowered', { recall: recall([2, 0, 2, 2]), shortContextLoss: 1.71 }),
-      stage('sft', { arithmetic: { score: 40, n: 100 } }),
-      stage('dpo', { arithmetic: { score: 41, n: 100 } }),
+      stage('sft', { arithmetic: { score: 40, n: 100 }, arithmeticSampled: { score: 40, n: 800 } }),
+      stage('dpo', { arithmetic: { score: 41, n: 100 }, arithmeticSampled: { score: 41, n: 800 } }),
     ]);
     expect(checkClaims(flat).map((c) => c.held)).toEqual([false, false, false, false, false]);
     const md = resultsMarkdown(flat);
