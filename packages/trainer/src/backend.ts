@@ -29,10 +29,18 @@
  * Kernels are compiled per shape (sizes are `constants`, so loops have constant bounds, which
  * GLSL ES 1.0 requires) and cached on the backend: the first call at a shape costs a compile
  * (GL: ~0.1–0.3 s here), later calls only the run (GL: ~30–60 µs of overhead per call).
+ *
+ * Memory on headlessgl: an immutable kernel renders each call into a new GL texture, and
+ * `release` deletes it; a training step of the tiny transformer does that ~140 times (~30 MB).
+ * Mesa allocates texture storage with malloc, and that churn of multi-MB blocks kept RSS
+ * ~150 MB higher (freed storage stays in malloc's heap) and made it wander by tens of MB,
+ * though no GL object leaked (bench/memory.ts). So released textures are recycled
+ * (`TexturePool`): after the first steps a training step allocates no texture storage at all.
+ * `stats()` counts what is alive, for leak tests.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { GPU, type IKernelRunShortcut, type Texture } from 'gpu.js';
+import { GPU, type IKernelRunShortcut, type KernelOutput, type Texture } from 'gpu.js';
 import type { KernelArray } from './kernels/common.ts';
 
 /** The gpu.js modes the trainer supports, best first. */
@@ -139,12 +147,29 @@ export function createBackend(opts: BackendOptions = {}): Backend {
   return new Backend(best.mode, best.detail);
 }
 
+/** A cached kernel: call it like the gpu.js kernel it wraps. */
+export type KernelRun = (...args: Parameters<IKernelRunShortcut>) => KernelOutput;
+
+/** What a backend holds right now (`Backend.stats()`): flat across training steps, or something leaks. */
+export interface BackendStats {
+  /** Tensors that kernels (and `upload`) returned and nobody has released yet. */
+  liveTensors: number;
+  /** Compiled kernels in the cache. */
+  kernels: number;
+  /** headlessgl: the output-texture pool; null elsewhere (no device memory). */
+  textures: TexturePoolStats | null;
+}
+
 /** One gpu.js instance in one mode, its compiled kernels, and the tensor helpers that depend on the mode. */
 export class Backend {
   readonly gpu: GPU;
   /** True when kernel outputs are device textures (headlessgl): read back with `read`, free with `release`. */
   readonly resident: boolean;
-  private readonly kernels = new Map<string, IKernelRunShortcut>();
+  private readonly kernels = new Map<string, KernelRun>();
+  /** Tensors handed to callers and not yet released (counted in `live`). */
+  private readonly owned = new WeakSet<object>();
+  private live = 0;
+  private pool: TexturePool | null = null;
 
   constructor(
     readonly mode: GpuMode,
@@ -164,18 +189,46 @@ export class Backend {
    * The kernel cached under `key`, built by `make` on first use. The key must name everything
    * the kernel is specialised on (op, sizes, flags). Settings every kernel needs are applied here.
    */
-  kernel(key: string, make: (gpu: GPU, settings: KernelSettings) => IKernelRunShortcut): IKernelRunShortcut {
-    let k = this.kernels.get(key);
-    if (!k) {
-      k = make(this.gpu, { pipeline: true, immutable: true, precision: 'single', tactic: 'precision' });
-      this.kernels.set(key, k);
+  kernel(key: string, make: (gpu: GPU, settings: KernelSettings) => IKernelRunShortcut): KernelRun {
+    let run = this.kernels.get(key);
+    if (!run) {
+      const k = make(this.gpu, { pipeline: true, immutable: true, precision: 'single', tactic: 'precision' });
+      run = (...args) => this.runKernel(k, args);
+      this.kernels.set(key, run);
     }
-    return k;
+    return run;
+  }
+
+  /**
+   * Runs a kernel: tells the texture pool the output size (gpu.js allocates the output inside
+   * the call) and counts an immutable kernel's output as a live tensor. A mutable kernel's
+   * output (gemm's scratch) belongs to the kernel and is not counted.
+   */
+  private runKernel(k: IKernelRunShortcut, args: Parameters<IKernelRunShortcut>): KernelOutput {
+    const inner = () => (k as unknown as { kernel?: { texSize?: [number, number]; immutable?: boolean } }).kernel;
+    this.pool?.expect(inner()?.texSize ?? null);
+    let out: KernelOutput;
+    try {
+      out = k(...args);
+    } finally {
+      this.pool?.expect(null);
+    }
+    if (this.resident && !this.pool) this.pool = TexturePool.attach(this.gpu);
+    if (inner()?.immutable !== false && isTensor(out)) this.track(out);
+    return out;
+  }
+
+  private track<T extends Tensor>(t: T): T {
+    if (!this.owned.has(t)) {
+      this.owned.add(t);
+      this.live++;
+    }
+    return t;
   }
 
   /** Copies host data to where kernels want it (a texture on headlessgl; a copy elsewhere). */
   upload(x: Float32Array): Tensor {
-    if (!this.resident) return Float32Array.from(x);
+    if (!this.resident) return this.track(Float32Array.from(x));
     if (x.length === 0) throw new Error('cannot upload an empty tensor');
     const copy = this.kernel(`upload:${x.length}`, (gpu, s) =>
       gpu.createKernel(function (a: KernelArray) {
@@ -200,7 +253,11 @@ export class Backend {
 
   /** Frees device tensors that are no longer needed (no-op for host arrays). Safe to call twice. */
   release(...ts: (Tensor | null | undefined)[]): void {
-    for (const t of ts) if (t && !(t instanceof Float32Array)) t.delete();
+    for (const t of ts) {
+      if (!t) continue;
+      if (this.owned.delete(t)) this.live--;
+      if (!(t instanceof Float32Array)) t.delete();
+    }
   }
 
   /** The keys of the kernels compiled so far (each op/shape/flag combination is one). */
@@ -208,9 +265,131 @@ export class Backend {
     return [...this.kernels.keys()];
   }
 
+  /** Live tensors, cached kernels and (headlessgl) texture allocations: for leak checks. */
+  stats(): BackendStats {
+    return { liveTensors: this.live, kernels: this.kernels.size, textures: this.pool?.stats() ?? null };
+  }
+
   destroy(): void {
     this.kernels.clear();
+    this.pool?.detach();
+    this.pool = null;
     void this.gpu.destroy();
+  }
+}
+
+function isTensor(x: unknown): x is Tensor {
+  return x instanceof Float32Array || (typeof x === 'object' && x !== null && typeof (x as Texture).delete === 'function' && typeof (x as Texture).toArray === 'function');
+}
+
+// ---------------------------------------------------------------- headlessgl: texture recycling
+
+export interface TexturePoolStats {
+  /** Texture storage allocated so far (texImage2D without data on a texture that had none of that shape). */
+  allocated: number;
+  /** Outputs that got a released texture back instead of new storage. */
+  reused: number;
+  /** Released textures waiting to be reused. */
+  pooled: number;
+}
+
+/** The WebGL calls the pool intercepts (on gpu.js's context object, which every kernel of a GPU shares). */
+interface PoolGL {
+  TEXTURE_2D: number;
+  TEXTURE_BINDING_2D: number;
+  createTexture(): object | null;
+  deleteTexture(t: object | null): void;
+  texImage2D(...args: unknown[]): void;
+  getParameter(p: number): unknown;
+}
+
+/**
+ * Recycles the textures of released kernel outputs, so that a training step stops allocating
+ * and freeing texture storage (see the top of this file). It sits on the GL context, below
+ * gpu.js: `deleteTexture` of a texture whose storage it saw allocated parks it instead, keyed
+ * by size; while a kernel runs (`expect`: its output size), `createTexture` hands a parked
+ * texture of that size back, and gpu.js's following `texImage2D(…, null)` (allocate, contents
+ * undefined) is skipped when the shape matches: the kernel renders every texel anyway. Any
+ * other call goes through unchanged, so a wrong guess only costs an allocation.
+ */
+class TexturePool {
+  /** Parked textures by "w×h". */
+  private readonly free = new Map<string, object[]>();
+  /** The storage shape of each texture seen allocated: "w×h:internalFormat:format:type". */
+  private readonly shape = new WeakMap<object, string>();
+  private readonly parked = new WeakSet<object>();
+  /** Handed back by createTexture: its next texImage2D(null) of the same shape is a no-op. */
+  private readonly reissued = new WeakSet<object>();
+  private expected: string | null = null;
+  private allocated = 0;
+  private reused = 0;
+  private pooled = 0;
+  private readonly original: Pick<PoolGL, 'createTexture' | 'deleteTexture' | 'texImage2D'>;
+
+  /** Installs a pool on the GPU's GL context (null when it has none yet). */
+  static attach(gpu: GPU): TexturePool | null {
+    const gl = (gpu as unknown as { context?: PoolGL | null }).context;
+    return gl ? new TexturePool(gl) : null;
+  }
+
+  private constructor(private readonly gl: PoolGL) {
+    const original = { createTexture: gl.createTexture, deleteTexture: gl.deleteTexture, texImage2D: gl.texImage2D };
+    this.original = original;
+    gl.createTexture = () => {
+      const t = this.expected ? this.free.get(this.expected)?.pop() : undefined;
+      if (!t) return original.createTexture.call(gl);
+      this.parked.delete(t);
+      this.pooled--;
+      this.reused++;
+      this.reissued.add(t);
+      return t;
+    };
+    gl.deleteTexture = (t) => {
+      const shape = t ? this.shape.get(t) : undefined;
+      if (!t || !shape) return original.deleteTexture.call(gl, t);
+      if (this.parked.has(t)) return;
+      const size = shape.slice(0, shape.indexOf(':'));
+      let list = this.free.get(size);
+      if (!list) this.free.set(size, (list = []));
+      list.push(t);
+      this.parked.add(t);
+      this.reissued.delete(t);
+      this.pooled++;
+    };
+    gl.texImage2D = (...args: unknown[]) => {
+      // texImage2D(target, level, internalFormat, width, height, border, format, type, pixels)
+      if (args.length === 9 && args[0] === gl.TEXTURE_2D && args[1] === 0) {
+        const t = gl.getParameter(gl.TEXTURE_BINDING_2D) as object | null;
+        if (t) {
+          const shape = `${args[3]}x${args[4]}:${args[2]}:${args[6]}:${args[7]}`;
+          const wasReissued = this.reissued.delete(t);
+          if (args[8] == null) {
+            if (wasReissued && this.shape.get(t) === shape) return;
+            this.allocated++;
+          }
+          this.shape.set(t, shape);
+        }
+      }
+      return original.texImage2D.apply(gl, args);
+    };
+  }
+
+  /** The output size ([w, h] texels) of the kernel about to run, or null after it. */
+  expect(texSize: [number, number] | null): void {
+    this.expected = texSize ? `${texSize[0]}x${texSize[1]}` : null;
+  }
+
+  stats(): TexturePoolStats {
+    return { allocated: this.allocated, reused: this.reused, pooled: this.pooled };
+  }
+
+  /** Deletes the parked textures and puts the context's methods back. */
+  detach(): void {
+    const { gl, original } = this;
+    Object.assign(gl, original);
+    for (const list of this.free.values()) for (const t of list) original.deleteTexture.call(gl, t);
+    this.free.clear();
+    this.pooled = 0;
   }
 }
 
