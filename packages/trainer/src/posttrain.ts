@@ -178,6 +178,7 @@ export async function runDpoStage(
       log('  no pairs: nothing to train on');
     } else {
       const ref = referenceLogProbs(model, pairs);
+      run.log({ 'dpo/loss_all_pairs': Math.LN2, 'dpo/accuracy_all_pairs': 0 }, 0); // the policy is the reference: z = 0 for every pair
       const rng = new Rng(deriveSeed(1337, 'dpo-batches'));
       const bar = ctx.progress ? new ProgressBar(ctx.progress, { label: 'dpo', total: steps }) : null;
       for (let step = 0; step < steps; step++) {

@@ -10,6 +10,9 @@ import { useTRPC } from '../_lib/trpc';
 const BUCKETS = 400;
 const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#ca8a04', '#db2777'];
 
+/** At most this many buckets in a series: its points are drawn as dots (one point draws no line). */
+const FEW_POINTS = 3;
+
 export interface ChartSeries {
   runId: string;
   label: string;
@@ -78,7 +81,8 @@ export function MetricChart({ series, metricKey, markers = [], height = 220 }: {
       uSeries.push(
         { label: `${prefix}min`, stroke: 'transparent', width: 0, points: { show: false }, spanGaps: true, value: (_u, v) => (v == null ? '—' : formatNumber(v)) },
         { label: `${prefix}max`, stroke: 'transparent', width: 0, points: { show: false }, spanGaps: true, value: (_u, v) => (v == null ? '—' : formatNumber(v)) },
-        { label: series.length > 1 ? s.label : 'last', stroke: color, width: 1.5, points: { show: false }, spanGaps: true, value: (_u, v) => (v == null ? '—' : formatNumber(v)) },
+        // a series of a few points (an eval/loss logged once at the end) has no line to draw: show its points
+        { label: series.length > 1 ? s.label : 'last', stroke: color, width: 1.5, points: { show: (buckets[i]?.length ?? 0) <= FEW_POINTS, size: 7, fill: color }, spanGaps: true, value: (_u, v) => (v == null ? '—' : formatNumber(v)) },
       );
       bands.push({ series: [base + 1, base], fill: `${color}33` });
     });

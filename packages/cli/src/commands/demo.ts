@@ -46,7 +46,7 @@ export const demoCommand: Command = {
     try {
       const project = requested ?? (await freeProjectName(pd, DEMO_PROJECT));
       await assertEmpty(pd, project);
-      const result = await recordDemo(ctx, pd, { project, size, backend, checkpoints, out, say });
+      const result = await recordDemo(ctx, pd, { project, size, backend, checkpoints, out, server: server?.replace(/\/+$/, ''), say });
       if (ctx.json) return ctx.term.json({ project, size, seconds: Math.round(result.seconds), backend: result.backend, results: out ? path.resolve(out) : null, stages: result.stages.map((s) => ({ name: s.name, kind: s.kind, runId: s.runId, evals: s.evals })) });
     } finally {
       await pd.close();
@@ -58,7 +58,7 @@ export const demoCommand: Command = {
 export async function recordDemo(
   ctx: Context,
   pd: Client,
-  opts: { project: string; size: RecipeSize; backend: (typeof BACKENDS)[number]; checkpoints: string; out?: string; say: (line: string) => void },
+  opts: { project: string; size: RecipeSize; backend: (typeof BACKENDS)[number]; checkpoints: string; out?: string; server?: string; say: (line: string) => void },
 ): Promise<RecipeResult> {
   const trainer = await import('@pedigree/trainer');
   const { say } = opts;
@@ -73,8 +73,13 @@ export async function recordDemo(
     await pd.registerArtifact({ project: opts.project, name: path.basename(file), spec: { kind: 'report', format: 'markdown', path: file } });
     say(`Wrote ${file}`);
   }
-  const id = (name: string) => result.stages.find((s) => s.name === name)?.runId.slice(0, 8);
-  say(`Next: pedigree runs --project ${opts.project}  ·  pedigree diff ${id('midtrain')} ${id('midtrain-concat')}  ·  pedigree lineage ${id('dpo')}`);
+  const id = (name: string) => result.stages.find((s) => s.name === name)?.runId ?? '';
+  if (opts.server) {
+    // recorded through a server (`npm start` does): the dashboard is where to look
+    say(`Open ${opts.server}/runs/${id('dpo')} (the DPO model's lineage, back to the datasets), or ${opts.server}/diff?a=${id('midtrain')}&b=${id('midtrain-concat')} (what the concatenated-data ablation changed)`);
+  } else {
+    say(`Next: pedigree runs --project ${opts.project}  ·  pedigree diff ${id('midtrain').slice(0, 8)} ${id('midtrain-concat').slice(0, 8)}  ·  pedigree lineage ${id('dpo').slice(0, 8)}`);
+  }
   return result;
 }
 
