@@ -22,6 +22,17 @@ const until = <T>(read: () => Promise<T> | T, opts: { timeout?: number } = {}) =
 
 const SHOTS = path.resolve(import.meta.dirname, '../test-results/web');
 
+/** Closes the browser, stops the server (checking nothing it started is left) and removes its store. */
+async function tearDown(parts: { context?: BrowserContext; browser?: Browser; server?: PedigreeServer; home?: string }): Promise<void> {
+  await parts.context?.close().catch(() => {});
+  await parts.browser?.close().catch(() => {});
+  if (parts.server) {
+    const stopped = await parts.server.stop();
+    expect(stopped.leftover).toBe(false);
+  }
+  if (parts.home) rmSync(parts.home, { recursive: true, force: true });
+}
+
 describe.skipIf(why)('web dashboard (Chromium)', () => {
   let home: string;
   let server: PedigreeServer;
@@ -42,15 +53,7 @@ describe.skipIf(why)('web dashboard (Chromium)', () => {
     errors = collectErrors(page);
   });
 
-  afterAll(async () => {
-    await context?.close().catch(() => {});
-    await browser?.close().catch(() => {});
-    if (server) {
-      const stopped = await server.stop();
-      expect(stopped.leftover).toBe(false);
-    }
-    if (home) rmSync(home, { recursive: true, force: true });
-  });
+  afterAll(() => tearDown({ context, browser, server, home }));
 
   it('runs → run → lineage node → diff, with the seeded content on each page', async () => {
     // Runs: every stage of the sample, its hyperparameters and final metrics.
@@ -259,15 +262,7 @@ describe.skipIf(why)('web dashboard on a keys server (Chromium, dark)', () => {
     context = await browser.newContext({ viewport: { width: 1360, height: 900 }, colorScheme: 'dark' });
   });
 
-  afterAll(async () => {
-    await context?.close().catch(() => {});
-    await browser?.close().catch(() => {});
-    if (server) {
-      const stopped = await server.stop();
-      expect(stopped.leftover).toBe(false);
-    }
-    if (home) rmSync(home, { recursive: true, force: true });
-  });
+  afterAll(() => tearDown({ context, browser, server, home }));
 
   it('asks for a key, then a running run’s chart receives points live over SSE', async () => {
     // Without a key: the refusal is shown (not a blank page) and the top bar asks for a key.

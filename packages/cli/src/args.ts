@@ -101,6 +101,14 @@ export function choiceOption<T extends string>(parsed: ParsedArgs, name: string,
   return raw as T;
 }
 
+/** An environment variable that must be one of `allowed` when set. */
+export function choiceEnv<T extends string>(name: string, allowed: readonly T[]): T | undefined {
+  const raw = process.env[name];
+  if (!raw) return undefined;
+  if (!(allowed as readonly string[]).includes(raw)) throw new UsageError(`${name} must be one of ${allowed.join(', ')}; got ${JSON.stringify(raw)}`);
+  return raw as T;
+}
+
 /** The closest of `names` to a mistyped one, for "did you mean …?" (edit distance ≤ 2). */
 export function closest(typed: string, names: readonly string[]): string | undefined {
   let best: { name: string; distance: number } | undefined;

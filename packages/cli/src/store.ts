@@ -3,6 +3,13 @@ import { defaultTarget, type Db, type StoreTarget } from '@pedigree/db';
 import type { ListRunsInput, Pedigree, RunView } from '@pedigree/lineage';
 import { UsageError } from './args.ts';
 
+/** `base`, or the first of `base-2`, `base-3`, … that no project is named yet. */
+export function freeProjectName(projects: readonly { name: string }[], base: string): string {
+  const taken = new Set(projects.map((p) => p.name));
+  if (!taken.has(base)) return base;
+  for (let n = 2; ; n++) if (!taken.has(`${base}-${n}`)) return `${base}-${n}`;
+}
+
 /** --url, else --home, else the environment (DATABASE_URL, then $PEDIGREE_HOME or ./.pedigree). */
 export function targetFrom(flags: { home?: string; url?: string }): StoreTarget {
   if (flags.home !== undefined && flags.url !== undefined) throw new UsageError('--home and --url name two different stores; give one');

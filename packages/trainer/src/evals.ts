@@ -29,7 +29,8 @@ export function evaluator(model: Model): Model & LogitsModel {
   if (!model.backend.startsWith('gpu.js')) return model as Model & LogitsModel;
   model.syncToHost?.();
   const copy = new TransformerModel(model.config, { mode: 'reference' });
-  copy.parameters().forEach((p, i) => p.data.set(model.parameters()[i]!.data));
+  const weights = model.parameters();
+  copy.parameters().forEach((p, i) => p.data.set(weights[i]!.data));
   return copy;
 }
 

@@ -1,4 +1,3 @@
-import path from 'node:path';
 import type { Pedigree, Run } from '@pedigree/client';
 import { parseConfig, type DataSourceConfig, type TrainConfig, type TrainConfigInput } from './config.ts';
 import { buildMix } from './data.ts';
@@ -350,5 +349,3 @@ export function describeEvals(e: StageEvals): string {
   if (e.arithmeticSampled) parts.push(`${e.arithmeticSampled.score.toFixed(1)}% of ${e.arithmeticSampled.n} sampled`);
   return parts.join(' · ') || 'none';
 }
-
-export const defaultOutputDir = (home: string) => path.join(home, 'checkpoints');

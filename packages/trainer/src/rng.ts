@@ -100,3 +100,19 @@ export function sampleCumulative(cumulative: Float64Array, rng: Rng): number {
   }
   return lo;
 }
+
+/**
+ * Uniform numbers in [0, 1) from mulberry32 (one 32-bit word of state): the
+ * inputs of the kernel tests and the benchmarks, where a closure is handier
+ * than an Rng and the streams must stay as they were.
+ */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

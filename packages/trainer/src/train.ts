@@ -132,12 +132,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   // ---- model, restored from a checkpoint when there is one
   const model = (opts.createModel ?? createModel)(cfg);
   const resumed = start.origin?.kind === 'resume';
-  if (start.loaded) {
-    const what = `checkpoint ${start.loaded.path}`;
-    copyInto(model.parameters(), start.loaded.tensors, what);
-    if (resumed) copyInto(model.optimizerState(), start.loaded.tensors, what);
-    model.syncFromHost?.();
-  }
+  if (start.loaded) restoreInto(model, start.loaded, { optimizer: resumed });
   const startStep = resumed ? start.origin!.checkpoint.step : 0;
   const dataRng = resumed ? new Rng(JSON.parse(start.loaded!.metadata.data_rng ?? 'null') as number[]) : new Rng(deriveSeed(cfg.data.seed, 'train-batches'));
 
@@ -275,10 +270,16 @@ export async function saveRunCheckpoint(
 /** Loads a recorded checkpoint's weights (and, with `optimizer`, its AdamW state) into a model. */
 export async function loadRunCheckpoint(model: Model, checkpoint: CheckpointRecord, opts: { optimizer?: boolean } = {}): Promise<LoadedCheckpoint> {
   const loaded = await loadRecorded(checkpoint);
-  copyInto(model.parameters(), loaded.tensors, `checkpoint ${loaded.path}`);
-  if (opts.optimizer) copyInto(model.optimizerState(), loaded.tensors, `checkpoint ${loaded.path}`);
-  model.syncFromHost?.();
+  restoreInto(model, loaded, opts);
   return loaded;
+}
+
+/** Writes a loaded checkpoint's weights (and, with `optimizer`, its AdamW state) into the model, then onto its device. */
+function restoreInto(model: Model, loaded: LoadedCheckpoint, opts: { optimizer?: boolean }): void {
+  const what = `checkpoint ${loaded.path}`;
+  copyInto(model.parameters(), loaded.tensors, what);
+  if (opts.optimizer) copyInto(model.optimizerState(), loaded.tensors, what);
+  model.syncFromHost?.();
 }
 
 async function failQuietly(run: Run, err: unknown): Promise<void> {

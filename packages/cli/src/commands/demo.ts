@@ -2,9 +2,10 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Pedigree as Client } from '@pedigree/client';
 import type { RecipeResult, RecipeSize } from '@pedigree/trainer';
-import { choiceOption, UsageError } from '../args.ts';
+import { choiceEnv, choiceOption, UsageError } from '../args.ts';
 import type { Command, Context } from '../command.ts';
 import { formatDuration } from '../format.ts';
+import { freeProjectName } from '../store.ts';
 import { openClient, progressSink } from './train.ts';
 
 export const DEMO_PROJECT = 'phi4-recipe';
@@ -31,9 +32,8 @@ export const demoCommand: Command = {
     const sizeOption = choiceOption(ctx.options, 'size', SIZES);
     if (full && sizeOption && sizeOption !== 'full') throw new UsageError(`--full and --size ${sizeOption} disagree; give one`);
     const size: RecipeSize = full ? 'full' : (sizeOption ?? 'quick');
-    const fromEnv = process.env.PEDIGREE_DEMO_BACKEND;
-    if (fromEnv && !(BACKENDS as readonly string[]).includes(fromEnv)) throw new UsageError(`PEDIGREE_DEMO_BACKEND must be one of ${BACKENDS.join(', ')}, got ${JSON.stringify(fromEnv)}`);
-    const backend = choiceOption(ctx.options, 'backend', BACKENDS) ?? (fromEnv as (typeof BACKENDS)[number] | undefined) ?? 'reference';
+    const fromEnv = choiceEnv('PEDIGREE_DEMO_BACKEND', BACKENDS);
+    const backend = choiceOption(ctx.options, 'backend', BACKENDS) ?? fromEnv ?? 'reference';
     const requested = ctx.options.string('project');
     if (requested !== undefined && !requested.trim()) throw new UsageError('--project needs a name');
     const server = ctx.options.string('server');
@@ -44,7 +44,7 @@ export const demoCommand: Command = {
     const say = (line: string) => (ctx.json ? ctx.term.error(line) : ctx.term.line(line));
     const pd = await openClient(ctx, server, say);
     try {
-      const project = requested ?? (await freeProjectName(pd, DEMO_PROJECT));
+      const project = requested ?? freeProjectName(await pd.projects(), DEMO_PROJECT);
       await assertEmpty(pd, project);
       const result = await recordDemo(ctx, pd, { project, size, backend, checkpoints, out, server: server?.replace(/\/+$/, ''), say });
       if (ctx.json) return ctx.term.json({ project, size, seconds: Math.round(result.seconds), backend: result.backend, results: out ? path.resolve(out) : null, stages: result.stages.map((s) => ({ name: s.name, kind: s.kind, runId: s.runId, evals: s.evals })) });
@@ -81,12 +81,6 @@ export async function recordDemo(
     say(`Next: pedigree runs --project ${opts.project}  ·  pedigree diff ${id('midtrain').slice(0, 8)} ${id('midtrain-concat').slice(0, 8)}  ·  pedigree lineage ${id('dpo').slice(0, 8)}`);
   }
   return result;
-}
-
-async function freeProjectName(pd: Client, base: string): Promise<string> {
-  const taken = new Set((await pd.projects()).map((p) => p.name));
-  if (!taken.has(base)) return base;
-  for (let n = 2; ; n++) if (!taken.has(`${base}-${n}`)) return `${base}-${n}`;
 }
 
 async function assertEmpty(pd: Client, project: string): Promise<void> {

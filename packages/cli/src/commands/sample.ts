@@ -3,6 +3,7 @@ import { recordSampleLineage, type Pedigree } from '@pedigree/lineage';
 import { UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { formatCount, formatDuration, ProgressLine } from '../format.ts';
+import { freeProjectName } from '../store.ts';
 import type { Terminal } from '../terminal.ts';
 
 export const SAMPLE_PROJECT = 'phi4-toy';
@@ -17,7 +18,7 @@ export const sampleCommand: Command = {
     const requested = ctx.options.string('project');
     if (requested !== undefined && !requested.trim()) throw new UsageError('--project needs a name');
     const pd = await ctx.openStore({ create: true });
-    const project = requested ?? (await freeProjectName(pd, SAMPLE_PROJECT));
+    const project = requested ?? freeProjectName(await pd.lineage.projects(), SAMPLE_PROJECT);
     await assertNoRuns(pd, project);
     const recorded = await recordSampleWithProgress(pd, ctx.term, project, { quiet: ctx.json });
     if (ctx.json) return ctx.term.json(recorded);
@@ -48,12 +49,6 @@ export async function recordSampleWithProgress(pd: Pedigree, term: Terminal, pro
     progress.finish();
     await unlisten();
   }
-}
-
-async function freeProjectName(pd: Pedigree, base: string): Promise<string> {
-  const taken = new Set((await pd.lineage.projects()).map((p) => p.name));
-  if (!taken.has(base)) return base;
-  for (let n = 2; ; n++) if (!taken.has(`${base}-${n}`)) return `${base}-${n}`;
 }
 
 /** The sample's checkpoints are content-addressed per project: a second copy in one project would clash halfway. */

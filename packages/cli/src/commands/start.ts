@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createApiKey, defaultAuthMode, installServer, TRPC_ENDPOINT, uninstallServer, type AuthMode } from '@pedigree/api';
+import { defaultHome } from '@pedigree/db';
 import type { Pedigree, RunView } from '@pedigree/lineage';
-import { choiceOption, intOption, UsageError, type ParsedArgs } from '../args.ts';
+import { choiceEnv, choiceOption, intOption, UsageError, type ParsedArgs } from '../args.ts';
 import type { Command, Context } from '../command.ts';
 import { formatCount, shortId } from '../format.ts';
 import { DEFAULT_HOST, DEFAULT_PORT, listen, markServing, untilStopSignal } from '../server.ts';
@@ -81,9 +82,8 @@ function serveOptions(options: ParsedArgs): { host: string; port: number; auth: 
   if (!host) throw new UsageError('--host needs an address');
   const fromEnv = process.env.PEDIGREE_PORT;
   const port = intOption(options, 'port', { min: 0, max: 65535 }) ?? (fromEnv ? portFromEnv(fromEnv) : DEFAULT_PORT);
-  const demoEnv = process.env.PEDIGREE_DEMO;
-  if (demoEnv && !(DEMO_MODES as readonly string[]).includes(demoEnv)) throw new UsageError(`PEDIGREE_DEMO must be one of ${DEMO_MODES.join(', ')}, got ${JSON.stringify(demoEnv)}`);
-  const demo = choiceOption(options, 'demo', DEMO_MODES) ?? (demoEnv as DemoMode | undefined) ?? 'quick';
+  const demoEnv = choiceEnv('PEDIGREE_DEMO', DEMO_MODES);
+  const demo = choiceOption(options, 'demo', DEMO_MODES) ?? demoEnv ?? 'quick';
   return { host, port, auth: choiceOption(options, 'auth', AUTH_MODES), demo };
 }
 
@@ -107,7 +107,7 @@ async function startDemo(ctx: Context, pd: Pedigree, opts: { size: 'quick' | 'fu
     env.PEDIGREE_API_KEY = (await createApiKey(pd.database.db, projectId, 'demo')).key;
   }
   const { db } = pd.database;
-  const checkpoints = path.join(db.kind === 'pglite' ? db.location : process.env.PEDIGREE_HOME ?? path.resolve('.pedigree'), 'checkpoints');
+  const checkpoints = path.join(db.kind === 'pglite' ? db.location : defaultHome(), 'checkpoints');
   const args = [PEDIGREE_BIN, 'demo', '--server', opts.url, '--size', opts.size, '--project', DEMO_PROJECT, '--checkpoints', checkpoints];
   if (!ctx.json) {
     term.line();

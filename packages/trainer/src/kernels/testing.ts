@@ -9,6 +9,7 @@
  * and Xvfb installed; webasm; cpu) and that does not work is a failing test, not a skip.
  */
 import { afterAll, expect, it } from 'vitest';
+import { mulberry32 } from '../rng.ts';
 import { Backend, GPU_MODES, probeModes, startVirtualDisplay, type GpuMode, type Tensor } from '../backend.ts';
 import type { Floats } from './common.ts';
 import { assertClose, type Tolerance } from './validate.ts';
@@ -52,16 +53,7 @@ export const ALL_MODES = GPU_MODES;
 // ---------------------------------------------------------------- inputs
 
 /** Deterministic uniform numbers in [0, 1) (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 /** n numbers uniform in [-scale, scale), as float32. */
 export function randn(n: number, seed: number, scale = 1): Float32Array {
