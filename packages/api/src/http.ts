@@ -40,7 +40,7 @@ export function defaultAuthMode(kind: 'pglite' | 'postgres', env: NodeJS.Process
 }
 
 /** The installed server, or (under `next dev`) one opened from the environment on first use. */
-function serverState(): Promise<ServerState> {
+export function serverState(): Promise<ServerState> {
   const g = globalThis as Global;
   g[STATE] ??= openPedigree(defaultTarget()).then((pedigree) => ({ pedigree, authMode: defaultAuthMode(pedigree.database.db.kind) }));
   return g[STATE];
@@ -51,7 +51,7 @@ function jsonError(status: number, code: string, message: string): Response {
 }
 
 /** Reads a request body up to the limit; null when it is over. */
-async function readLimited(req: Request, limit: number): Promise<Uint8Array | null> {
+export async function readLimited(req: Request, limit: number): Promise<Uint8Array | null> {
   const declared = Number(req.headers.get('content-length') ?? NaN);
   if (declared > limit) return null;
   if (!req.body) return new Uint8Array();

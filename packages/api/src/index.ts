@@ -5,3 +5,4 @@ export { createApiKey, listApiKeys, revokeApiKey, authenticateApiKey, countApiKe
 export { toTRPCError } from './errors.ts';
 export type { RunUpdate } from './watch.ts';
 export { default as superjson } from 'superjson';
+export { handleMlflowRequest, MLFLOW_PREFIX } from './mlflow/http.ts';

@@ -12,7 +12,7 @@ export type { RetryPolicy } from './retry.ts';
 export type { Api } from './transport.ts';
 export type { RunUpdate } from '@pedigree/api';
 
-export type RunKind = 'pretrain' | 'midtrain' | 'sft' | 'dpo' | 'pts' | 'eval' | 'custom';
+export type RunKind = 'pretrain' | 'midtrain' | 'sft' | 'dpo' | 'pts' | 'eval' | 'data' | 'custom';
 
 export interface ConnectOptions {
   /** A Pedigree server, e.g. http://127.0.0.1:4400 (default: $PEDIGREE_URL). */

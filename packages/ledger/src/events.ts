@@ -6,8 +6,14 @@ import { z } from 'zod';
  * add an upcaster from the old version (see `upcasters`).
  */
 
-export const RUN_KINDS = ['pretrain', 'midtrain', 'sft', 'dpo', 'pts', 'eval', 'custom'] as const;
-export const ARTIFACT_KINDS = ['dataset', 'datamix', 'checkpoint', 'evalset', 'report'] as const;
+/** `data`: a data pipeline's run, as another producer reported it (OpenLineage). */
+export const RUN_KINDS = ['pretrain', 'midtrain', 'sft', 'dpo', 'pts', 'eval', 'data', 'custom'] as const;
+/** `file`: a file a run uploaded (MLflow's artifact store), stored by its SHA-256. */
+export const ARTIFACT_KINDS = ['dataset', 'datamix', 'checkpoint', 'evalset', 'report', 'file'] as const;
+/** A run's lifecycle: deleted runs and projects stay in the ledger, hidden from default listings, and can be restored. */
+export const LIFECYCLES = ['active', 'deleted'] as const;
+/** Longest tag value (MLflow's own limit). */
+export const MAX_TAG_VALUE = 8000;
 export const MAX_NAME = 200;
 export const MAX_KEY = 250;
 export const MAX_POINTS_PER_BATCH = 50_000;
@@ -16,6 +22,8 @@ const Uuid = z.uuid();
 const Name = z.string().trim().min(1).max(MAX_NAME);
 const Key = z.string().min(1).max(MAX_KEY).regex(/^[\w.\-/:@ ]+$/, 'use letters, digits, spaces and _ . - / : @');
 const Step = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/** ms since the epoch. */
+const Time = z.number().int().nonnegative().max(8.64e15);
 const Digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex>');
 
 /** JSON values, finite numbers only. */
@@ -69,12 +77,17 @@ const ArtifactSpec = z.discriminatedUnion('kind', [
   }),
   z.object({ kind: z.literal('evalset'), source: z.string().min(1).max(MAX_NAME), params: z.record(z.string(), JsonValue).default({}) }),
   z.object({ kind: z.literal('report'), format: z.string().max(50).default('markdown'), path: z.string().max(4096).optional() }),
+  z.object({ kind: z.literal('file'), path: z.string().min(1).max(4096), bytes: z.number().int().nonnegative() }),
 ]);
 export type ArtifactSpec = z.infer<typeof ArtifactSpec>;
 export { ArtifactSpec as ArtifactSpecSchema };
 
 export const EventSchemas = {
   ProjectCreated: { version: 1, schema: z.object({ projectId: Uuid, name: Name, description: z.string().max(2000).optional() }) },
+  ProjectRenamed: { version: 1, schema: z.object({ name: Name }) },
+  ProjectDeleted: { version: 1, schema: z.object({}) },
+  ProjectRestored: { version: 1, schema: z.object({}) },
+  ProjectTagSet: { version: 1, schema: z.object({ key: Key, value: z.string().max(MAX_TAG_VALUE) }) },
   RunCreated: {
     version: 1,
     schema: z.object({
@@ -90,7 +103,8 @@ export const EventSchemas = {
   HyperparametersDeclared: { version: 1, schema: z.object({ values: z.record(Key, JsonValue) }) },
   HyperparameterChanged: { version: 1, schema: z.object({ key: Key, value: JsonValue, step: Step, reason: z.string().max(2000).optional() }) },
   InputUsed: { version: 1, schema: z.object({ artifactId: Uuid, role: Key, step: Step.optional() }) },
-  RunStarted: { version: 1, schema: z.object({}) },
+  /** v2: `at`, the start time the client reported (ms since the epoch), when it did. */
+  RunStarted: { version: 2, schema: z.object({ at: Time.optional() }) },
   MetricsLogged: { version: 1, schema: z.object({ points: z.array(MetricPointSchema).min(1).max(MAX_POINTS_PER_BATCH) }) },
   CheckpointSaved: {
     version: 1,
@@ -108,8 +122,23 @@ export const EventSchemas = {
       step: Step.optional(),
     }),
   },
-  RunCompleted: { version: 1, schema: z.object({}) },
-  RunFailed: { version: 1, schema: z.object({ error: z.string().min(1).max(10_000) }) },
+  /** v2: `at`, the end time the client reported. */
+  RunCompleted: { version: 2, schema: z.object({ at: Time.optional() }) },
+  /** v2: `at`, the end time the client reported; `killed`: stopped from outside (MLflow's KILLED), not by its own error. */
+  RunFailed: { version: 2, schema: z.object({ error: z.string().min(1).max(10_000), at: Time.optional(), killed: z.boolean().optional() }) },
+  RunRenamed: { version: 1, schema: z.object({ name: Name }) },
+  RunDeleted: { version: 1, schema: z.object({}) },
+  RunRestored: { version: 1, schema: z.object({}) },
+  /** A key–value tag (MLflow's tags). Plain labels are TagAdded. */
+  TagSet: { version: 1, schema: z.object({ key: Key, value: z.string().max(MAX_TAG_VALUE) }) },
+  TagRemoved: { version: 1, schema: z.object({ key: Key }) },
+  /** A file the run uploaded, stored by content: the artifact (kind `file`) and a `produced` edge. */
+  FileUploaded: { version: 1, schema: z.object({ artifactId: Uuid, path: z.string().min(1).max(4096), digest: Digest, bytes: z.number().int().nonnegative() }) },
+  /** An event another producer sent (OpenLineage RunEvent), kept as it came. */
+  LineageEventReceived: {
+    version: 1,
+    schema: z.object({ format: z.literal('openlineage'), eventType: z.string().max(50), eventTime: z.string().max(100), event: z.record(z.string(), JsonValue) }),
+  },
   ArtifactRegistered: { version: 1, schema: z.object({ artifactId: Uuid, projectId: Uuid, name: Name, digest: Digest, spec: ArtifactSpec }) },
   TagAdded: { version: 1, schema: z.object({ tag: Key }) },
   NoteAdded: { version: 1, schema: z.object({ text: z.string().min(1).max(10_000), author: z.string().max(MAX_NAME).optional() }) },
@@ -121,8 +150,13 @@ export type EventInputData<T extends EventType> = z.input<(typeof EventSchemas)[
 
 export const EVENT_TYPES = Object.keys(EventSchemas) as EventType[];
 
-/** Old versions of an event, upcast to the current one when read. None yet: the first versions are current. */
-export const upcasters: { [T in EventType]?: Record<number, (data: unknown) => unknown> } = {};
+/** Old versions of an event, upcast to the current one when read. */
+export const upcasters: { [T in EventType]?: Record<number, (data: unknown) => unknown> } = {
+  // v2 only added optional fields: a v1 event is a v2 event without them.
+  RunStarted: { 1: (d) => d },
+  RunCompleted: { 1: (d) => d },
+  RunFailed: { 1: (d) => d },
+};
 
 export interface EventMetadata {
   actor?: string;

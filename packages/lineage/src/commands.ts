@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Queryable } from '@pedigree/db';
 import {
   ArtifactSpecSchema,
+  canonicalJson,
   EventSchemas,
   MAX_POINTS_PER_BATCH,
   NotFoundError,
@@ -27,6 +28,12 @@ export interface CommandOptions {
   metadata?: EventMetadata;
   /** Optimistic concurrency on the run's stream; omitted: append after whatever is there. */
   expectedVersion?: number;
+  /**
+   * Accept the write on a run that has ended (completed or failed), as MLflow
+   * does: metrics, parameters and tags may follow a run's end. Deleted runs
+   * refuse writes whatever this says.
+   */
+  evenIfEnded?: boolean;
 }
 
 export type RunKind = z.infer<typeof EventSchemas.RunCreated.schema>['kind'];
@@ -46,9 +53,13 @@ export interface CreateRunInput {
   hyperparameters?: Record<string, Json>;
   inputs?: InputRef[];
   tags?: string[];
+  /** Key–value tags (MLflow's); `tags` are plain labels. */
+  tagValues?: Record<string, string>;
   /** Fork: the parent run, and the checkpoint the new run starts from. */
   forkOf?: { runId: string; artifactId?: string; step?: number };
   start?: boolean;
+  /** With `start`: the start time the client reports (ms since the epoch). */
+  startedAt?: number;
 }
 
 export interface MetricPointInput {
@@ -71,6 +82,7 @@ interface RunRow {
   id: string;
   project_id: string;
   status: string;
+  lifecycle: string;
 }
 
 function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
@@ -181,7 +193,8 @@ export class Tracker {
     }
     for (const i of inputs) events.push({ type: 'InputUsed', data: { artifactId: i.artifactId, role: i.role } });
     for (const tag of new Set(input.tags ?? [])) events.push({ type: 'TagAdded', data: { tag } });
-    if (input.start) events.push({ type: 'RunStarted', data: {} });
+    for (const [key, value] of Object.entries(input.tagValues ?? {})) events.push({ type: 'TagSet', data: { key, value } });
+    if (input.start) events.push({ type: 'RunStarted', data: { at: input.startedAt } });
     const ids = eventIds(opts.eventId, events.length);
     const res = await this.store.append(
       streamIds.run(runId),
@@ -229,12 +242,45 @@ export class Tracker {
     );
   }
 
-  async startRun(runId: string, opts: CommandOptions = {}) {
-    return this.onRun(runId, [{ type: 'RunStarted', data: {} }], opts, { allow: ['created'], verb: 'start' });
+  /** `at`: the start time the client reports (ms); `reopen`: a run that ended runs again (MLflow's resume). */
+  async startRun(runId: string, opts: CommandOptions & { at?: number; reopen?: boolean } = {}) {
+    return this.onRun(runId, [{ type: 'RunStarted', data: { at: opts.at } }], opts, { allow: opts.reopen ? ['created', 'completed', 'failed'] : ['created'], verb: 'start' });
   }
 
   async declareHyperparameters(runId: string, values: Record<string, Json>, opts: CommandOptions = {}) {
     return this.onRun(runId, [{ type: 'HyperparametersDeclared', data: { values } }], opts, { allow: ['created', 'running'], verb: 'declare hyperparameters of' });
+  }
+
+  /**
+   * Declares values that may never change afterwards (MLflow's params): a key
+   * logged again with the same value is accepted and stores nothing; with a
+   * different value it is refused. Returns null when nothing was new.
+   */
+  async declareHyperparametersOnce(runId: string, values: Record<string, Json>, opts: CommandOptions = {}): Promise<AppendResult | null> {
+    const id = uuid(runId, 'runId');
+    const changed = async (q: Queryable) => {
+      const [row] = await q.query<{ hyperparameters: Record<string, Json> }>('SELECT hyperparameters FROM runs WHERE id = $1', [id]);
+      const fresh: Record<string, Json> = {};
+      for (const [key, value] of Object.entries(values)) {
+        const before = row?.hyperparameters[key];
+        if (before === undefined) fresh[key] = value;
+        else if (canonicalJson(before) !== canonicalJson(value)) {
+          throw new ValidationError(
+            `changing a parameter's value is not allowed: ${JSON.stringify(key)} was logged as ${JSON.stringify(before)} for run ${id}; attempted ${JSON.stringify(value)}`,
+          );
+        }
+      }
+      return fresh;
+    };
+    const fresh = await changed(this.db);
+    if (Object.keys(fresh).length === 0) return null;
+    return this.onRun(id, [{ type: 'HyperparametersDeclared', data: { values: fresh } }], opts, {
+      allow: ['created', 'running'],
+      verb: 'declare hyperparameters of',
+      check: async (tx) => {
+        await changed(tx); // a racing writer of another value loses here
+      },
+    });
   }
 
   async changeHyperparameter(runId: string, change: { key: string; value: Json; step: number; reason?: string }, opts: CommandOptions = {}) {
@@ -331,12 +377,93 @@ export class Tracker {
     return this.onRun(runId, [{ type: 'EvalRecorded', data: e }], opts, { verb: 'record evals of' });
   }
 
-  async completeRun(runId: string, opts: CommandOptions = {}) {
-    return this.onRun(runId, [{ type: 'RunCompleted', data: {} }], opts, { allow: ['created', 'running'], verb: 'complete' });
+  /** `at`: the end time the client reports (ms since the epoch). */
+  async completeRun(runId: string, opts: CommandOptions & { at?: number } = {}) {
+    return this.onRun(runId, [{ type: 'RunCompleted', data: { at: opts.at } }], opts, { allow: ['created', 'running'], verb: 'complete' });
   }
 
-  async failRun(runId: string, error: string, opts: CommandOptions = {}) {
-    return this.onRun(runId, [{ type: 'RunFailed', data: { error } }], opts, { allow: ['created', 'running'], verb: 'fail' });
+  /** `killed`: stopped from outside rather than by its own error (MLflow's KILLED). */
+  async failRun(runId: string, error: string, opts: CommandOptions & { at?: number; killed?: boolean } = {}) {
+    return this.onRun(runId, [{ type: 'RunFailed', data: { error, at: opts.at, killed: opts.killed || undefined } }], opts, { allow: ['created', 'running'], verb: 'fail' });
+  }
+
+  async renameRun(runId: string, name: string, opts: CommandOptions = {}) {
+    return this.onRun(runId, [{ type: 'RunRenamed', data: { name } }], { ...opts, evenIfEnded: true }, { verb: 'rename' });
+  }
+
+  /** Hides the run from default listings; nothing is removed, and `restoreRun` brings it back. */
+  async deleteRun(runId: string, opts: CommandOptions = {}) {
+    return this.onRun(runId, [{ type: 'RunDeleted', data: {} }], opts, { verb: 'delete', lifecycle: 'active' });
+  }
+
+  async restoreRun(runId: string, opts: CommandOptions = {}) {
+    return this.onRun(runId, [{ type: 'RunRestored', data: {} }], opts, { verb: 'restore', lifecycle: 'deleted' });
+  }
+
+  /** A key–value tag; setting a key again replaces its value. */
+  async setTag(runId: string, key: string, value: string, opts: CommandOptions = {}) {
+    return this.onRun(runId, [{ type: 'TagSet', data: { key, value } }], opts, { verb: 'tag' });
+  }
+
+  async removeTag(runId: string, key: string, opts: CommandOptions = {}) {
+    return this.onRun(runId, [{ type: 'TagRemoved', data: { key } }], opts, {
+      verb: 'untag',
+      check: async (tx, run) => {
+        const [row] = await tx.query<{ has: boolean }>('SELECT tag_values ? $2 AS has FROM runs WHERE id = $1', [run.id, key]);
+        if (!row?.has) throw new NotFoundError(`tag ${JSON.stringify(key)} on run ${run.id}`);
+      },
+    });
+  }
+
+  /** A file the run uploaded (its bytes are stored by the caller, by digest): an artifact of kind `file` the run produced. */
+  async recordFile(runId: string, file: { path: string; digest: string; bytes: number }, opts: CommandOptions = {}): Promise<AppendResult & { artifactId: string }> {
+    const run = await getRunRow(this.db, runId);
+    const artifactId = nameUuid('artifact', run.project_id, 'file', file.digest);
+    const res = await this.onRun(run.id, [{ type: 'FileUploaded', data: { artifactId, path: file.path, digest: file.digest, bytes: file.bytes } }], { ...opts, evenIfEnded: true }, { verb: 'upload files to' });
+    return { ...res, artifactId };
+  }
+
+  /** Renames a project; names stay unique. */
+  async renameProject(projectId: string, name: string, opts: CommandOptions = {}) {
+    return this.onProject(projectId, [{ type: 'ProjectRenamed', data: { name } }], opts, async (tx, id) => {
+      const [clash] = await tx.query<{ id: string }>('SELECT id FROM projects WHERE name = $1 AND id <> $2', [name, id]);
+      if (clash) throw new ValidationError(`a project named ${JSON.stringify(name)} already exists`);
+    });
+  }
+
+  async deleteProject(projectId: string, opts: CommandOptions = {}) {
+    return this.onProject(projectId, [{ type: 'ProjectDeleted', data: {} }], opts, lifecycleIs('project', 'active', 'delete'));
+  }
+
+  async restoreProject(projectId: string, opts: CommandOptions = {}) {
+    return this.onProject(projectId, [{ type: 'ProjectRestored', data: {} }], opts, lifecycleIs('project', 'deleted', 'restore'));
+  }
+
+  async setProjectTag(projectId: string, key: string, value: string, opts: CommandOptions = {}) {
+    return this.onProject(projectId, [{ type: 'ProjectTagSet', data: { key, value } }], opts);
+  }
+
+  /** Events a caller has already decided on, appended to a run's stream with the usual checks (the OpenLineage adapter). */
+  async appendToRun(runId: string, events: NewEvent[], opts: CommandOptions = {}) {
+    return this.onRun(runId, events, { ...opts, evenIfEnded: true }, { verb: 'record on' });
+  }
+
+  private async onProject(projectId: string, events: NewEvent[], opts: CommandOptions, check?: (tx: Queryable, id: string) => Promise<void>): Promise<AppendResult> {
+    const id = uuid(projectId, 'projectId');
+    const ids = eventIds(opts.eventId, events.length);
+    return this.store.append(
+      streamIds.project(id),
+      events.map((e, i) => ({ ...e, eventId: ids[i] }) as NewEvent),
+      {
+        projectId: id,
+        expectedVersion: opts.expectedVersion ?? 'any',
+        metadata: opts.metadata,
+        check: async (tx) => {
+          await assertProject(tx, id);
+          await check?.(tx, id);
+        },
+      },
+    );
   }
 
   async addTag(runId: string, tag: string, opts: CommandOptions = {}) {
@@ -357,7 +484,7 @@ export class Tracker {
     runId: string,
     events: NewEvent[],
     opts: CommandOptions,
-    rule: { allow?: string[]; verb: string; check?: (tx: Queryable, run: RunRow) => Promise<void> },
+    rule: { allow?: string[]; verb: string; lifecycle?: 'active' | 'deleted'; check?: (tx: Queryable, run: RunRow) => Promise<void> },
   ): Promise<AppendResult> {
     const id = uuid(runId, 'runId');
     const run = await getRunRow(this.db, id);
@@ -371,7 +498,12 @@ export class Tracker {
         metadata: opts.metadata,
         check: async (tx) => {
           const current = await getRunRow(tx, id);
-          if (rule.allow && !rule.allow.includes(current.status)) throw new ValidationError(`cannot ${rule.verb} run ${id}: it is ${current.status}`);
+          const lifecycle = rule.lifecycle ?? 'active';
+          if (current.lifecycle !== lifecycle) throw new ValidationError(`cannot ${rule.verb} run ${id}: it is ${current.lifecycle === 'deleted' ? 'deleted (restore it first)' : 'not deleted'}`);
+          const ended = current.status === 'completed' || current.status === 'failed';
+          if (rule.allow && !rule.allow.includes(current.status) && !(opts.evenIfEnded && ended && rule.allow.includes('running'))) {
+            throw new ValidationError(`cannot ${rule.verb} run ${id}: it is ${current.status}`);
+          }
           await rule.check?.(tx, current);
         },
       },
@@ -388,9 +520,16 @@ export function checkWeights(weights: number[]): void {
 
 async function getRunRow(q: Queryable, runId: string): Promise<RunRow> {
   const id = uuid(runId, 'runId');
-  const [row] = await q.query<RunRow>('SELECT id, project_id, status FROM runs WHERE id = $1', [id]);
+  const [row] = await q.query<RunRow>('SELECT id, project_id, status, lifecycle FROM runs WHERE id = $1', [id]);
   if (!row) throw new NotFoundError(`run ${id}`);
   return row;
+}
+
+function lifecycleIs(what: 'project', lifecycle: 'active' | 'deleted', verb: string) {
+  return async (tx: Queryable, id: string) => {
+    const [row] = await tx.query<{ lifecycle: string }>('SELECT lifecycle FROM projects WHERE id = $1', [id]);
+    if (row && row.lifecycle !== lifecycle) throw new ValidationError(`cannot ${verb} ${what} ${id}: it is ${row.lifecycle === 'deleted' ? 'already deleted' : 'not deleted'}`);
+  };
 }
 
 async function assertProject(q: Queryable, projectId: string): Promise<void> {

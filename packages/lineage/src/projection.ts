@@ -2,7 +2,7 @@ import type { Queryable } from '@pedigree/db';
 import type { Projection, StoredEvent, StoredEventOf } from '@pedigree/ledger';
 
 /** Tables rebuilt from events by `replay()`. */
-export const LINEAGE_TABLES = ['projects', 'runs', 'hyperparameters', 'artifacts', 'datamix_components', 'edges', 'metric_points', 'metric_series', 'evals', 'notes'] as const;
+export const LINEAGE_TABLES = ['projects', 'runs', 'hyperparameters', 'artifacts', 'datamix_components', 'edges', 'metric_points', 'metric_series', 'evals', 'notes', 'run_files'] as const;
 
 export function metricNumber(v: number | string): number {
   return typeof v === 'number' ? v : Number(v); // 'NaN' | 'Infinity' | '-Infinity'
@@ -96,8 +96,53 @@ async function applyOne(tx: Queryable, e: StoredEvent): Promise<void> {
       await tx.query(touchRun, [runId, e.position]);
       return;
     }
+    case 'ProjectRenamed':
+      await tx.query('UPDATE projects SET name = $2, updated_at = $3 WHERE id = $1', [e.projectId, e.data.name, e.recordedAt]);
+      return;
+    case 'ProjectDeleted':
+    case 'ProjectRestored':
+      await tx.query('UPDATE projects SET lifecycle = $2, updated_at = $3 WHERE id = $1', [e.projectId, e.type === 'ProjectDeleted' ? 'deleted' : 'active', e.recordedAt]);
+      return;
+    case 'ProjectTagSet':
+      await tx.query('UPDATE projects SET tag_values = tag_values || jsonb_build_object($2::text, $3::text), updated_at = $4 WHERE id = $1', [
+        e.projectId,
+        e.data.key,
+        e.data.value,
+        e.recordedAt,
+      ]);
+      return;
     case 'RunStarted':
-      await tx.query(`UPDATE runs SET status = 'running', started_at = $2, last_position = $3 WHERE id = $1`, [runId, e.recordedAt, e.position]);
+      await tx.query(`UPDATE runs SET status = 'running', started_at = $2, ended_at = NULL, last_position = $3 WHERE id = $1`, [runId, reportedTime(e.data.at, e.recordedAt), e.position]);
+      return;
+    case 'RunRenamed':
+      await tx.query('UPDATE runs SET name = $2, last_position = $3 WHERE id = $1', [runId, e.data.name, e.position]);
+      return;
+    case 'RunDeleted':
+    case 'RunRestored':
+      await tx.query('UPDATE runs SET lifecycle = $2, last_position = $3 WHERE id = $1', [runId, e.type === 'RunDeleted' ? 'deleted' : 'active', e.position]);
+      return;
+    case 'TagSet':
+      await tx.query('UPDATE runs SET tag_values = tag_values || jsonb_build_object($2::text, $3::text), last_position = $4 WHERE id = $1', [runId, e.data.key, e.data.value, e.position]);
+      return;
+    case 'TagRemoved':
+      await tx.query('UPDATE runs SET tag_values = tag_values - $2::text, last_position = $3 WHERE id = $1', [runId, e.data.key, e.position]);
+      return;
+    case 'FileUploaded':
+      await insertArtifact(tx, e.data.artifactId, e.projectId, e.data.path, e.data.digest, { kind: 'file', path: e.data.path, bytes: e.data.bytes }, runId, e.recordedAt, e.position);
+      await tx.query(
+        `INSERT INTO edges (project_id, run_id, artifact_id, direction, role, step, position) VALUES ($1, $2, $3, 'produced', 'file', NULL, $4)
+         ON CONFLICT DO NOTHING`,
+        [e.projectId, runId, e.data.artifactId, e.position],
+      );
+      await tx.query(
+        `INSERT INTO run_files (project_id, run_id, path, artifact_id, digest, bytes, position) VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (run_id, path) DO UPDATE SET artifact_id = excluded.artifact_id, digest = excluded.digest, bytes = excluded.bytes, position = excluded.position`,
+        [e.projectId, runId, e.data.path, e.data.artifactId, e.data.digest, e.data.bytes, e.position],
+      );
+      await tx.query(touchRun, [runId, e.position]);
+      return;
+    case 'LineageEventReceived':
+      await tx.query(touchRun, [runId, e.position]);
       return;
     case 'CheckpointSaved':
       await insertArtifact(tx, e.data.artifactId, e.projectId, e.data.name, e.data.digest, e.data.spec, runId, e.recordedAt, e.position);
@@ -122,10 +167,16 @@ async function applyOne(tx: Queryable, e: StoredEvent): Promise<void> {
       );
       return;
     case 'RunCompleted':
-      await tx.query(`UPDATE runs SET status = 'completed', ended_at = $2, last_position = $3 WHERE id = $1`, [runId, e.recordedAt, e.position]);
+      await tx.query(`UPDATE runs SET status = 'completed', ended_at = $2, error = NULL, killed = false, last_position = $3 WHERE id = $1`, [runId, reportedTime(e.data.at, e.recordedAt), e.position]);
       return;
     case 'RunFailed':
-      await tx.query(`UPDATE runs SET status = 'failed', ended_at = $2, error = $3, last_position = $4 WHERE id = $1`, [runId, e.recordedAt, e.data.error, e.position]);
+      await tx.query(`UPDATE runs SET status = 'failed', ended_at = $2, error = $3, killed = $4, last_position = $5 WHERE id = $1`, [
+        runId,
+        reportedTime(e.data.at, e.recordedAt),
+        e.data.error,
+        e.data.killed ?? false,
+        e.position,
+      ]);
       return;
     case 'ArtifactRegistered':
       await insertArtifact(tx, e.data.artifactId, e.projectId, e.data.name, e.data.digest, e.data.spec, null, e.recordedAt, e.position);
@@ -165,6 +216,11 @@ async function applyOne(tx: Queryable, e: StoredEvent): Promise<void> {
       throw new Error(`lineage projection: unhandled event ${(never as StoredEvent).type}`);
     }
   }
+}
+
+/** The time a client reported for a start or an end, else when the event was recorded. */
+function reportedTime(at: number | undefined, recordedAt: Date): Date {
+  return at === undefined ? recordedAt : new Date(at);
 }
 
 async function insertArtifact(tx: Queryable, id: string, projectId: string, name: string, digest: string, spec: unknown, producedBy: string | null, at: Date, position: number) {

@@ -23,6 +23,12 @@ export interface RunView {
   endedAt: Date | null;
   /** Last value of each metric. */
   metrics: Record<string, number>;
+  /** active | deleted */
+  lifecycle: string;
+  /** Key–value tags (MLflow's); `tags` are plain labels. */
+  tagValues: Record<string, string>;
+  /** Failed because it was stopped from outside (MLflow's KILLED). */
+  killed: boolean;
 }
 
 export interface ArtifactView {
@@ -82,6 +88,8 @@ export const ListRunsInput = z.object({
   order: z.enum(['asc', 'desc']).default('desc'),
   limit: z.number().int().min(1).max(1000).default(50),
   offset: z.number().int().min(0).default(0),
+  /** Deleted runs are hidden unless asked for. */
+  lifecycle: z.enum(['active', 'deleted', 'all']).default('active'),
 });
 export type ListRunsInput = z.input<typeof ListRunsInput>;
 
@@ -104,6 +112,9 @@ const toRunView = (r: Awaited<ReturnType<PrismaClient['run']['findFirstOrThrow']
   startedAt: r.startedAt,
   endedAt: r.endedAt,
   metrics,
+  lifecycle: r.lifecycle,
+  tagValues: r.tagValues as Record<string, string>,
+  killed: r.killed,
 });
 
 const uuidOk = (s: string) => z.uuid().safeParse(s).success;
@@ -120,15 +131,32 @@ export class Lineage {
     return diffLineage(this, a, b, opts);
   }
 
-  async projects() {
-    const rows = await this.prisma.project.findMany({ orderBy: { createdAt: 'asc' } });
-    return rows.map((p) => ({ id: p.id, name: p.name, description: p.description, createdAt: p.createdAt }));
+  async projects(opts: { lifecycle?: 'active' | 'deleted' | 'all' } = {}) {
+    const lifecycle = opts.lifecycle ?? 'all';
+    const rows = await this.prisma.project.findMany({ where: lifecycle === 'all' ? {} : { lifecycle }, orderBy: { createdAt: 'asc' } });
+    return rows.map(toProjectView);
   }
 
   async projectByName(name: string) {
     const p = await this.prisma.project.findUnique({ where: { name } });
     if (!p) throw new NotFoundError(`project ${JSON.stringify(name)}`);
-    return { id: p.id, name: p.name, description: p.description, createdAt: p.createdAt };
+    return toProjectView(p);
+  }
+
+  async project(projectId: string) {
+    if (!uuidOk(projectId)) throw new ValidationError(`project id must be a UUID, got ${JSON.stringify(projectId)}`);
+    const p = await this.prisma.project.findUnique({ where: { id: projectId.toLowerCase() } });
+    if (!p) throw new NotFoundError(`project ${projectId}`);
+    return toProjectView(p);
+  }
+
+  /** The latest upload per path of a run's files, in path order. */
+  async runFiles(runId: string, opts: { under?: string } = {}) {
+    const rows = await this.prisma.runFile.findMany({
+      where: { runId, ...(opts.under ? { path: { startsWith: `${opts.under.replace(/\/+$/, '')}/` } } : {}) },
+      orderBy: { path: 'asc' },
+    });
+    return rows.map((f) => ({ path: f.path, artifactId: f.artifactId, digest: f.digest, bytes: Number(f.bytes) }));
   }
 
   private async lastValues(runIds: string[]): Promise<Map<string, Record<string, number>>> {
@@ -163,6 +191,7 @@ export class Lineage {
     const q = ListRunsInput.parse(input);
     const where = {
       projectId: q.projectId,
+      ...(q.lifecycle !== 'all' ? { lifecycle: q.lifecycle } : {}),
       ...(q.kind ? { kind: q.kind } : {}),
       ...(q.status ? { status: q.status } : {}),
       ...(q.tag ? { tags: { has: q.tag } } : {}),
@@ -259,12 +288,55 @@ export class Lineage {
   }
 
   /** Raw points of one metric, in step order. */
-  async metricPoints(runId: string, key: string, range: { fromStep?: number; toStep?: number; limit?: number } = {}) {
+  async metricPoints(runId: string, key: string, range: { fromStep?: number; toStep?: number; limit?: number; offset?: number } = {}) {
     const rows = await this.db.query<{ step: number; value: number; wall_time: number }>(
-      `SELECT step, value, wall_time FROM metric_points WHERE run_id = $1 AND key = $2 AND step >= $3 AND step <= $4 ORDER BY step, position, idx LIMIT $5`,
-      [runId, key, range.fromStep ?? 0, range.toStep ?? Number.MAX_SAFE_INTEGER, range.limit ?? 10_000_000],
+      `SELECT step, value, wall_time FROM metric_points WHERE run_id = $1 AND key = $2 AND step >= $3 AND step <= $4 ORDER BY step, position, idx LIMIT $5 OFFSET $6`,
+      [runId, key, range.fromStep ?? 0, range.toStep ?? Number.MAX_SAFE_INTEGER, range.limit ?? 10_000_000, range.offset ?? 0],
     );
     return rows.map((r) => ({ step: r.step, value: r.value, time: r.wall_time }));
+  }
+
+  /**
+   * The latest point of every metric of these runs, as MLflow defines it: the
+   * highest step, then the latest wall time, then the larger value. Reads the
+   * summaries and one index probe per series, never a whole series.
+   */
+  async latestMetrics(runIds: string[]): Promise<Map<string, { key: string; value: number; step: number; time: number }[]>> {
+    const out = new Map<string, { key: string; value: number; step: number; time: number }[]>();
+    if (runIds.length === 0) return out;
+    const rows = await this.db.query<{ run_id: string; key: string; step: number; value: number; wall_time: number }>(
+      `SELECT s.run_id, s.key, s.last_step AS step, l.value, l.wall_time
+       FROM metric_series s
+       CROSS JOIN LATERAL (SELECT value, wall_time FROM metric_points m
+                           WHERE m.run_id = s.run_id AND m.key = s.key AND m.step = s.last_step
+                           ORDER BY m.wall_time DESC, m.value DESC LIMIT 1) l
+       WHERE s.run_id = ANY($1::uuid[])
+       ORDER BY s.run_id, s.key`,
+      [runIds],
+    );
+    for (const r of rows) {
+      const list = out.get(r.run_id) ?? [];
+      list.push({ key: r.key, value: r.value, step: Number(r.step), time: r.wall_time });
+      out.set(r.run_id, list);
+    }
+    return out;
+  }
+
+  /** The datasets each run used, with their roles (MLflow's run inputs). */
+  async datasetInputs(runIds: string[]): Promise<Map<string, { role: string; artifact: ArtifactView }[]>> {
+    const out = new Map<string, { role: string; artifact: ArtifactView }[]>();
+    if (runIds.length === 0) return out;
+    const edges = await this.prisma.edge.findMany({ where: { runId: { in: runIds }, direction: 'used' }, orderBy: { position: 'asc' } });
+    const arts = await this.prisma.artifact.findMany({ where: { id: { in: [...new Set(edges.map((e) => e.artifactId))] }, kind: 'dataset' } });
+    const byId = new Map(arts.map((a) => [a.id, toArtifactView(a)]));
+    for (const e of edges) {
+      const artifact = byId.get(e.artifactId);
+      if (!artifact) continue;
+      const list = out.get(e.runId) ?? [];
+      list.push({ role: e.role, artifact });
+      out.set(e.runId, list);
+    }
+    return out;
   }
 
   /**
@@ -302,6 +374,20 @@ export class Lineage {
     rows.sort((x, y) => x.b - y.b);
     return rows.map((r) => ({ fromStep: r.from_step, toStep: r.to_step, count: r.n, min: r.min ?? NaN, max: r.max ?? NaN, last: r.last, lastStep: r.to_step }));
   }
+}
+
+export interface ProjectView {
+  id: string;
+  name: string;
+  description: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  lifecycle: string;
+  tagValues: Record<string, string>;
+}
+
+function toProjectView(p: Awaited<ReturnType<PrismaClient['project']['findFirstOrThrow']>>): ProjectView {
+  return { id: p.id, name: p.name, description: p.description, createdAt: p.createdAt, updatedAt: p.updatedAt ?? p.createdAt, lifecycle: p.lifecycle, tagValues: p.tagValues as Record<string, string> };
 }
 
 function toArtifactView(a: Awaited<ReturnType<PrismaClient['artifact']['findFirstOrThrow']>>): ArtifactView {

@@ -7,7 +7,7 @@ import { formatNumber, formatValue, shortId } from '../_lib/format';
 import { useTRPC, type RunView } from '../_lib/trpc';
 import { ErrorBox, StatusBadge } from './bits';
 
-const KINDS = ['pretrain', 'midtrain', 'sft', 'dpo', 'pts', 'eval', 'custom'];
+const KINDS = ['pretrain', 'midtrain', 'sft', 'dpo', 'pts', 'eval', 'data', 'custom'];
 const STATUSES = ['created', 'running', 'completed', 'failed'] as const;
 type Status = (typeof STATUSES)[number];
 type Sort = 'createdAt' | 'name' | 'kind' | 'status';

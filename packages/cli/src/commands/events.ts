@@ -55,7 +55,24 @@ export function summarizeEvent(e: StoredEvent, artifactName: (id: string) => str
       return `${e.data.role} → ${artifactName(e.data.artifactId)}`;
     case 'RunStarted':
     case 'RunCompleted':
+      return e.data.at !== undefined ? `at ${new Date(e.data.at).toISOString()} (reported)` : '';
+    case 'RunRenamed':
+    case 'ProjectRenamed':
+      return `→ ${e.data.name}`;
+    case 'RunDeleted':
+    case 'RunRestored':
+    case 'ProjectDeleted':
+    case 'ProjectRestored':
       return '';
+    case 'TagSet':
+    case 'ProjectTagSet':
+      return `${e.data.key}=${JSON.stringify(e.data.value.length > 60 ? `${e.data.value.slice(0, 60)}…` : e.data.value)}`;
+    case 'TagRemoved':
+      return e.data.key;
+    case 'FileUploaded':
+      return `${e.data.path} (${e.data.bytes} bytes) ${e.data.digest.slice(0, 19)}`;
+    case 'LineageEventReceived':
+      return `OpenLineage ${e.data.eventType} at ${e.data.eventTime}`;
     case 'MetricsLogged': {
       const steps = e.data.points.map((p) => p.step);
       const first = steps.reduce((a, b) => Math.min(a, b));
@@ -67,7 +84,7 @@ export function summarizeEvent(e: StoredEvent, artifactName: (id: string) => str
     case 'EvalRecorded':
       return `${e.data.suite}/${e.data.task}${e.data.contextLength ? ` @${e.data.contextLength}` : ''} = ${formatNumber(e.data.score)}${e.data.n !== undefined ? ` (n=${e.data.n})` : ''}`;
     case 'RunFailed':
-      return e.data.error;
+      return `${e.data.killed ? 'killed: ' : ''}${e.data.error}`;
     case 'ArtifactRegistered':
       return `${e.data.name} (${e.data.spec.kind})`;
     case 'TagAdded':
