@@ -1,6 +1,12 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { handleTrpcRequest, installServer, uninstallServer, type AuthMode } from '@pedigree/api';
+import { handleMlflowRequest, handleTrpcRequest, installServer, uninstallServer, type AuthMode } from '@pedigree/api';
+
+/** The HTTP endpoints the web app mounts (apps/web/app/api/…/route.ts), by path prefix: the first match serves. */
+const ROUTES: [prefix: string, handler: (req: Request) => Promise<Response>][] = [
+  ['/api/2.0/mlflow/', handleMlflowRequest],
+  ['/api/trpc', handleTrpcRequest],
+];
 import type { Pedigree } from '@pedigree/lineage';
 
 /**
@@ -24,7 +30,8 @@ export async function serveInProcess(pedigree: Pedigree, authMode: AuthMode): Pr
         body: req.method === 'GET' || req.method === 'HEAD' ? undefined : body,
         signal: controller.signal,
       });
-      const response = await handleTrpcRequest(request);
+      const route = ROUTES.find(([prefix]) => (req.url ?? '').startsWith(prefix));
+      const response = route ? await route[1](request) : new Response('not found', { status: 404 });
       res.writeHead(response.status, Object.fromEntries(response.headers));
       if (response.body) {
         for await (const chunk of response.body) res.write(chunk);
