@@ -129,6 +129,11 @@ const experiments: Record<string, Handler> = {
     return { experiments: page.map((i) => experimentView(i.p)), ...(offset + maxResults < items.length ? { next_page_token: encodePageToken(offset + maxResults) } : {}) };
   },
 
+  /** MLflow 1.x's listing, removed from MLflow 2's server; older clients (and the npm `mlflow` package) still call it. */
+  async 'experiments/list'(call) {
+    return experiments['experiments/search']!({ ...call, body: { view_type: call.body.view_type, max_results: 50_000 } });
+  },
+
   async 'experiments/update'(call) {
     const p = await experimentProject(call, requiredString(call.body, 'experiment_id'));
     const name = optionalString(call.body, 'new_name', 200)?.trim();
@@ -556,7 +561,7 @@ const runs: Record<string, Handler> = {
         if (page.length < 1000) break;
       }
     }
-    const x = await extras(call, found.map((r) => r.id), clauses.some((c) => c.entity === 'dataset') || true);
+    const x = await extras(call, found.map((r) => r.id));
     const items = found.map((r) => Object.assign(runSearchable(r, x.get(r.id)!), { run: r })).filter((s) => matches(s, clauses));
     sortBy(items, [...order, { entity: 'attribute', key: 'start_time', ascending: false }], (a, b) => (a.run.id < b.run.id ? -1 : 1));
     const page = items.slice(offset, offset + maxResults);
@@ -586,7 +591,7 @@ export const TRACKING_ENDPOINTS: Record<string, { methods: readonly string[]; ha
   Object.entries({ ...experiments, ...runs }).map(([path, handler]) => [
     path,
     {
-      methods: ['experiments/get-by-name', 'experiments/get', 'runs/get', 'metrics/get-history'].includes(path) ? ['GET'] : path.endsWith('/search') ? ['POST', 'GET'] : ['POST'],
+      methods: ['experiments/get-by-name', 'experiments/get', 'experiments/list', 'runs/get', 'metrics/get-history'].includes(path) ? ['GET'] : path.endsWith('/search') ? ['POST', 'GET'] : ['POST'],
       handler,
     },
   ]),
