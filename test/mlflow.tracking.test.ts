@@ -125,7 +125,12 @@ for (const { backend, skip } of await backends()) {
       const run = await pd.lineage.run(parentId);
       expect(run).toMatchObject({ name: 'pretrain', status: 'completed', codeVersion: 'abc123', hyperparameters: { lr: '0.001', batch_size: '32' } });
       expect((await pd.lineage.run(childId)).forkedFromRunId).toBe(parentId);
-      expect((await pd.lineage.diff(parentId, childId)).stages.length).toBeGreaterThan(0);
+      const graph = await pd.lineage.ancestry(childId);
+      expect(graph.edges).toContainEqual({ from: parentId, to: childId, relation: 'parent', role: 'parent' });
+      expect(graph.nodes.map((n) => n.id)).toContain(parentId);
+      const diff = await pd.lineage.diff(parentId, childId, { showAll: true });
+      expect(diff.commonAncestor).toMatchObject({ type: 'run', id: parentId });
+      expect(diff.stages.map((st) => st.b?.runId ?? null)).toContain(childId);
     });
 
     it('returns the whole history without max_results, and pages of it with next_page_token', async () => {

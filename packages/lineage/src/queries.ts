@@ -52,10 +52,14 @@ export interface LineageNode {
 }
 
 export interface LineageEdge {
-  /** Edges point the way data flows: artifact → run for "used", run → artifact for "produced", component → mix for "component". */
+  /**
+   * Edges point the way data flows: artifact → run for "used", run → artifact
+   * for "produced", component → mix for "component", and parent run → run for
+   * "parent" (a nested run, or a fork that names no checkpoint).
+   */
   from: string;
   to: string;
-  relation: 'used' | 'produced' | 'component';
+  relation: 'used' | 'produced' | 'component' | 'parent';
   role: string;
   weight?: number;
 }
@@ -259,9 +263,19 @@ export class Lineage {
     const seenArtifacts = new Set<string>();
     for (let depth = 0; runs.length && depth < (opts.maxDepth ?? 100); depth++) {
       const used = await this.prisma.edge.findMany({ where: { runId: { in: runs }, direction: 'used' }, orderBy: { position: 'asc' } });
+      // A parent with no checkpoint between (MLflow's nested runs, OpenLineage's parent facet) is an edge of its own.
+      const nested = await this.prisma.run.findMany({ where: { id: { in: runs }, forkedFromRunId: { not: null }, forkedFromArtifactId: null }, select: { id: true, forkedFromRunId: true } });
+      const parents: string[] = [];
+      for (const r of nested) {
+        edges.push({ from: r.forkedFromRunId!, to: r.id, relation: 'parent', role: 'parent' });
+        if (!seenRuns.has(r.forkedFromRunId!)) {
+          seenRuns.add(r.forkedFromRunId!);
+          parents.push(r.forkedFromRunId!);
+        }
+      }
       let frontier = [...new Set(used.map((e) => e.artifactId))].filter((a) => !seenArtifacts.has(a));
       for (const e of used) edges.push({ from: e.artifactId, to: e.runId, relation: 'used', role: e.role });
-      const next: string[] = [];
+      const next: string[] = [...parents];
       while (frontier.length) {
         frontier.forEach((a) => seenArtifacts.add(a));
         const arts = await this.prisma.artifact.findMany({ where: { id: { in: frontier } } });

@@ -71,6 +71,13 @@ export function RunPage({ runId }: { runId: string }) {
             <div><dt>forked from</dt><dd><Link href={`/runs/${r.forkedFromRunId}`}>{names.get(r.forkedFromRunId) ?? shortId(r.forkedFromRunId)}</Link>{r.forkedAtStep !== null ? ` @ step ${r.forkedAtStep}` : ''}</dd></div>
           )}
           {r.tags.length > 0 && <div><dt>tags</dt><dd>{r.tags.map((t) => <span key={t} className="tag">{t}</span>)}</dd></div>}
+          {Object.keys(r.tagValues).length > 0 && (
+            <div>
+              <dt>tag values</dt>
+              <dd>{Object.entries(r.tagValues).map(([k, v]) => <span key={k} className="tag" title={v}>{k}={v.length > 40 ? `${v.slice(0, 40)}…` : v}</span>)}</dd>
+            </div>
+          )}
+          {r.lifecycle === 'deleted' && <div><dt>lifecycle</dt><dd>deleted (hidden from listings; restorable)</dd></div>}
         </dl>
         {r.error && <div className="errorbox">failed: {r.error}</div>}
       </header>

@@ -59,6 +59,8 @@ export function lineageTree(graph: LineageGraph, paint: Paint): TreeNode {
           return build(e.from, (n) => `${paint.dim('made by')} ${runLabel(n)}`);
         case 'component':
           return build(e.from, (n) => `${formatWeight(e.weight)}  ${artifactLabel(n)}`);
+        case 'parent':
+          return build(e.from, (n) => `${paint.dim('nested in')} ${runLabel(n)}`);
         default: {
           const unknown: never = e.relation;
           throw new Error(`unknown lineage relation ${String(unknown)}`);
