@@ -88,5 +88,24 @@ for (const { backend, skip } of await backends()) {
       expect(verified).toMatchObject({ ok: true });
       expect(verified.checked).toBeGreaterThanOrEqual(WRITERS * per);
     });
+
+    it('identical retries racing on one event id both succeed, one as a duplicate, even when the server fills the points\' times differently', async () => {
+      const { runId } = await pd.tracker.createRun({ projectId, name: 'retries', kind: 'custom', start: true });
+      // The twins leave `time` to the server, which fills it before the append lock: 1000 and 2000 ms stand for two clocks.
+      for (let pair = 0; pair < 20; pair++) {
+        const eventId = randomUUID();
+        const points = [{ key: 'loss', step: pair, value: 1 / (pair + 1) }];
+        const results = await Promise.all([
+          pd.tracker.logMetrics(runId, points, { eventId, now: 1000 + pair }),
+          pd.tracker.logMetrics(runId, points, { eventId, now: 2000 + pair }),
+        ]);
+        expect(results.map((r) => r.duplicate).sort()).toEqual([false, true]);
+      }
+      expect(await pd.lineage.metricPoints(runId, 'loss')).toHaveLength(20);
+      // A real difference is still refused.
+      const eventId = randomUUID();
+      await pd.tracker.logMetrics(runId, [{ key: 'loss', step: 100, value: 1 }], { eventId });
+      await expect(pd.tracker.logMetrics(runId, [{ key: 'loss', step: 100, value: 2 }], { eventId })).rejects.toMatchObject({ code: 'IDEMPOTENCY_MISMATCH' });
+    });
   });
 }

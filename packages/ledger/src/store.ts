@@ -22,6 +22,13 @@ export interface AppendOptions {
    * insert: for invariants that span streams (e.g. no lineage cycles). Throw to refuse.
    */
   check?: (tx: Queryable) => Promise<void>;
+  /**
+   * For a retry (an event id already stored): whether the stored data of the
+   * event at `index` stands for the same event as the proposal, when the two
+   * may differ in fields the server filled in (a point's time left to the
+   * server). Without it, the canonical data must match exactly.
+   */
+  sameEvent?: (index: number, storedData: unknown) => boolean;
 }
 
 export interface AppendResult {
@@ -170,7 +177,7 @@ export class EventStore {
     } catch (err) {
       // Two identical retries racing: the loser sees the winner's rows.
       if (pgErrorCode(err) === '23505') {
-        const again = await this.findDuplicate(this.db, streamId, prepared);
+        const again = await this.findDuplicate(this.db, streamId, prepared, opts.sameEvent);
         if (again) return again;
         if (pgConstraint(err) === 'events_stream_id_stream_version_key') {
           const actual = await this.streamVersion(streamId);
@@ -184,7 +191,7 @@ export class EventStore {
 
   private async appendIn(tx: Queryable, streamId: string, prepared: Prepared[], opts: AppendOptions): Promise<AppendResult> {
     await tx.query('SELECT pg_advisory_xact_lock($1)', [APPEND_LOCK]);
-    const duplicate = await this.findDuplicate(tx, streamId, prepared);
+    const duplicate = await this.findDuplicate(tx, streamId, prepared, opts.sameEvent);
     if (duplicate) return duplicate;
 
     const [head] = await tx.query<{ stream_version: number; hash: string; project_id: string }>(
@@ -231,14 +238,15 @@ export class EventStore {
   }
 
   /** A retried append: every id stored already, as the same events on the same stream. */
-  private async findDuplicate(q: Queryable, streamId: string, prepared: Prepared[]): Promise<AppendResult | null> {
+  private async findDuplicate(q: Queryable, streamId: string, prepared: Prepared[], sameEvent?: AppendOptions['sameEvent']): Promise<AppendResult | null> {
     const rows = await q.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY position`, [prepared.map((p) => p.eventId)]);
     if (rows.length === 0) return null;
     const byId = new Map(rows.map((r) => [r.event_id, r]));
-    for (const p of prepared) {
+    for (const [i, p] of prepared.entries()) {
       const r = byId.get(p.eventId);
       if (!r) throw new IdempotencyError(`some of these event ids are stored and some are not (e.g. ${p.eventId} is new): a retry must resend the same events`);
-      if (r.stream_id !== streamId || r.type !== p.type || canonicalJson(r.data) !== p.dataJson) {
+      const sameData = canonicalJson(r.data) === p.dataJson || (sameEvent?.(i, r.data) ?? false);
+      if (r.stream_id !== streamId || r.type !== p.type || !sameData) {
         throw new IdempotencyError(`event id ${p.eventId} is already stored as a different event (${r.type} on ${r.stream_id})`);
       }
     }

@@ -336,6 +336,8 @@ export class Tracker {
     // A retry (same event id) of a batch that left `time` to the server must propose the same event:
     // take the times the first attempt was stored with.
     const firstTimes = opts.eventId && points.some((p) => p?.time === undefined) ? await this.storedPointTimes(opts.eventId) : null;
+    // Points whose time the server fills: a racing twin of this request fills other times, and is still the same event.
+    const filled = new Set<number>();
     const out = points.map((p, i) => {
       if (typeof p !== 'object' || p === null) throw new ValidationError(`points[${i}] must be an object`);
       // JSON (and so the event) has no -0: store it as 0 from the start, so every read agrees.
@@ -344,9 +346,18 @@ export class Tracker {
         if (!opts.allowNonFinite) throw new ValidationError(`points[${i}].value is ${p.value}: metric values must be finite (pass allowNonFinite to log NaN/Infinity)`);
         value = Number.isNaN(p.value) ? 'NaN' : p.value > 0 ? 'Infinity' : '-Infinity';
       }
+      if (p.time === undefined) filled.add(i);
       return { key: p.key, step: p.step, value, time: p.time ?? firstTimes?.[i] ?? now };
     });
-    return this.onRun(runId, [{ type: 'MetricsLogged', data: { points: out } }], opts, { allow: ['created', 'running'], verb: 'log metrics to' });
+    const sameEvent = (_index: number, stored: unknown) => {
+      const was = (stored as { points?: { key: string; step: number; value: unknown; time: number }[] }).points;
+      return (
+        Array.isArray(was) &&
+        was.length === out.length &&
+        was.every((w, i) => w.key === out[i]!.key && w.step === out[i]!.step && canonicalJson(w.value as Json) === canonicalJson(out[i]!.value) && (filled.has(i) || w.time === out[i]!.time))
+      );
+    };
+    return this.onRun(runId, [{ type: 'MetricsLogged', data: { points: out } }], opts, { allow: ['created', 'running'], verb: 'log metrics to', sameEvent: filled.size ? sameEvent : undefined });
   }
 
   async saveCheckpoint(
@@ -484,7 +495,7 @@ export class Tracker {
     runId: string,
     events: NewEvent[],
     opts: CommandOptions,
-    rule: { allow?: string[]; verb: string; lifecycle?: 'active' | 'deleted'; check?: (tx: Queryable, run: RunRow) => Promise<void> },
+    rule: { allow?: string[]; verb: string; lifecycle?: 'active' | 'deleted'; check?: (tx: Queryable, run: RunRow) => Promise<void>; sameEvent?: (index: number, storedData: unknown) => boolean },
   ): Promise<AppendResult> {
     const id = uuid(runId, 'runId');
     const run = await getRunRow(this.db, id);
@@ -496,6 +507,7 @@ export class Tracker {
         projectId: run.project_id,
         expectedVersion: opts.expectedVersion ?? 'any',
         metadata: opts.metadata,
+        sameEvent: rule.sameEvent,
         check: async (tx) => {
           const current = await getRunRow(tx, id);
           const lifecycle = rule.lifecycle ?? 'active';
