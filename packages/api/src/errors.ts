@@ -23,9 +23,21 @@ function isLedgerError(err: unknown): err is LedgerLike {
   return err instanceof Error && typeof (err as { code?: unknown }).code === 'string' && (err as unknown as { code: string }).code in LEDGER_TO_TRPC;
 }
 
+/**
+ * PostgreSQL's "data exception" class (SQLSTATE 22…: a value out of a
+ * column's range, a byte sequence it cannot store) can only come from what a
+ * client sent, never from a fault of the server: a 400, not a 500. Input is
+ * validated before it gets there; this is the net under that.
+ */
+export function isDataException(err: unknown): boolean {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code);
+}
+
 export function toTRPCError(err: unknown): TRPCError {
   if (err instanceof TRPCError) return err;
   if (isLedgerError(err)) return new TRPCError({ code: LEDGER_TO_TRPC[err.code]!, message: err.message, cause: err });
+  if (isDataException(err)) return new TRPCError({ code: 'BAD_REQUEST', message: `invalid input: ${(err as Error).message}`, cause: err });
   return new TRPCError({ code: 'INTERNAL_SERVER_ERROR', message: err instanceof Error ? err.message : String(err), cause: err });
 }
 

@@ -1,3 +1,4 @@
+import { findUnstorableString } from '@pedigree/ledger';
 import { initTRPC, TRPCError } from '@trpc/server';
 import superjson from 'superjson';
 import { z, ZodError } from 'zod';
@@ -44,8 +45,15 @@ const mapErrors = t.middleware(async ({ next }) => {
   return result;
 });
 
+/** NUL and unpaired surrogates cannot be stored or compared by PostgreSQL: refused in reads as in writes, naming the field. */
+const refuseUnstorableStrings = t.middleware(async ({ getRawInput, next }) => {
+  const bad = findUnstorableString(await getRawInput());
+  if (bad) throw new TRPCError({ code: 'BAD_REQUEST', message: `invalid input: ${bad.path.replace(/^json\.?/, '') || 'input'}: ${bad.message}` });
+  return next();
+});
+
 /** Needs no project: health checks. */
-export const publicProcedure = t.procedure.use(mapErrors);
+export const publicProcedure = t.procedure.use(mapErrors).use(refuseUnstorableStrings);
 
 /** Every other procedure: `ctx.access` checks each project, run and artifact against the caller's key. */
 export const procedure = publicProcedure.use(({ ctx, next }) => {

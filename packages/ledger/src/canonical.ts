@@ -24,3 +24,99 @@ export function sha256Hex(text: string): string {
 }
 
 export const GENESIS_HASH = '0'.repeat(64);
+
+/** How deep a JSON value may nest (objects and arrays): deeper input is refused before anything recurses over it. */
+export const MAX_JSON_DEPTH = 32;
+
+/** The nesting depth of a value, found without recursion (a hostile value cannot overflow the stack); stops counting past `limit`. */
+export function jsonDepth(value: unknown, limit = Infinity): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    const depth = d + 1;
+    if (depth > deepest) deepest = depth;
+    if (deepest > limit) return deepest;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) if (child !== null && typeof child === 'object') stack.push([child, depth]);
+  }
+  return deepest;
+}
+
+/**
+ * The nesting depth of JSON text, by scanning its brackets outside strings —
+ * for a request body, before it is parsed. Stops past `limit`.
+ */
+export function jsonTextDepth(text: string, limit = Infinity): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92 /* \ */) i++;
+      else if (c === 34 /* " */) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 /* { */ || c === 91 /* [ */) {
+      if (++depth > deepest) deepest = depth;
+      if (deepest > limit) return deepest;
+    } else if (c === 125 /* } */ || c === 93 /* ] */) depth--;
+  }
+  return deepest;
+}
+
+/**
+ * A copy of `value` with everything nested deeper than `maxDepth` replaced by
+ * a marker string: for reading a value a store already holds, so that no
+ * reader (a serializer, a chart) recurses past the limit. Iterative.
+ */
+export function clampDepth<T>(value: T, maxDepth = MAX_JSON_DEPTH): T {
+  if (jsonDepth(value, maxDepth) <= maxDepth) return value;
+  const root: { v: unknown } = { v: undefined };
+  const stack: [unknown, (x: unknown) => void, number][] = [[value, (x) => (root.v = x), 0]];
+  while (stack.length) {
+    const [v, put, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') {
+      put(v);
+      continue;
+    }
+    if (d >= maxDepth) {
+      put(`[nested deeper than ${maxDepth} levels]`);
+      continue;
+    }
+    if (Array.isArray(v)) {
+      const out: unknown[] = new Array(v.length);
+      put(out);
+      v.forEach((child, i) => stack.push([child, (x) => (out[i] = x), d + 1]));
+    } else {
+      const out: Record<string, unknown> = {};
+      put(out);
+      for (const [k, child] of Object.entries(v)) stack.push([child, (x) => (out[k] = x), d + 1]);
+    }
+  }
+  return root.v as T;
+}
+
+/**
+ * The first string PostgreSQL cannot store or compare (NUL, an unpaired
+ * surrogate) anywhere in a value, keys included, with its path; null when
+ * there is none. Iterative. Reads refuse such strings as writes do.
+ */
+export function findUnstorableString(value: unknown): { path: string; message: string } | null {
+  const stack: [unknown, string][] = [[value, '']];
+  while (stack.length) {
+    const [v, path] = stack.pop()!;
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) return { path, message: 'strings may not contain NUL (\\u0000)' };
+      if (!v.isWellFormed()) return { path, message: 'strings must be valid Unicode (unpaired surrogate)' };
+    } else if (Array.isArray(v)) v.forEach((x, i) => stack.push([x, `${path}[${i}]`]));
+    else if (v && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        const at = path ? `${path}.${k}` : k;
+        if (k.includes('\u0000') || !k.isWellFormed()) return { path: at, message: 'keys may not contain NUL or unpaired surrogates' };
+        stack.push([x, at]);
+      }
+    }
+  }
+  return null;
+}

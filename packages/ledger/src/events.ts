@@ -17,6 +17,8 @@ export const MAX_TAG_VALUE = 8000;
 export const MAX_NAME = 200;
 export const MAX_KEY = 250;
 export const MAX_POINTS_PER_BATCH = 50_000;
+/** Stream versions are INTEGER columns. */
+export const MAX_STREAM_VERSION = 2 ** 31 - 1;
 
 const Uuid = z.uuid();
 const Name = z.string().trim().min(1).max(MAX_NAME);
@@ -116,9 +118,9 @@ export const EventSchemas = {
     schema: z.object({
       suite: Key,
       task: Key,
-      contextLength: z.number().int().positive().optional(),
+      contextLength: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
       score: z.number().finite(),
-      n: z.number().int().nonnegative().optional(),
+      n: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
       step: Step.optional(),
     }),
   },

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { pgConstraint, pgErrorCode, type Db, type Queryable } from '@pedigree/db';
 import { z } from 'zod';
-import { canonicalJson, GENESIS_HASH, sha256Hex } from './canonical.ts';
+import { canonicalJson, GENESIS_HASH, jsonDepth, MAX_JSON_DEPTH, sha256Hex } from './canonical.ts';
 import { ConcurrencyError, IdempotencyError, TooLargeError, ValidationError, type Issue } from './errors.ts';
 import { EventSchemas, upcast, type EventMetadata, type EventType, type NewEvent, type StoredEvent } from './events.ts';
 
@@ -147,6 +147,10 @@ export class EventStore {
     return events.map((e, i) => {
       const def = EventSchemas[e.type as EventType];
       if (!def) throw new ValidationError(`unknown event type ${JSON.stringify(e.type)}`);
+      // Before anything recursive (zod, canonical JSON) walks it: a deep value would overflow the stack.
+      if (jsonDepth(e.data, MAX_JSON_DEPTH + 2) > MAX_JSON_DEPTH + 2 || jsonDepth(e.metadata ?? null, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+        throw new ValidationError(`invalid ${e.type}`, [{ path: `events[${i}].data`, message: `nested more than ${MAX_JSON_DEPTH} levels deep` }]);
+      }
       const parsed = def.schema.safeParse(e.data);
       if (!parsed.success) throw new ValidationError(`invalid ${e.type}`, zodIssues(parsed.error, `events[${i}].data`));
       const eventId = e.eventId ?? randomUUID();

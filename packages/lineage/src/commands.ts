@@ -148,7 +148,11 @@ export class Tracker {
     const spec = parse(ArtifactSpecSchema, input.spec, 'artifact spec');
     const digest = input.digest ?? contentDigest({ name: input.name, spec });
     const artifactId = nameUuid('artifact', projectId, spec.kind, digest);
-    if (spec.kind === 'datamix') checkWeights(spec.components.map((c) => c.weight));
+    if (spec.kind === 'datamix') {
+      checkWeights(spec.components.map((c) => c.weight));
+      const twice = spec.components.map((c) => c.artifactId.toLowerCase()).find((id, i, all) => all.indexOf(id) !== i);
+      if (twice) throw new ValidationError(`data mix lists artifact ${twice} twice: give each component once, with its whole weight`);
+    }
     const [existing] = await this.db.query<{ id: string }>('SELECT id FROM artifacts WHERE id = $1', [artifactId]);
     if (existing) return { artifactId, digest, existed: true };
     const [ev] = eventIds(opts.eventId, 1);

@@ -1,5 +1,5 @@
 import type { Db, PrismaClient } from '@pedigree/db';
-import { NotFoundError, ValidationError, type Json } from '@pedigree/ledger';
+import { clampDepth, NotFoundError, ValidationError, type Json } from '@pedigree/ledger';
 import { z } from 'zod';
 import { diffLineage, type DiffOptions, type LineageDiff } from './diff.ts';
 
@@ -104,13 +104,13 @@ const toRunView = (r: Awaited<ReturnType<PrismaClient['run']['findFirstOrThrow']
   kind: r.kind,
   status: r.status,
   codeVersion: r.codeVersion,
-  environment: r.environment as Record<string, Json>,
-  hyperparameters: r.hyperparameters as Record<string, Json>,
+  environment: clampDepth(r.environment as Record<string, Json>),
+  hyperparameters: clampDepth(r.hyperparameters as Record<string, Json>),
   summary: r.summary as RunView['summary'],
   tags: r.tags,
   forkedFromRunId: r.forkedFromRunId,
   forkedFromArtifactId: r.forkedFromArtifactId,
-  forkedAtStep: r.forkedAtStep,
+  forkedAtStep: num(r.forkedAtStep),
   error: r.error,
   createdAt: r.createdAt,
   startedAt: r.startedAt,
@@ -122,6 +122,8 @@ const toRunView = (r: Awaited<ReturnType<PrismaClient['run']['findFirstOrThrow']
 });
 
 const uuidOk = (s: string) => z.uuid().safeParse(s).success;
+/** BIGINT columns hold steps up to 2^53 − 1: exact as numbers. */
+const num = (v: bigint | number | null) => (v === null ? null : Number(v));
 
 /** The read side: typed reads through Prisma, heavy aggregates in SQL. */
 export class Lineage {
@@ -214,7 +216,7 @@ export class Lineage {
 
   async hyperparameterHistory(runId: string) {
     const rows = await this.prisma.hyperparameter.findMany({ where: { runId }, orderBy: [{ seq: 'asc' }, { key: 'asc' }] });
-    return rows.map((h) => ({ key: h.key, value: h.value as Json, type: h.valueType, step: h.step, reason: h.reason, changed: h.step !== null }));
+    return rows.map((h) => ({ key: h.key, value: clampDepth(h.value as Json), type: h.valueType, step: num(h.step), reason: h.reason, changed: h.step !== null }));
   }
 
   async artifact(artifactId: string): Promise<ArtifactView & { components: { artifactId: string; weight: number; filter: Json }[] }> {
@@ -232,12 +234,12 @@ export class Lineage {
 
   async edgesOf(runId: string) {
     const rows = await this.prisma.edge.findMany({ where: { runId }, orderBy: { position: 'asc' } });
-    return rows.map((e) => ({ artifactId: e.artifactId, direction: e.direction as 'used' | 'produced', role: e.role, step: e.step }));
+    return rows.map((e) => ({ artifactId: e.artifactId, direction: e.direction as 'used' | 'produced', role: e.role, step: num(e.step) }));
   }
 
   async evals(runId: string) {
     const rows = await this.prisma.evalResult.findMany({ where: { runId }, orderBy: { seq: 'asc' } });
-    return rows.map((e) => ({ suite: e.suite, task: e.task, contextLength: e.contextLength, score: e.score, n: e.n, step: e.step }));
+    return rows.map((e) => ({ suite: e.suite, task: e.task, contextLength: num(e.contextLength), score: e.score, n: num(e.n), step: num(e.step) }));
   }
 
   async notes(runId: string) {
@@ -405,5 +407,5 @@ function toProjectView(p: Awaited<ReturnType<PrismaClient['project']['findFirstO
 }
 
 function toArtifactView(a: Awaited<ReturnType<PrismaClient['artifact']['findFirstOrThrow']>>): ArtifactView {
-  return { id: a.id, projectId: a.projectId, kind: a.kind, name: a.name, digest: a.digest, spec: a.spec as Record<string, Json>, producedBy: a.producedBy, createdAt: a.createdAt };
+  return { id: a.id, projectId: a.projectId, kind: a.kind, name: a.name, digest: a.digest, spec: clampDepth(a.spec as Record<string, Json>), producedBy: a.producedBy, createdAt: a.createdAt };
 }

@@ -1,4 +1,5 @@
 import { TRPCError } from '@trpc/server';
+import { isDataException } from '../errors.ts';
 
 /**
  * MLflow's error codes and the HTTP statuses its server sends with them
@@ -62,6 +63,7 @@ export function toMlflowError(err: unknown): MlflowError {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
     if (typeof code === 'string' && code in FROM_LEDGER) return new MlflowError(FROM_LEDGER[code]!, err.message);
+    if (isDataException(err)) return new MlflowError('INVALID_PARAMETER_VALUE', `invalid input: ${err.message}`);
   }
   return new MlflowError('INTERNAL_ERROR', err instanceof Error ? err.message : String(err));
 }

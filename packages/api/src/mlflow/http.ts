@@ -1,3 +1,4 @@
+import { jsonTextDepth, MAX_JSON_DEPTH } from '@pedigree/ledger';
 import { apiKeyFromHeaders, createContext } from '../context.ts';
 import { accessFor } from '../access.ts';
 import { MAX_REQUEST_BYTES, readLimited, serverState } from '../http.ts';
@@ -42,6 +43,7 @@ export async function jsonBody(req: Request): Promise<Body> {
   if (!bytes) throw new MlflowError('BAD_REQUEST', `request body over ${MAX_REQUEST_BYTES} bytes; split the batch`, 413);
   const text = new TextDecoder().decode(bytes).trim();
   if (!text) return {};
+  if (jsonTextDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) throw new MlflowError('INVALID_PARAMETER_VALUE', `the body nests more than ${MAX_JSON_DEPTH} levels deep`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
