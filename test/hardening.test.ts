@@ -118,6 +118,11 @@ for (const { backend, skip } of await backends()) {
       expect(await eventCount(pd)).toBe(before);
     });
 
+    it('refuses deep bodies on the OpenLineage endpoint', async () => {
+      const r = await fetch(`${server.url}/api/v1/lineage`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"eventType":"START","run":{"runId":"0190f9a1-0000-7000-8000-000000000000","facets":${nested(20_000)}}}` });
+      expect(r.status).toBe(400);
+    });
+
     it('refuses deep bodies on the MLflow endpoints too', async () => {
       const r = await fetch(`${server.url}/api/2.0/mlflow/runs/log-batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"run_id":"${runId}","params":${nested(5000)}}` });
       expect(r.status).toBe(400);

@@ -1,10 +1,13 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { handleMlflowRequest, handleTrpcRequest, installServer, uninstallServer, type AuthMode } from '@pedigree/api';
+import { handleMlflowArtifactRequest, handleMlflowRequest, handleOpenLineageExportRequest, handleOpenLineageRequest, handleTrpcRequest, installServer, uninstallServer, type AuthMode, type FileStoreSettings } from '@pedigree/api';
 
 /** The HTTP endpoints the web app mounts (apps/web/app/api/…/route.ts), by path prefix: the first match serves. */
 const ROUTES: [prefix: string, handler: (req: Request) => Promise<Response>][] = [
   ['/api/2.0/mlflow/', handleMlflowRequest],
+  ['/api/v1/lineage/export', handleOpenLineageExportRequest],
+  ['/api/v1/lineage', handleOpenLineageRequest],
+  ['/api/2.0/mlflow-artifacts/artifacts', handleMlflowArtifactRequest],
   ['/api/trpc', handleTrpcRequest],
 ];
 import type { Pedigree } from '@pedigree/lineage';
@@ -15,21 +18,21 @@ import type { Pedigree } from '@pedigree/lineage';
  * Tests about what the API decides (auth, validation) use this; tests about
  * the server a user runs use test/support/server.ts.
  */
-export async function serveInProcess(pedigree: Pedigree, authMode: AuthMode): Promise<{ url: string; close(): Promise<void> }> {
-  installServer({ pedigree, authMode });
+export async function serveInProcess(pedigree: Pedigree, authMode: AuthMode, opts: { files?: FileStoreSettings } = {}): Promise<{ url: string; close(): Promise<void> }> {
+  installServer({ pedigree, authMode, files: opts.files });
   const server = http.createServer(async (req, res) => {
     try {
-      const chunks: Buffer[] = [];
-      for await (const c of req) chunks.push(c as Buffer);
-      const body = chunks.length ? Buffer.concat(chunks) : undefined;
       const controller = new AbortController();
       res.on('close', () => controller.abort());
+      // The body streams, handed over as Next hands it to a route (the node request as the body, pulled as it is read): uploads are never whole in memory, and a client that goes away mid-body errors the stream.
+      const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
       const request = new Request(`http://${req.headers.host}${req.url}`, {
         method: req.method,
         headers: req.headers as Record<string, string>,
-        body: req.method === 'GET' || req.method === 'HEAD' ? undefined : body,
+        body: hasBody ? (req as unknown as ReadableStream<Uint8Array>) : undefined,
+        duplex: 'half',
         signal: controller.signal,
-      });
+      } as RequestInit);
       const route = ROUTES.find(([prefix]) => (req.url ?? '').startsWith(prefix));
       const response = route ? await route[1](request) : new Response('not found', { status: 404 });
       res.writeHead(response.status, Object.fromEntries(response.headers));

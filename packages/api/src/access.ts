@@ -34,37 +34,45 @@ export interface Access {
 
 export function accessFor(ctx: Context): Access {
   const db = ctx.pedigree.database.db;
-  const allowed = (projectId: string, what: string) => {
-    if (ctx.key && ctx.key.projectId !== projectId) {
-      throw new TRPCError({ code: 'FORBIDDEN', message: `${what} belongs to another project; this API key (${ctx.key.name}) is for project ${ctx.key.projectId}` });
-    }
+  /**
+   * With a key, whatever is outside its project is answered exactly as what
+   * does not exist at all (same status, same message, naming only what the
+   * caller sent): a key learns nothing of other projects' names, ids or streams.
+   */
+  const outside = (what: string, ref: string) => new TRPCError({ code: 'FORBIDDEN', message: `${what} ${JSON.stringify(ref)} not found in this API key's project` });
+  const missing = (what: string, ref: string) => (ctx.key ? outside(what, ref) : new TRPCError({ code: 'NOT_FOUND', message: `${what} ${JSON.stringify(ref)} not found` }));
+  const allowed = (projectId: string, what: string, ref: string) => {
+    if (ctx.key && ctx.key.projectId !== projectId) throw outside(what, ref);
   };
   const access: Access = {
     async project(ref) {
       const byId = UUID.test(ref);
       const [row] = await db.query<ProjectRow>(`SELECT id, name FROM projects WHERE ${byId ? 'id = $1::uuid' : 'name = $1'}`, [byId ? ref.toLowerCase() : ref]);
-      if (!row) {
-        if (ctx.key) throw new TRPCError({ code: 'FORBIDDEN', message: `project ${JSON.stringify(ref)} is not this API key's project` });
-        throw new TRPCError({ code: 'NOT_FOUND', message: `project ${JSON.stringify(ref)} not found` });
-      }
-      allowed(row.id, `project ${JSON.stringify(row.name)}`);
+      if (!row) throw missing('project', ref);
+      allowed(row.id, 'project', ref);
       return row;
     },
     async projectIds() {
       return ctx.key ? [ctx.key.projectId] : 'all';
     },
     async run(ref) {
-      const id = await ctx.pedigree.lineage.resolveRunId(ref);
+      let id: string;
+      try {
+        id = await ctx.pedigree.lineage.resolveRunId(ref, { projectId: ctx.key?.projectId });
+      } catch (err) {
+        if ((err as { code?: string }).code === 'NOT_FOUND') throw missing('run', ref);
+        throw err;
+      }
       const [row] = await db.query<{ id: string; project_id: string; status: string }>('SELECT id, project_id, status FROM runs WHERE id = $1', [id]);
-      if (!row) throw new TRPCError({ code: 'NOT_FOUND', message: `run ${ref} not found` });
-      allowed(row.project_id, `run ${row.id}`);
+      if (!row) throw missing('run', ref);
+      allowed(row.project_id, 'run', ref);
       return { id: row.id, projectId: row.project_id, status: row.status };
     },
     async artifact(id) {
       if (!UUID.test(id)) throw new TRPCError({ code: 'BAD_REQUEST', message: `artifactId must be a UUID, got ${JSON.stringify(id)}` });
       const [row] = await db.query<{ id: string; project_id: string }>('SELECT id, project_id FROM artifacts WHERE id = $1', [id.toLowerCase()]);
-      if (!row) throw new TRPCError({ code: 'NOT_FOUND', message: `artifact ${id} not found` });
-      allowed(row.project_id, `artifact ${row.id}`);
+      if (!row) throw missing('artifact', id);
+      allowed(row.project_id, 'artifact', id);
       return { id: row.id, projectId: row.project_id };
     },
     async stream(streamId) {

@@ -1,8 +1,10 @@
 import { defaultTarget } from '@pedigree/db';
 import { openPedigree, type Pedigree } from '@pedigree/lineage';
+import { jsonTextDepth, MAX_JSON_DEPTH } from '@pedigree/ledger';
 import { TRPCError } from '@trpc/server';
 import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
 import { apiKeyFromHeaders, createContext, type AuthMode } from './context.ts';
+import { fileStoreSettings, type FileStoreSettings } from './files.ts';
 import { appRouter } from './router.ts';
 
 /** The tRPC endpoint, as mounted by the Next.js app (apps/web/app/api/trpc/[trpc]/route.ts). */
@@ -13,6 +15,8 @@ export const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
 export interface ServerState {
   pedigree: Pedigree;
   authMode: AuthMode;
+  /** Where uploaded files (MLflow's artifacts) are kept and how large one may be: see fileStoreSettings. */
+  files: FileStoreSettings;
 }
 
 const STATE = Symbol.for('pedigree.api.server');
@@ -23,8 +27,9 @@ type Global = typeof globalThis & { [STATE]?: Promise<ServerState> };
  * calls this before it starts Next.js in the same process; the route handler,
  * bundled by Next, finds it through a process-wide symbol.
  */
-export function installServer(state: ServerState): void {
-  (globalThis as Global)[STATE] = Promise.resolve(state);
+export function installServer(state: Omit<ServerState, 'files'> & { files?: FileStoreSettings }): void {
+  const files = state.files ?? fileStoreSettings(state.pedigree.database.db);
+  (globalThis as Global)[STATE] = Promise.resolve({ ...state, files });
 }
 
 export function uninstallServer(): void {
@@ -42,13 +47,16 @@ export function defaultAuthMode(kind: 'pglite' | 'postgres', env: NodeJS.Process
 /** The installed server, or (under `next dev`) one opened from the environment on first use. */
 export function serverState(): Promise<ServerState> {
   const g = globalThis as Global;
-  g[STATE] ??= openPedigree(defaultTarget()).then((pedigree) => ({ pedigree, authMode: defaultAuthMode(pedigree.database.db.kind) }));
+  g[STATE] ??= openPedigree(defaultTarget()).then((pedigree) => ({ pedigree, authMode: defaultAuthMode(pedigree.database.db.kind), files: fileStoreSettings(pedigree.database.db) }));
   return g[STATE];
 }
 
 function jsonError(status: number, code: string, message: string): Response {
   return Response.json({ error: { json: { message, code: -32600, data: { code, httpStatus: status } } } }, { status });
 }
+
+/** Allowing for the envelope (`{"json": {"values": …}}`), values may nest MAX_JSON_DEPTH levels. */
+const TOO_DEEP = `invalid input: JSON nested more than ${MAX_JSON_DEPTH} levels deep`;
 
 /** Reads a request body up to the limit; null when it is over. */
 export async function readLimited(req: Request, limit: number): Promise<Uint8Array | null> {
@@ -77,7 +85,11 @@ export async function handleTrpcRequest(req: Request): Promise<Response> {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     const body = await readLimited(req, MAX_REQUEST_BYTES);
     if (!body) return jsonError(413, 'PAYLOAD_TOO_LARGE', `request body over ${MAX_REQUEST_BYTES} bytes; send metrics in batches of at most 50,000 points`);
+    if (jsonTextDepth(new TextDecoder().decode(body), MAX_JSON_DEPTH + 4) > MAX_JSON_DEPTH + 4) return jsonError(400, 'BAD_REQUEST', TOO_DEEP);
     request = new Request(req.url, { method: req.method, headers: req.headers, body: new Uint8Array(body) });
+  } else {
+    const input = new URL(req.url).searchParams.get('input');
+    if (input && jsonTextDepth(input, MAX_JSON_DEPTH + 4) > MAX_JSON_DEPTH + 4) return jsonError(400, 'BAD_REQUEST', TOO_DEEP);
   }
   const state = await serverState();
   return fetchRequestHandler({

@@ -184,10 +184,14 @@ export class Lineage {
   }
 
   /** Runs whose id starts with `prefix` (what people paste from a table). */
-  async resolveRunId(prefix: string): Promise<string> {
+  async resolveRunId(prefix: string, opts: { projectId?: string } = {}): Promise<string> {
     if (uuidOk(prefix)) return prefix.toLowerCase();
     if (!/^[0-9a-f-]{4,36}$/i.test(prefix)) throw new ValidationError(`not a run id or id prefix: ${JSON.stringify(prefix)}`);
-    const rows = await this.db.query<{ id: string }>('SELECT id FROM runs WHERE id::text LIKE $1 LIMIT 2', [`${prefix.toLowerCase()}%`]);
+    // Within one project when asked (an API key's): another project's runs neither match nor make a prefix ambiguous.
+    const rows = await this.db.query<{ id: string }>('SELECT id FROM runs WHERE id::text LIKE $1 AND ($2::uuid IS NULL OR project_id = $2::uuid) LIMIT 2', [
+      `${prefix.toLowerCase()}%`,
+      opts.projectId ?? null,
+    ]);
     if (rows.length === 0) throw new NotFoundError(`run ${prefix}`);
     if (rows.length > 1) throw new ValidationError(`run id prefix ${prefix} is ambiguous`);
     return rows[0]!.id;

@@ -1,57 +1,15 @@
-import { jsonTextDepth, MAX_JSON_DEPTH } from '@pedigree/ledger';
-import { apiKeyFromHeaders, createContext } from '../context.ts';
-import { accessFor } from '../access.ts';
-import { MAX_REQUEST_BYTES, readLimited, serverState } from '../http.ts';
+import { authenticate, jsonBody } from './auth.ts';
 import { MlflowError, toMlflowError } from './errors.ts';
-import { TRACKING_ENDPOINTS, type Call } from './tracking.ts';
-import { queryBody, type Body } from './wire.ts';
+import { TRACKING_ENDPOINTS } from './tracking.ts';
+import { queryBody } from './wire.ts';
+
+export { authenticate, jsonBody, mlflowApiKey } from './auth.ts';
 
 /** Where MLflow's clients find the tracking API (MLFLOW_TRACKING_URI=http://host:port). */
 export const MLFLOW_PREFIX = '/api/2.0/mlflow/';
 
 function errorResponse(err: MlflowError): Response {
   return Response.json({ error_code: err.code, message: err.message }, { status: err.status });
-}
-
-/**
- * The key an MLflow client sends: `Authorization: Bearer <key>` from
- * MLFLOW_TRACKING_TOKEN, or Basic auth (MLFLOW_TRACKING_USERNAME/PASSWORD)
- * with the key as the password.
- */
-export function mlflowApiKey(headers: Headers): string | null {
-  const auth = headers.get('authorization');
-  const basic = auth && /^Basic\s+(\S+)\s*$/i.exec(auth);
-  if (basic) {
-    const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8');
-    const colon = decoded.indexOf(':');
-    return colon >= 0 ? decoded.slice(colon + 1) : decoded;
-  }
-  return apiKeyFromHeaders(headers);
-}
-
-/** A request's context and access, checked like every other request; shared by the artifact and OpenLineage endpoints. */
-export async function authenticate(req: Request, client: string): Promise<Pick<Call, 'ctx' | 'access'>> {
-  const state = await serverState();
-  const ctx = await createContext({ pedigree: state.pedigree, authMode: state.authMode, apiKey: mlflowApiKey(req.headers), client: req.headers.get('user-agent')?.slice(0, 60) ?? client });
-  if (ctx.authError) throw ctx.authError;
-  return { ctx, access: accessFor(ctx) };
-}
-
-/** Parses a JSON body (at most MAX_REQUEST_BYTES). */
-export async function jsonBody(req: Request): Promise<Body> {
-  const bytes = await readLimited(req, MAX_REQUEST_BYTES);
-  if (!bytes) throw new MlflowError('BAD_REQUEST', `request body over ${MAX_REQUEST_BYTES} bytes; split the batch`, 413);
-  const text = new TextDecoder().decode(bytes).trim();
-  if (!text) return {};
-  if (jsonTextDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) throw new MlflowError('INVALID_PARAMETER_VALUE', `the body nests more than ${MAX_JSON_DEPTH} levels deep`);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw new MlflowError('MALFORMED_REQUEST', `Malformed request: the body is not JSON (${(err as Error).message})`);
-  }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new MlflowError('MALFORMED_REQUEST', 'Malformed request: the body must be a JSON object');
-  return parsed as Body;
 }
 
 /** Serves MLflow's tracking REST API over the Fetch API: what the Next.js route handler exports. */

@@ -3,6 +3,8 @@ import { canonicalJson, RUN_KINDS, type Json } from '@pedigree/ledger';
 import { nameUuid, type ProjectView, type RunView } from '@pedigree/lineage';
 import type { Access } from '../access.ts';
 import type { Context } from '../context.ts';
+import { listRunArtifacts } from './artifacts.ts';
+import { runOf } from './lookup.ts';
 import { invalid, MlflowError, notFound } from './errors.ts';
 import { decodePageToken, encodePageToken, matches, parseFilter, parseOrderBy, sortBy, type Searchable } from './search.ts';
 import { keyValues, list, metricValue, optionalInt, optionalString, requiredString, viewType, wireNumber, type Body, type KeyValue } from './wire.ts';
@@ -80,11 +82,9 @@ const experiments: Record<string, Handler> = {
     const name = requiredString(call.body, 'experiment_name');
     const all = await call.ctx.pedigree.lineage.projects();
     const p = all.find((x) => x.name === name);
-    if (!p) {
-      if (call.ctx.key) throw new MlflowError('PERMISSION_DENIED', `experiment ${JSON.stringify(name)} is not this API key's project`);
-      throw notFound(`Could not find experiment with name '${name}'`);
-    }
-    await call.access.project(p.id);
+    // With a key, another project's experiment and a missing one get the same answer.
+    if (call.ctx.key && p?.id !== call.ctx.key.projectId) throw new MlflowError('PERMISSION_DENIED', `experiment ${JSON.stringify(name)} not found in this API key's project`);
+    if (!p) throw notFound(`Could not find experiment with name '${name}'`);
     return { experiment: experimentView(p) };
   },
 
@@ -167,21 +167,6 @@ const experiments: Record<string, Handler> = {
 };
 
 // ---- runs -----------------------------------------------------------------------
-
-/** MLflow's run ids are 32 hex digits; Pedigree's are UUIDs. Both are accepted. */
-async function runOf(call: Call, fieldOrRef?: string): Promise<RunView> {
-  const ref = fieldOrRef ?? optionalString(call.body, 'run_id') ?? optionalString(call.body, 'run_uuid');
-  if (!ref) throw invalid(`Missing value for required parameter 'run_id'.`);
-  const id = /^[0-9a-f]{32}$/i.test(ref) ? `${ref.slice(0, 8)}-${ref.slice(8, 12)}-${ref.slice(12, 16)}-${ref.slice(16, 20)}-${ref.slice(20)}` : ref;
-  if (!UUID.test(id)) throw notFound(`Run with id=${ref} not found`);
-  try {
-    const row = await call.access.run(id.toLowerCase());
-    return await call.ctx.pedigree.lineage.run(row.id);
-  } catch (err) {
-    if ((err as { code?: string }).code === 'NOT_FOUND') throw notFound(`Run with id=${ref} not found`);
-    throw err;
-  }
-}
 
 function status(run: RunView): (typeof RUN_STATUSES)[number] {
   switch (run.status) {
@@ -571,6 +556,8 @@ const runs: Record<string, Handler> = {
     };
   },
 
+  'artifacts/list': listRunArtifacts,
+
   async 'metrics/get-history'(call) {
     const run = await runOf(call);
     const key = requiredString(call.body, 'metric_key', 250);
@@ -591,7 +578,7 @@ export const TRACKING_ENDPOINTS: Record<string, { methods: readonly string[]; ha
   Object.entries({ ...experiments, ...runs }).map(([path, handler]) => [
     path,
     {
-      methods: ['experiments/get-by-name', 'experiments/get', 'experiments/list', 'runs/get', 'metrics/get-history'].includes(path) ? ['GET'] : path.endsWith('/search') ? ['POST', 'GET'] : ['POST'],
+      methods: ['experiments/get-by-name', 'experiments/get', 'experiments/list', 'runs/get', 'metrics/get-history', 'artifacts/list'].includes(path) ? ['GET'] : path.endsWith('/search') ? ['POST', 'GET'] : ['POST'],
       handler,
     },
   ]),

@@ -2,6 +2,7 @@ import type { Command } from '../command.ts';
 import { demoCommand } from './demo.ts';
 import { diffCommand } from './diff.ts';
 import { eventsCommand } from './events.ts';
+import { exportCommand } from './export.ts';
 import { helpCommand } from './help.ts';
 import { keysCommand } from './keys.ts';
 import { lineageCommand } from './lineage.ts';
@@ -23,6 +24,7 @@ export const COMMANDS: readonly Command[] = [
   eventsCommand,
   lineageCommand,
   diffCommand,
+  exportCommand,
   projectsCommand,
   keysCommand,
   demoCommand,
