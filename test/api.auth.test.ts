@@ -83,9 +83,10 @@ const ROWS: Record<string, Row> = {
   'lineage.diff': { call: (api, w) => api.lineage.diff.query({ a: w.run, b: w.run }) },
   'events.stream': { call: (api, w) => api.events.stream.query({ streamId: `run-${w.run}` }) },
   'system.whoami': { call: (api) => api.system.whoami.query() },
+  'system.ticket': { call: (api) => api.system.ticket.mutate() },
 };
 /** Procedures that name no project's data: checked separately below. */
-const PROJECTLESS = new Set(['projects.list', 'projects.create', 'projects.ensure', 'system.whoami']);
+const PROJECTLESS = new Set(['projects.list', 'projects.create', 'projects.ensure', 'system.whoami', 'system.ticket']);
 const PUBLIC = new Set(['system.health']);
 
 async function world(pd: Pedigree, name: string): Promise<World> {
@@ -168,6 +169,78 @@ for (const { backend, skip } of await backends()) {
       expect((await fetch(`${server.url}/api/trpc/system.health`)).status).toBe(200);
 
       await expect(connect({ url: server.url, apiKey: spare.key, retry: { retryForMs: 0 }, handleSignals: false })).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+    });
+
+    /**
+     * A live-update request as a browser's EventSource makes it (everything in
+     * the URL). tRPC answers SSE with 200 and reports a refusal as its first
+     * event: 'served' when none comes within a second, else the error's code.
+     */
+    const sse = async (input: unknown, connectionParams: Record<string, string>): Promise<string> => {
+      const res = await fetch(`${server.url}/api/trpc/runs.watch?input=${encodeURIComponent(JSON.stringify({ json: input }))}&connectionParams=${encodeURIComponent(JSON.stringify(connectionParams))}`, {
+        headers: { accept: 'text/event-stream' },
+      });
+      if (res.status !== 200) return `HTTP ${res.status}`;
+      const reader = res.body!.getReader();
+      let text = '';
+      const deadline = Date.now() + 1000;
+      try {
+        while (Date.now() < deadline && !text.includes('serialized-error')) {
+          const next = await Promise.race([reader.read(), new Promise<null>((r) => setTimeout(() => r(null), deadline - Date.now()))]);
+          if (!next || next.done) break;
+          text += new TextDecoder().decode(next.value);
+        }
+      } finally {
+        await reader.cancel();
+      }
+      const error = /event: serialized-error\ndata: (.*)\n/.exec(text);
+      if (!error) return 'served';
+      const { json } = JSON.parse(error[1]!) as { json: { message: string; data: { code: string } } };
+      return `${json.data.code}: ${json.message}`;
+    };
+
+    it('never takes a key from a URL: live updates open with a short-lived ticket, for subscriptions only', async () => {
+      expect(await sse({ runId: a.run }, { apiKey: keyA })).toMatch(/^UNAUTHORIZED: API keys are not accepted in URLs/);
+      // A key in the URL is refused even beside a good header.
+      const both = await fetch(`${server.url}/api/trpc/projects.list?connectionParams=${encodeURIComponent(JSON.stringify({ apiKey: keyA }))}`, { headers: { authorization: `Bearer ${keyA}` } });
+      expect(both.status).toBe(401);
+
+      const { ticket } = await clientA.api.system.ticket.mutate();
+      expect(ticket).toMatch(/^pdt_/);
+      expect(ticket).not.toContain(keyA.slice(4, 20));
+      expect(await sse({ runId: a.run }, { ticket: ticket! })).toBe('served');
+      // Another project's run through A's ticket: refused like any of A's requests for B.
+      expect(await sse({ runId: b.run }, { ticket: ticket! })).toMatch(/^FORBIDDEN/);
+      // Not for queries; not forged; not after its key is revoked.
+      const asQuery = await fetch(`${server.url}/api/trpc/projects.list?connectionParams=${encodeURIComponent(JSON.stringify({ ticket }))}`);
+      expect(asQuery.status).toBe(401);
+      expect(await sse({ runId: a.run }, { ticket: `${ticket!.slice(0, -2)}xx` })).toMatch(/^UNAUTHORIZED: the live-update ticket is invalid/);
+      const spare = await createApiKey(pd.database.db, a.project, 'spare-2');
+      const spareTicket = await (await connect({ url: server.url, apiKey: spare.key, retry: { retryForMs: 0 }, handleSignals: false })).api.system.ticket.mutate();
+      await revokeApiKey(pd.database.db, spare.id);
+      expect(await sse({ runId: a.run }, { ticket: spareTicket.ticket! })).toMatch(/^UNAUTHORIZED/);
+    });
+
+    it("answers a key about another project's things exactly as about things that do not exist", async () => {
+      const answer = async (call: Promise<unknown>) =>
+        call.then(
+          () => 'served',
+          (e: { data?: { code?: string }; message: string }) => `${e.data?.code}: ${e.message}`,
+        );
+      const missingRun = '00000000-0000-4000-8000-000000000000';
+      const foreign = await answer(clientA.api.runs.get.query({ runId: b.run }));
+      const missing = await answer(clientA.api.runs.get.query({ runId: missingRun }));
+      expect(foreign).toBe(missing.replace(missingRun, b.run));
+      expect(foreign).not.toMatch(/project-b|belongs/);
+      // A prefix of B's run id: as unknown as any prefix, and never B's full id.
+      const prefix = await answer(clientA.api.runs.get.query({ runId: b.run.slice(0, 8) }));
+      expect(prefix).toBe(`FORBIDDEN: run "${b.run.slice(0, 8)}" not found in this API key's project`);
+      const byName = await answer(clientA.api.projects.get.query({ project: b.projectName }));
+      const noSuch = await answer(clientA.api.projects.get.query({ project: 'no-such-project' }));
+      expect(byName).toBe(noSuch.replace('no-such-project', b.projectName));
+      const stream = await answer(clientA.api.events.stream.query({ streamId: `run-${b.run}` }));
+      const noStream = await answer(clientA.api.events.stream.query({ streamId: `run-${missingRun}` }));
+      expect(stream).toBe(noStream.replace(missingRun, b.run));
     });
   });
 }

@@ -1,4 +1,6 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -152,5 +154,76 @@ describe('pedigree start (usage)', () => {
     expect(port.stderr).toBe('pedigree: --port must be a whole number from 0 to 65535, got "http"\n');
     expect(authMode).toMatchObject({ code: 2, stdout: '' });
     expect(authMode.stderr).toBe('pedigree: --auth must be one of open, keys; got "none"\n');
+  });
+});
+
+/**
+ * An open server is for this machine only. How we tried to break it: asked it
+ * to listen on every address; reached it with another site's name in the Host
+ * header, as a page that rebinds its DNS name to 127.0.0.1 would; sent a
+ * chunked body over the size limit and then a second request on the same
+ * kept-alive connection.
+ */
+describe('an open server stays on this machine', () => {
+  let home: string;
+  let server: PedigreeServer;
+
+  beforeAll(async () => {
+    home = mkdtempSync(path.join(os.tmpdir(), 'pedigree-open-'));
+    server = await pedigreeServer({ home, auth: 'open', demo: 'none' });
+    await server.start();
+  });
+  afterAll(async () => {
+    if (server?.pid) await server.stop();
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  it('refuses to serve --auth open on an address other machines can reach', async () => {
+    const other = mkdtempSync(path.join(os.tmpdir(), 'pedigree-open-'));
+    try {
+      const r = await pedigreeCommand(['start', '--host', '0.0.0.0', '--port', '0', '--auth', 'open', '--home', other, '--demo', 'none']);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/refusing to serve with --auth open on 0\.0\.0\.0/);
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
+  });
+
+  it('answers only requests whose Host is a loopback name (DNS rebinding)', async () => {
+    const get = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port: server.port, path: '/api/trpc/system.health', headers: { host } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+      });
+    expect(await get('evil.example:80')).toBe(403);
+    expect(await get(`attacker.test:${server.port}`)).toBe(403);
+    expect(await get(`localhost:${server.port}`)).toBe(200);
+    expect(await get(`127.0.0.1:${server.port}`)).toBe(200);
+    expect(await get(`[::1]:${server.port}`)).toBe(200);
+  });
+
+  it('closes the connection after a 413 on a chunked body, so the next request cannot hang on its rest', async () => {
+    const socket = net.connect(server.port, '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    let received = '';
+    socket.on('data', (d) => (received += d.toString('latin1')));
+    const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now())));
+    socket.on('error', () => {});
+    socket.write(`POST /api/trpc/runs.logMetrics HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n`);
+    const chunk = Buffer.alloc(1024 * 1024, 0x20);
+    const started = Date.now();
+    for (let i = 0; i < 20 && !received.includes('413') && !socket.destroyed; i++) {
+      socket.write(`${chunk.length.toString(16)}\r\n`);
+      socket.write(chunk);
+      socket.write('\r\n');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const end = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
+    expect(received).toMatch(/^HTTP\/1\.1 413/);
+    expect(end, 'the server kept the connection open after the 413').not.toBe(-1);
+    expect(end - started).toBeLessThan(5000);
   });
 });

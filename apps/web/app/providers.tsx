@@ -22,14 +22,18 @@ function makeClients() {
     links: [
       splitLink({
         condition: (op) => op.type === 'subscription',
-        // EventSource cannot send headers: in keys mode the subscription falls back to polling the queries (see RunPage).
-        // EventSource cannot set headers: the key travels as a connection parameter (in the URL; same origin only).
+        // EventSource cannot set headers, and what it sends is in the URL (proxy logs, history): never the key.
+        // In keys mode each (re)connect first POSTs the key for a short-lived ticket, and sends that.
         true: httpSubscriptionLink({
           url,
           transformer: superjson,
-          connectionParams: () => {
+          connectionParams: async () => {
             const apiKey = storedKey();
-            return apiKey ? { apiKey } : null;
+            if (!apiKey) return null;
+            const res = await fetch(`${url}/system.ticket`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` }, body: '{}' });
+            const body = (await res.json()) as { result?: { data?: { json?: { ticket?: string | null } } } };
+            const ticket = body.result?.data?.json?.ticket;
+            return ticket ? { ticket } : null;
           },
         }),
         // Pages that ask for many small things at once (the artifacts page: one edges query per run) split into several requests, not one huge URL.

@@ -1,6 +1,7 @@
 import type { Pedigree } from '@pedigree/lineage';
 import { TRPCError } from '@trpc/server';
 import { authenticateApiKey, type KeyIdentity } from './keys.ts';
+import { redeemTicket } from './tickets.ts';
 
 /**
  * `open`: requests without a key act on every project (the embedded,
@@ -24,15 +25,24 @@ export interface Context {
 export interface CreateContextInput {
   pedigree: Pedigree;
   authMode: AuthMode;
-  /** The raw key the request carried: `Authorization: Bearer …`, `x-api-key`, or the subscription's connection params. */
+  /** The raw key the request carried in a header: `Authorization: Bearer …` or `x-api-key`. */
   apiKey?: string | null;
+  /** A subscription's ticket (see tickets.ts), from its connection params: never a key. */
+  ticket?: string | null;
+  /** Why the credentials the request carried are refused before they are looked at (a key in the URL). */
+  refused?: string | null;
   client?: string | null;
 }
 
-export async function createContext({ pedigree, authMode, apiKey, client }: CreateContextInput): Promise<Context> {
+export async function createContext({ pedigree, authMode, apiKey, ticket, refused, client }: CreateContextInput): Promise<Context> {
   let key: KeyIdentity | null = null;
   let authError: TRPCError | null = null;
-  if (apiKey) {
+  if (refused) {
+    authError = new TRPCError({ code: 'UNAUTHORIZED', message: refused });
+  } else if (ticket) {
+    key = await redeemTicket(pedigree.database.db, ticket);
+    if (!key) authError = new TRPCError({ code: 'UNAUTHORIZED', message: 'the live-update ticket is invalid or expired (or its key was revoked): POST system.ticket for a new one' });
+  } else if (apiKey) {
     key = await authenticateApiKey(pedigree.database.db, apiKey);
     if (!key) authError = new TRPCError({ code: 'UNAUTHORIZED', message: 'unknown or revoked API key' });
   } else if (authMode === 'keys') {

@@ -52,8 +52,15 @@ export function serverState(): Promise<ServerState> {
 }
 
 function jsonError(status: number, code: string, message: string): Response {
-  return Response.json({ error: { json: { message, code: -32600, data: { code, httpStatus: status } } } }, { status });
+  return Response.json({ error: { json: { message, code: -32600, data: { code, httpStatus: status } } } }, { status, headers: status === 413 ? CLOSE_AFTER : undefined });
 }
+
+/**
+ * After a 413 the rest of the body is unread: on a kept-alive connection the
+ * next request would be parsed from the middle of it. The connection closes
+ * once the answer is sent.
+ */
+export const CLOSE_AFTER: Record<string, string> = { connection: 'close' };
 
 /** Allowing for the envelope (`{"json": {"values": …}}`), values may nest MAX_JSON_DEPTH levels. */
 const TOO_DEEP = `invalid input: JSON nested more than ${MAX_JSON_DEPTH} levels deep`;
@@ -79,6 +86,21 @@ export async function readLimited(req: Request, limit: number): Promise<Uint8Arr
   return Buffer.concat(chunks);
 }
 
+/**
+ * What a request carried in its URL (a subscription's connection params): a
+ * ticket, for subscriptions only. A key there is refused, whatever else the
+ * request carries: URLs end up in proxy logs and browser histories.
+ */
+function urlCredentials(params: Record<string, string | undefined> | null, type: string): { ticket?: string; refused?: string } {
+  if (!params) return {};
+  if (params.apiKey !== undefined || params.key !== undefined) {
+    return { refused: 'API keys are not accepted in URLs (connection params): send the key as `Authorization: Bearer <key>`, and for live updates POST system.ticket and pass { ticket } instead' };
+  }
+  if (params.ticket === undefined) return {};
+  if (type !== 'subscription') return { refused: 'a ticket opens live updates (subscriptions) only; send the key as `Authorization: Bearer <key>`' };
+  return { ticket: params.ticket };
+}
+
 /** Serves the tRPC router over the Fetch API: what the Next.js route handler exports as GET and POST. */
 export async function handleTrpcRequest(req: Request): Promise<Response> {
   let request = req;
@@ -101,7 +123,8 @@ export async function handleTrpcRequest(req: Request): Promise<Response> {
       createContext({
         pedigree: state.pedigree,
         authMode: state.authMode,
-        apiKey: apiKeyFromHeaders(r.headers) ?? (typeof info.connectionParams?.apiKey === 'string' ? info.connectionParams.apiKey : null),
+        apiKey: apiKeyFromHeaders(r.headers),
+        ...urlCredentials(info.connectionParams, info.type),
         client: r.headers.get('x-pedigree-client'),
       }),
     onError({ error, path }) {

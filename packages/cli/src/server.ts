@@ -29,6 +29,8 @@ export interface WebServer {
   /** http://host:port, as a browser on this machine would use it. */
   readonly url: string;
   readonly port: number;
+  /** From now on, answer only requests whose Host names this machine's loopback (an open server, against DNS rebinding). */
+  onlyLoopbackHosts(): void;
   /** Starts Next.js; requests that arrive before this is done wait for it. */
   serveApp(): Promise<void>;
   /** Stops accepting, lets open requests finish (briefly), closes Next and the socket. */
@@ -54,7 +56,14 @@ export async function listen(opts: { host: string; port: number; webDir?: string
   let starting: Promise<void> | undefined;
   const inFlight = new Set<Promise<void>>();
   const responses = new Set<ServerResponse>();
+  let hostAllowed: ((host: string | undefined) => boolean) | null = null;
   const server = createServer((req, res) => {
+    if (hostAllowed && !hostAllowed(req.headers.host)) {
+      // DNS rebinding: a page on another site that resolves its name to 127.0.0.1 reaches an open server with its own Host.
+      res.writeHead(403, { 'content-type': 'text/plain', connection: 'close' });
+      res.end(`pedigree: Host ${JSON.stringify(req.headers.host ?? '')} is not allowed: this open server answers only to localhost, 127.0.0.1 and [::1] (use --auth keys to serve other names)\n`);
+      return;
+    }
     responses.add(res);
     res.once('close', () => responses.delete(res));
     const served = handler
@@ -77,6 +86,9 @@ export async function listen(opts: { host: string; port: number; webDir?: string
   return {
     url,
     port,
+    onlyLoopbackHosts() {
+      hostAllowed = isLoopbackHostHeader;
+    },
     serveApp() {
       starting ??= (async () => {
         const started = startNext(webDir, { hostname: opts.host, port, httpServer: server });
@@ -103,6 +115,16 @@ export async function listen(opts: { host: string; port: number; webDir?: string
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+
+/** Loopback addresses, as `--host` names them. */
+export const isLoopbackAddress = (host: string) => host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+
+/** A Host header naming this machine's loopback (`localhost:4400`, `127.0.0.1`, `[::1]:4400`). */
+export function isLoopbackHostHeader(host: string | undefined): boolean {
+  if (!host) return false;
+  const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.replace(/:\d+$/, '');
+  return isLoopbackAddress(name.toLowerCase());
+}
 
 async function settledWithin(promises: Iterable<Promise<unknown>>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;

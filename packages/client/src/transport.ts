@@ -12,10 +12,16 @@ export async function remoteApi(url: string, apiKey: string | undefined): Promis
   const headers: Record<string, string> = { 'x-pedigree-client': CLIENT_NAME };
   if (apiKey) headers.authorization = `Bearer ${apiKey}`;
   // Node 20 has no EventSource: the `eventsource` package, which can send the key as a header.
-  // Deno and browsers have one, which cannot: the key goes in the connection params.
+  // Deno and browsers have one, which cannot, and whatever it sends is in the URL: never the key, but a
+  // short-lived ticket the server gives for it (system.ticket), asked anew at every (re)connect.
   const native = (globalThis as { EventSource?: typeof EventSource }).EventSource;
+  const plain = createTRPCClient<AppRouter>({ links: [httpLink({ url: endpoint, transformer: superjson, headers })] });
   const subscriptions = native
-    ? httpSubscriptionLink({ url: endpoint, transformer: superjson, connectionParams: apiKey ? { apiKey } : undefined })
+    ? httpSubscriptionLink({
+        url: endpoint,
+        transformer: superjson,
+        connectionParams: apiKey ? async () => ({ ticket: (await plain.system.ticket.mutate()).ticket ?? '' }) : undefined,
+      })
     : httpSubscriptionLink({
         url: endpoint,
         transformer: superjson,

@@ -43,7 +43,7 @@ export interface AppendResult {
 
 export const NOTIFY_CHANNEL = 'pedigree_events';
 /** All appends take this transaction-scoped lock, so positions commit in order and readers never skip one. */
-const APPEND_LOCK = 72490002;
+export const APPEND_LOCK = 72490002;
 export const MAX_EVENT_BYTES = 8 * 1024 * 1024;
 const MAX_EVENTS_PER_APPEND = 1000;
 
@@ -75,7 +75,7 @@ export interface EventRow {
   hash: string;
 }
 
-const EVENT_COLUMNS = 'position, stream_id, stream_version, event_id, project_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash';
+export const EVENT_COLUMNS = 'position, stream_id, stream_version, event_id, project_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash';
 
 /**
  * SHA-256 over the previous hash and the canonical event. `dataJson` is the
@@ -262,6 +262,13 @@ export class EventStore {
       eventIds: ordered.map((r) => r.event_id),
       duplicate: true,
     };
+  }
+
+  /** Whether an event with this id is stored (one index probe): for a caller whose retry would propose different events. */
+  async hasEvent(eventId: string): Promise<boolean> {
+    if (!UUID.safeParse(eventId).success) return false;
+    const [row] = await this.db.query('SELECT 1 FROM events WHERE event_id = $1', [eventId.toLowerCase()]);
+    return Boolean(row);
   }
 
   async streamVersion(streamId: string): Promise<number> {

@@ -1,3 +1,4 @@
+import { CLOSE_AFTER } from '../http.ts';
 import { authenticate, jsonBody } from './auth.ts';
 import { MlflowError, toMlflowError } from './errors.ts';
 import { TRACKING_ENDPOINTS } from './tracking.ts';
@@ -9,7 +10,7 @@ export { authenticate, jsonBody, mlflowApiKey } from './auth.ts';
 export const MLFLOW_PREFIX = '/api/2.0/mlflow/';
 
 function errorResponse(err: MlflowError): Response {
-  return Response.json({ error_code: err.code, message: err.message }, { status: err.status });
+  return Response.json({ error_code: err.code, message: err.message }, { status: err.status, headers: err.status === 413 ? CLOSE_AFTER : undefined });
 }
 
 /** Serves MLflow's tracking REST API over the Fetch API: what the Next.js route handler exports. */

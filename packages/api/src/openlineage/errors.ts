@@ -1,4 +1,5 @@
 import { TRPCError } from '@trpc/server';
+import { CLOSE_AFTER } from '../http.ts';
 
 /**
  * The OpenLineage endpoints' one error shape: an HTTP status and
@@ -51,5 +52,5 @@ export function toOpenLineageError(err: unknown): OpenLineageError {
 }
 
 export function errorResponse(err: OpenLineageError): Response {
-  return Response.json({ error: err.message, field: err.field }, { status: err.status });
+  return Response.json({ error: err.message, field: err.field }, { status: err.status, headers: err.status === 413 ? CLOSE_AFTER : undefined });
 }

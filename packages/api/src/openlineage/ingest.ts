@@ -1,4 +1,4 @@
-import { MAX_NAME, streamIds, ValidationError, type EventMetadata, type Json, type NewEvent } from '@pedigree/ledger';
+import { MAX_NAME, ValidationError, type EventMetadata, type Json, type NewEvent } from '@pedigree/ledger';
 import { contentDigest, nameUuid, type Pedigree, type RunView } from '@pedigree/lineage';
 import type { DatasetRef, ParsedRunEvent } from './wire.ts';
 
@@ -133,8 +133,7 @@ export async function ingestRunEvent(pd: Pedigree, projectId: string, e: ParsedR
   let run = await findRun(pd, runId);
   if (run) {
     if (run.projectId !== projectId) throw new ValidationError(`run ${runId} belongs to another project`);
-    const stream = await pd.store.readStream(streamIds.run(runId));
-    if (stream.some((s) => s.eventId === eventId)) return { runId, projectId, created: false, duplicate: true, events: 0 };
+    if (await pd.store.hasEvent(eventId)) return { runId, projectId, created: false, duplicate: true, events: 0 };
     if (run.lifecycle === 'deleted') throw new ValidationError(`run ${runId} (OpenLineage run ${e.runId}) is deleted in Pedigree; restore it to record more of it`);
   }
 

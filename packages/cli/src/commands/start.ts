@@ -6,7 +6,7 @@ import type { Pedigree, RunView } from '@pedigree/lineage';
 import { choiceEnv, choiceOption, intOption, UsageError, type ParsedArgs } from '../args.ts';
 import type { Command, Context } from '../command.ts';
 import { formatCount, shortId } from '../format.ts';
-import { DEFAULT_HOST, DEFAULT_PORT, listen, markServing, untilStopSignal } from '../server.ts';
+import { DEFAULT_HOST, DEFAULT_PORT, isLoopbackAddress, listen, markServing, untilStopSignal } from '../server.ts';
 import { describeStore, listRuns, projectNames } from '../store.ts';
 import { DEMO_PROJECT } from './demo.ts';
 import { printLineageTree } from './lineage.ts';
@@ -49,6 +49,11 @@ export const startCommand: Command = {
       if (db.kind === 'pglite') releaseStore = markServing(db.location, { pid: process.pid, url: web.url });
       const tour = await showTour(ctx, pd, demo);
       const authMode = auth ?? defaultAuthMode(db.kind);
+      if (authMode === 'open') {
+        // Anyone who reaches an open server reads and writes every project: this machine only.
+        if (!isLoopbackAddress(host)) throw new UsageError(`refusing to serve with --auth open on ${host}, which other machines can reach; serve with --auth keys (and create keys: pedigree keys create --project P), or listen on 127.0.0.1`);
+        web.onlyLoopbackHosts();
+      }
       installServer({ pedigree: pd, authMode });
       await web.serveApp();
       const recordDemo = tour.empty && demo !== 'sample' && demo !== 'none' ? demo : null;
@@ -60,7 +65,6 @@ export const startCommand: Command = {
         term.line(`${term.paint.bold('Pedigree is serving')} ${term.paint.cyan(web.url)}  (API: ${TRPC_ENDPOINT}, store: ${tour.store}, auth: ${authMode})`);
         term.line(term.paint.dim('Press Ctrl-C to stop; the store is closed cleanly.'));
       }
-      if (authMode === 'open' && !isLoopback(host)) term.error(`pedigree: warning: auth is open on ${host}: anyone who can reach it can read and write every project (--auth keys)`);
       if (recordDemo) demoChild = await startDemo(ctx, pd, { size: recordDemo, url: web.url, authMode });
 
       const signal = await stopSignal;
@@ -138,7 +142,6 @@ function portFromEnv(raw: string): number {
   return n;
 }
 
-const isLoopback = (host: string) => host === 'localhost' || host === '::1' || host.startsWith('127.');
 
 /** Prints what the store holds (recording the sample into an empty one); in JSON mode, only gathers the figures. */
 async function showTour(ctx: Context, pd: Pedigree, demo: DemoMode): Promise<{ store: string; recordedSample: boolean; events: number; empty: boolean }> {
