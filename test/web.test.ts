@@ -292,10 +292,11 @@ describe.skipIf(why)('web dashboard on a keys server (Chromium, dark)', () => {
       await until(() => page.locator('h1').innerText()).toContain('keyed-live');
       const chart = page.locator('figure.chart[data-metric="train/loss"]');
       await until(() => chart.getAttribute('data-last-step'), { timeout: 20_000 }).toBe('49');
-      // The subscription is open, authenticated by the key in its connection parameters.
+      // The subscription is open, authenticated by a ticket in its connection parameters: the key never in a URL.
       await until(() => watches.length, { timeout: 20_000 }).toBeGreaterThan(0);
       expect(watches[0]).toMatchObject({ status: 200, type: expect.stringContaining('text/event-stream') });
-      expect(decodeURIComponent(watches[0]!.url)).toContain(apiKey);
+      expect(decodeURIComponent(watches[0]!.url)).toMatch(/"ticket":"pdt_/);
+      expect(decodeURIComponent(watches[0]!.url)).not.toContain(apiKey);
 
       // Points logged while the page is open arrive without a reload.
       for (let step = 50; step < 200; step++) run.log({ 'train/loss': 3 - step / 100 }, step);
