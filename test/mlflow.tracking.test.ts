@@ -242,6 +242,8 @@ for (const { backend, skip } of await backends()) {
       expect(await call('POST', 'runs/search', { experiment_ids: [experimentId], max_results: 50_001 })).toMatchObject({ status: 400 });
       expect(await call('POST', 'runs/search', { experiment_ids: [experimentId], page_token: 'garbage' })).toMatchObject({ status: 400 });
       expect(await call('GET', 'experiments/get', { experiment_id: '12345' })).toMatchObject({ status: 404, body: { error_code: 'RESOURCE_DOES_NOT_EXIST' } });
+      const huge = JSON.stringify({ run_id: parentId, params: [{ key: 'big', value: 'x'.repeat(17 * 1024 * 1024) }] });
+      expect(await call('POST', 'runs/log-batch', {}, { raw: huge })).toMatchObject({ status: 413, body: { error_code: 'BAD_REQUEST' } });
       expect(await eventCount(pd)).toBe(before);
     });
 
