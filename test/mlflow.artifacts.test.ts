@@ -360,7 +360,7 @@ for (const { backend, skip } of await backends()) {
       expect(weightsEvent.metadata).toMatchObject({ actor: `key:a (${PYTHON_CLIENT})` });
       const artifactId = (weightsEvent.data as { artifactId: string }).artifactId;
       expect(await pd.lineage.artifact(artifactId)).toMatchObject({ kind: 'file', digest: sha256(weights), projectId: expA, producedBy: run.id });
-      expect(await pd.lineage.edgesOf(run.id)).toContainEqual({ artifactId, direction: 'produced', role: 'file', step: null });
+      expect(await pd.lineage.edgesOf(run.id)).toContainEqual(expect.objectContaining({ artifactId, direction: 'produced', role: 'file', step: null, kind: 'file' }));
 
       // A later stage that starts from the uploaded weights: its ancestry runs through the file back to this run.
       const finetune = await mlflowCaller(server.url, keyA)('POST', 'runs/create', { experiment_id: expA, run_name: 'finetune', start_time: T0 });

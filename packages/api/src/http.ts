@@ -68,22 +68,53 @@ const TOO_DEEP = `invalid input: JSON nested more than ${MAX_JSON_DEPTH} levels 
 /** Reads a request body up to the limit; null when it is over. */
 export async function readLimited(req: Request, limit: number): Promise<Uint8Array | null> {
   const declared = Number(req.headers.get('content-length') ?? NaN);
-  if (declared > limit) return null;
-  if (!req.body) return new Uint8Array();
+  if (!req.body) return declared > limit ? null : new Uint8Array();
+  const reader = req.body.getReader();
+  if (declared > limit) {
+    await drain(reader);
+    return null;
+  }
   const chunks: Uint8Array[] = [];
   let size = 0;
-  const reader = req.body.getReader();
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
     size += value.byteLength;
     if (size > limit) {
-      await reader.cancel();
+      await drain(reader);
       return null;
     }
     chunks.push(value);
   }
   return Buffer.concat(chunks);
+}
+
+/** How long, and how much, of a refused body is read and dropped (see drain). */
+const DRAIN_MS = 5_000;
+const DRAIN_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Reads the rest of a refused body and drops it, for a while: a client that
+ * sends its whole body before it reads the answer (most do) would otherwise
+ * see its upload cut off and a reset instead of the 413 (nginx's lingering
+ * close does the same). The 413 then closes the connection (CLOSE_AFTER).
+ */
+async function drain(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
+  const deadline = Date.now() + DRAIN_MS;
+  let dropped = 0;
+  try {
+    while (Date.now() < deadline && dropped < DRAIN_BYTES) {
+      let timer: NodeJS.Timeout | undefined;
+      const next = await Promise.race([reader.read(), new Promise<null>((r) => (timer = setTimeout(() => r(null), deadline - Date.now())))]);
+      clearTimeout(timer);
+      if (!next || next.done) break;
+      dropped += next.value.byteLength;
+    }
+  } catch {
+    // the client went away: nothing left to drain
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
 }
 
 /**

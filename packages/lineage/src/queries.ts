@@ -238,7 +238,17 @@ export class Lineage {
 
   async edgesOf(runId: string) {
     const rows = await this.prisma.edge.findMany({ where: { runId }, orderBy: { position: 'asc' } });
-    return rows.map((e) => ({ artifactId: e.artifactId, direction: e.direction as 'used' | 'produced', role: e.role, step: num(e.step) }));
+    const arts = await this.prisma.artifact.findMany({ where: { id: { in: [...new Set(rows.map((e) => e.artifactId))] } }, select: { id: true, name: true, kind: true } });
+    const byId = new Map(arts.map((a) => [a.id, a]));
+    return rows.map((e) => ({
+      artifactId: e.artifactId,
+      direction: e.direction as 'used' | 'produced',
+      role: e.role,
+      step: num(e.step),
+      /** The artifact's name and kind, for display. */
+      name: byId.get(e.artifactId)?.name ?? null,
+      kind: byId.get(e.artifactId)?.kind ?? null,
+    }));
   }
 
   async evals(runId: string) {

@@ -149,7 +149,7 @@ export function RunPage({ runId }: { runId: string }) {
               <ul>
                 {outputs.map((e) => (
                   <li key={e.artifactId}>
-                    <Link href={`/artifacts/${e.artifactId}`}>{shortId(e.artifactId)}</Link> <span className="muted small">{e.role}{e.step !== null ? ` at step ${e.step}` : ''}</span>
+                    <Link href={`/artifacts/${e.artifactId}`}>{e.name ?? shortId(e.artifactId)}</Link> <span className="muted small">{e.kind && e.kind !== e.role ? `${e.kind} · ` : ''}{e.role}{e.step !== null ? ` at step ${e.step}` : ''}</span>
                   </li>
                 ))}
               </ul>
