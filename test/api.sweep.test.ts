@@ -127,7 +127,7 @@ for (const { backend, skip } of await backends()) {
     });
 
     const position = () => pd.store.lastPosition();
-    const types = appRouter._def.procedures as Record<string, { _def: { type: 'query' | 'mutation' | 'subscription' } }>;
+    const types = appRouter._def.procedures as unknown as Record<string, { _def: { type: 'query' | 'mutation' | 'subscription' } }>;
 
     async function send(path: string, json: unknown, meta?: Record<string, string[]>): Promise<number> {
       const payload = meta ? { json, meta: { values: meta } } : { json };
