@@ -42,7 +42,7 @@ export const diff: Benchmark = {
     const points = ctx.quick ? 100_000 : 1_000_000;
     const figures: Figure[] = [];
     await withServerDatabase(async ({ url }) => {
-      const pd = await openPedigree({ url }, { migrate: true });
+      const pd = await openPedigree({ url }, { migrate: true, role: null /* the bench owns its database: baseline tables, VACUUM */ });
       try {
         const { projectId } = await pd.tracker.createProject({ name: 'bench-diff' });
         const data = (await pd.tracker.registerArtifact({ projectId, name: 'web', spec: { kind: 'dataset', source: 'synthetic', params: { seed: 1 } } })).artifactId;

@@ -81,7 +81,7 @@ export const ingest: Benchmark = {
 
     const figures: Figure[] = [];
     await withServerDatabase(async ({ url }) => {
-      const pd = await openPedigree({ url }, { migrate: true });
+      const pd = await openPedigree({ url }, { migrate: true, role: null /* the bench owns its database: baseline tables, VACUUM */ });
       try {
         const sql = postgresOf(pd.database.db)!;
         await sql`CREATE TABLE metric_copy (run_id uuid NOT NULL, key text NOT NULL, step int8 NOT NULL, value float8 NOT NULL, wall_time float8 NOT NULL)`;

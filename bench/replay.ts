@@ -18,12 +18,9 @@
  * what append would have written.
  */
 import { randomUUID } from 'node:crypto';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { postgresOf } from '@pedigree/db';
-import { eventHash, GENESIS_HASH, streamIds, type NewEvent, type StoredEvent } from '@pedigree/ledger';
+import { streamIds, type NewEvent } from '@pedigree/ledger';
 import { LINEAGE_TABLES, openPedigree, type Pedigree } from '@pedigree/lineage';
-import { fmtInt, fmtMs, fmtRate, fmtRatio, rng, timeIt, withServerDatabase, type Benchmark, type Figure } from './lib.ts';
+import { copyAppends, fmtInt, fmtMs, fmtRate, fmtRatio, rng, timeIt, withServerDatabase, type Benchmark, type BulkAppend, type Figure } from './lib.ts';
 
 const EVENTS_PER_RUN = 100;
 /** Runs (of EVENTS_PER_RUN events) built through store.append, one append per run; the rest is bulk-written. */
@@ -64,42 +61,12 @@ function runEvents(projectId: string, runId: string, i: number, rand: () => numb
   return events;
 }
 
-/** COPY text format: escape backslash and the characters that end a field or a row. */
-function copyText(v: string): string {
-  return /[\\\t\n\r]/.test(v) ? v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r') : v;
-}
-
-/**
- * Writes runs [from, to) as the rows EventStore.append would insert (same
- * validation and canonical JSON via store.prepare, same hash chain via
- * eventHash), streamed into the events table with COPY. No projections.
- */
-async function bulkWrite(pd: Pedigree, projectId: string, from: number, to: number, rand: () => number): Promise<void> {
-  const sql = postgresOf(pd.database.db)!;
-  const writable = await sql`COPY events (stream_id, stream_version, event_id, project_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash) FROM STDIN`.writable();
-  async function* rows() {
-    let buf = '';
-    for (let i = from; i < to; i++) {
-      const runId = randomUUID();
-      const streamId = streamIds.run(runId);
-      const prepared = pd.store.prepare(runEvents(projectId, runId, i, rand));
-      const recordedAt = new Date();
-      const at = recordedAt.toISOString();
-      let prevHash = GENESIS_HASH;
-      for (const [k, p] of prepared.entries()) {
-        const base = { streamId, streamVersion: k + 1, eventId: p.eventId, projectId, type: p.type, schemaVersion: p.schemaVersion, data: p.data, metadata: p.metadata, recordedAt };
-        const hash = eventHash(prevHash, base as Omit<StoredEvent, 'position' | 'prevHash' | 'hash'>);
-        buf += `${streamId}\t${k + 1}\t${p.eventId}\t${projectId}\t${p.type}\t${p.schemaVersion}\t${copyText(p.dataJson)}\t${copyText(p.metadataJson)}\t${at}\t${prevHash}\t${hash}\n`;
-        prevHash = hash;
-      }
-      if (buf.length > 1 << 20) {
-        yield buf;
-        buf = '';
-      }
-    }
-    if (buf) yield buf;
+/** Runs [from, to) as appends of one run's whole stream each, for copyAppends. */
+function* bulkRuns(projectId: string, from: number, to: number, rand: () => number): Generator<BulkAppend> {
+  for (let i = from; i < to; i++) {
+    const runId = randomUUID();
+    yield { streamId: streamIds.run(runId), projectId, events: runEvents(projectId, runId, i, rand) };
   }
-  await pipeline(Readable.from(rows()), writable);
 }
 
 /**
@@ -130,7 +97,7 @@ export const replay: Benchmark = {
     const figures: Figure[] = [];
 
     await withServerDatabase(async ({ url }) => {
-      const pd = await openPedigree({ url }, { migrate: true });
+      const pd = await openPedigree({ url }, { migrate: true, role: null /* the bench owns its database: baseline tables, VACUUM */ });
       try {
         const { projectId } = await pd.tracker.createProject({ name: 'bench-replay' });
         const rand = rng(7);
@@ -153,7 +120,7 @@ export const replay: Benchmark = {
           `build 1/2: ${fmtInt(appendedEvents)} events through store.append (${appendRuns} appends of ${EVENTS_PER_RUN}, inline projections) in ${fmtMs(appendMs)}: ${fmtRate(appendedEvents, appendMs, 'events')} — ${fmtInt(n)} events at that rate would take ${fmtMs((n * 1000) / appendRate)}`,
         );
         // ---- build, part 2: the same rows, bulk
-        const { ms: bulkMs } = await timeIt(() => bulkWrite(pd, projectId, appendRuns, runs, rand));
+        const { ms: bulkMs } = await timeIt(() => copyAppends(pd, bulkRuns(projectId, appendRuns, runs, rand)));
         const stored = (await pd.store.lastPosition()) - 1; // the ProjectCreated event came first
         if (stored !== n) throw new Error(`built ${stored} events, expected ${n}`);
         const bulkEvents = n - appendedEvents;

@@ -4,7 +4,7 @@
  *   npx tsx bench/run.ts [--quick] [name …]
  *   npm run bench -- [--quick] [name …]
  *
- * Names filter by substring (`ingest`, `client`, `buckets`, `replay`, `diff`, `matmul`, `web`, `train-step`, `memory`). --quick uses
+ * Names filter by substring (`ingest`, `client`, `buckets`, `replay`, `replay-size`, `diff`, `matmul`, `web`, `train-step`, `memory`, `soak`). --quick uses
  * small sizes (a smoke test of the benchmarks themselves, not a measurement).
  * Figures are printed, never asserted; the exit status is non-zero only when
  * a benchmark could not run (an error, or no PostgreSQL server).
@@ -18,10 +18,12 @@ import { matmul } from './matmul.ts';
 import { memory } from './memory.ts';
 import { fmtMs, SERVER_URL, serverUnavailable, table, timeIt, type Benchmark, type Figure } from './lib.ts';
 import { replay } from './replay.ts';
+import { replaySize } from './replay-size.ts';
+import { soak } from './soak.ts';
 import { trainStep } from './train-step.ts';
 import { web } from './web.ts';
 
-const ALL: Benchmark[] = [ingest, client, buckets, replay, diff, matmul, web, trainStep, memory];
+const ALL: Benchmark[] = [ingest, client, buckets, replay, replaySize, diff, matmul, web, trainStep, memory, soak];
 
 const args = process.argv.slice(2);
 const unknown = args.filter((a) => a.startsWith('-') && a !== '--quick' && a !== '--help' && a !== '-h');

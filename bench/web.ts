@@ -86,7 +86,7 @@ export const web: Benchmark = {
     await withServerDatabase(async ({ url }) => {
       const migrated = await pedigreeCommand(['migrate', '--url', url]);
       if (migrated.code !== 0) throw new Error(`migrate failed: ${migrated.stderr}`);
-      const pd = await openPedigree({ url });
+      const pd = await openPedigree({ url }, { role: null /* the bench owns its database: VACUUM */ });
       let runIds: string[];
       try {
         const loaded = await timeIt(() => loadRuns(pd, 'bench-web', nRuns, nPoints));

@@ -36,6 +36,8 @@ if (forTests) {
     // packages/trainer: gpu.js's headlessgl mode needs an X server (the tests start Xvfb
     // themselves; xauth is for `xvfb-run`), and the `gl` addon needs libxi-dev to build.
     ['Xvfb', 'xvfb xauth'],
+    // test/ledger-verification.doc.test.ts: the Python verifier written from docs/ledger-verification.md (Ed25519).
+    ['dpkg:python3-cryptography', 'python3-cryptography'],
     ['dpkg:libxi-dev', 'libxi-dev'],
   ];
   const missing = wanted.filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg);

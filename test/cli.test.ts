@@ -168,6 +168,8 @@ describe('pedigree CLI', () => {
     const replay = await pedigree('replay');
     expect(replay).toMatchObject({ code: 0, stderr: '' });
     expect(replay.stdout).toMatch(/from \d+ events .*events\/s/);
+    const json = JSON.parse((await pedigree('replay', '--json')).stdout) as Record<string, number>;
+    expect(json).toMatchObject({ ok: true, events: expect.any(Number), points: expect.any(Number), pointsPerSecond: expect.any(Number) });
   });
 
   it('sample records into a new project and refuses one that has runs', async () => {
@@ -214,7 +216,7 @@ describe('pedigree CLI', () => {
   });
 
   // Last: it spoils the shared store.
-  it('verify names the first altered event and exits 1', async () => {
+  it('verify names the first altered event and exits 1; replay refuses it unless --force', async () => {
     const db = await openPglite(home);
     let position: number;
     try {
@@ -230,5 +232,18 @@ describe('pedigree CLI', () => {
     expect(verify.code).toBe(1);
     expect(verify.stdout).toContain(`BROKEN  event at position ${position}: RunCreated #1`);
     expect(verify.stdout).toContain('altered after it was written');
+
+    // replay checks the same chains: it refuses to serve the altered name, and says which event…
+    const refused = await pedigree('replay');
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toContain(`REFUSED  the hash chain is broken at position ${position}: RunCreated #1`);
+    expect(refused.stdout).toContain('altered after it was written');
+    expect(JSON.parse((await pedigree('runs', '--json')).stdout).map((r: RunRow) => r.name)).not.toContain('renamed');
+    // …unless forced, and then it warns.
+    const forced = await pedigree('replay', '--force');
+    expect(forced.code).toBe(0);
+    expect(forced.stderr).toContain(`warning: 1 event failed the hash-chain check (first: position ${position}, RunCreated #1`);
+    expect(forced.stdout).toMatch(/Rebuilt the projections from \d+ events .*1 broken/);
+    expect(JSON.parse((await pedigree('runs', '--json')).stdout).map((r: RunRow) => r.name)).toContain('renamed');
   });
 });

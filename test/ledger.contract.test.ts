@@ -138,11 +138,29 @@ for (const { backend, skip } of await backends()) {
     });
 
     it('refuses UPDATE, DELETE and TRUNCATE on events, even as raw SQL', async () => {
+      // The store's own connections (pedigree_app) hold no such privilege; test/app-role.test.ts tries more.
       const db = pd.database.db;
-      await expect(db.query(`UPDATE events SET type = 'X' WHERE position = 1`)).rejects.toThrow(/events are immutable \(UPDATE refused\)/);
-      await expect(db.query('DELETE FROM events WHERE position = 1')).rejects.toThrow(/immutable \(DELETE refused\)/);
-      await expect(db.query('TRUNCATE events')).rejects.toThrow(/immutable \(TRUNCATE refused\)/);
-      await expect(db.query('TRUNCATE events CASCADE')).rejects.toThrow(/immutable/);
+      await expect(db.query(`UPDATE events SET type = 'X' WHERE position = 1`)).rejects.toThrow(/permission denied for table events/);
+      await expect(db.query('DELETE FROM events WHERE position = 1')).rejects.toThrow(/permission denied for table events/);
+      await expect(db.query('TRUNCATE events')).rejects.toThrow(/permission denied for table events/);
+      await expect(db.query('TRUNCATE events CASCADE')).rejects.toThrow(/permission denied for table events/);
+      expect((await pd.verify()).ok).toBe(true);
+    });
+
+    it('refuses them to the owner too: the triggers guard the log against its own owner’s mistakes', async () => {
+      // SET LOCAL ROLE NONE: back to the login (a superuser here, as `pedigree migrate` runs).
+      for (const [statement, op] of [
+        [`UPDATE events SET type = 'X' WHERE position = 1`, 'UPDATE'],
+        ['DELETE FROM events WHERE position = 1', 'DELETE'],
+        ['TRUNCATE events', 'TRUNCATE'],
+      ] as const) {
+        await expect(
+          pd.database.db.transaction(async (tx) => {
+            await tx.query('SET LOCAL ROLE NONE');
+            await tx.query(statement);
+          }),
+        ).rejects.toThrow(new RegExp(`events are immutable \\(${op} refused\\)`));
+      }
       expect((await pd.verify()).ok).toBe(true);
     });
 
@@ -151,8 +169,9 @@ for (const { backend, skip } of await backends()) {
       await store.append(stream, [created, { type: 'TagAdded', data: { tag: 'honest' } }, { type: 'TagAdded', data: { tag: 'later' } }], { projectId, expectedVersion: 0 });
       const [target] = await store.readStream(stream, { fromVersion: 2, limit: 1 });
       expect((await pd.verify()).ok).toBe(true);
-      // An attacker with DDL rights: disable the guard, edit history, restore the guard.
+      // An attacker with the owner's rights (out of the application's role): disable the guard, edit history, restore the guard.
       await pd.database.db.transaction(async (tx) => {
+        await tx.query('SET LOCAL ROLE NONE');
         await tx.query('ALTER TABLE events DISABLE TRIGGER events_no_update_delete');
         await tx.query(`UPDATE events SET data = '{"tag":"forged"}' WHERE position = $1`, [target!.position]);
         await tx.query('ALTER TABLE events ENABLE TRIGGER events_no_update_delete');

@@ -195,17 +195,22 @@ export class ProgressLine {
   ) {}
 
   update(done: number, total?: number): void {
+    this.show(total ? done / total : undefined, total ? `${formatCount(done)}/${formatCount(total)}` : formatCount(done));
+  }
+
+  /** The bar at `fraction` (none when undefined), then `text`. */
+  show(fraction: number | undefined, text: string): void {
     if (!this.stream) return;
     const now = performance.now();
-    if (now - this.lastDraw < REDRAW_EVERY_MS && !(total && done >= total)) return;
+    if (now - this.lastDraw < REDRAW_EVERY_MS && !(fraction !== undefined && fraction >= 1)) return;
     this.lastDraw = now;
-    let text = `${this.label} ${formatCount(done)}`;
-    if (total) {
-      const fraction = Math.min(1, done / total);
-      const filled = Math.round(fraction * BAR_WIDTH);
-      text = `${this.label} [${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}] ${Math.floor(fraction * 100)}%  ${formatCount(done)}/${formatCount(total)}`;
+    let line = `${this.label} ${text}`;
+    if (fraction !== undefined) {
+      const clamped = Math.min(1, Math.max(0, fraction));
+      const filled = Math.round(clamped * BAR_WIDTH);
+      line = `${this.label} [${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}] ${Math.floor(clamped * 100)}%  ${text}`;
     }
-    this.stream.write(`\r\x1b[K${truncate(text, (this.stream.columns || 80) - 1)}`);
+    this.stream.write(`\r\x1b[K${truncate(line, (this.stream.columns || 80) - 1)}`);
     this.drawn = true;
   }
 

@@ -8,6 +8,8 @@ const EnvSchema = z.object({
     .regex(/^postgres(ql)?:\/\//, 'DATABASE_URL must start with postgres:// or postgresql://')
     .optional(),
   PEDIGREE_HOME: z.string().min(1).optional(),
+  // The role the application's connections run as: pedigree_app (the default), or none to stay the login role.
+  PEDIGREE_DB_ROLE: z.enum(['pedigree_app', 'none']).optional(),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -16,6 +18,7 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
   const parsed = EnvSchema.safeParse({
     DATABASE_URL: source.DATABASE_URL || undefined,
     PEDIGREE_HOME: source.PEDIGREE_HOME || undefined,
+    PEDIGREE_DB_ROLE: source.PEDIGREE_DB_ROLE || undefined,
   });
   if (!parsed.success) {
     throw new Error(`pedigree: bad environment: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);

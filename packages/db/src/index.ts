@@ -4,6 +4,7 @@ import { loadMigrations, migrate } from './migrate.ts';
 import { openPglite } from './pglite.ts';
 import { openPostgres } from './postgres.ts';
 import { prismaFor, type PrismaClient } from './prisma.ts';
+import { defaultRole, type DbRole } from './roles.ts';
 
 export * from './db.ts';
 export { defaultHome, readEnv } from './env.ts';
@@ -11,6 +12,7 @@ export { loadMigrations, migrate, splitStatements, MIGRATIONS_DIR } from './migr
 export { openPglite, pgliteOf } from './pglite.ts';
 export { openPostgres, postgresOf, redact, stripQuery } from './postgres.ts';
 export { prismaFor, PrismaClient } from './prisma.ts';
+export { APP_ROLE, defaultRole, type DbRole } from './roles.ts';
 
 export type StoreTarget = { url: string } | { dir: string };
 
@@ -26,21 +28,24 @@ export interface Database {
   close(): Promise<void>;
 }
 
+export interface OpenOptions {
+  /** Apply pending migrations first (as the login role). The embedded store always does. */
+  migrate?: boolean;
+  /** The role the application's connections run as; default APP_ROLE (null, the login role, with PEDIGREE_DB_ROLE=none). */
+  role?: DbRole;
+}
+
 /**
  * Opens the store. The embedded store migrates itself on open; a server is
  * migrated only when `migrate: true` (the `pedigree migrate` command), and
- * otherwise must already be at the latest migration.
+ * otherwise must already be at the latest migration. Migrating and that check
+ * happen as the role that logs in (the owner, where it migrates); the
+ * connections handed back then run as `role` (see roles.ts).
  */
-export async function openDatabase(target: StoreTarget = defaultTarget(), opts: { migrate?: boolean } = {}): Promise<Database> {
-  const db = 'url' in target ? await openPostgres(target.url) : await openPglite(target.dir);
-  try {
-    if ('dir' in target || opts.migrate) await migrate(db);
-    else await assertMigrated(db);
-  } catch (err) {
-    await db.close();
-    throw err;
-  }
-  const prisma = prismaFor(db, 'url' in target ? target.url : undefined);
+export async function openDatabase(target: StoreTarget = defaultTarget(), opts: OpenOptions = {}): Promise<Database> {
+  const role = opts.role === undefined ? defaultRole() : opts.role;
+  const db = 'url' in target ? await openServer(target.url, { migrate: opts.migrate ?? false, role }) : await openEmbedded(target.dir, role);
+  const prisma = prismaFor(db, 'url' in target ? { url: target.url, role } : undefined);
   return {
     db,
     prisma,
@@ -49,6 +54,38 @@ export async function openDatabase(target: StoreTarget = defaultTarget(), opts: 
       await db.close();
     },
   };
+}
+
+/**
+ * PGlite has one session, as its superuser: migrate, then switch that session
+ * to `role` for good (the Prisma adapter shares it). In-process, this keeps
+ * the application's own SQL in the role's bounds; it cannot keep out code in
+ * the same process, which could RESET ROLE, or anyone holding the files.
+ */
+async function openEmbedded(dir: string, role: DbRole): Promise<Db> {
+  const db = await openPglite(dir);
+  try {
+    await migrate(db);
+    if (role) await db.exec(`SET ROLE ${role}`);
+    return db;
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+}
+
+/** Migrates or checks on a connection of the login role, then hands back a pool that runs as `role`. */
+async function openServer(url: string, opts: { migrate: boolean; role: DbRole }): Promise<Db> {
+  const login = await openPostgres(url, opts.role ? { max: 1 } : {});
+  try {
+    await (opts.migrate ? migrate(login) : assertMigrated(login));
+  } catch (err) {
+    await login.close();
+    throw err;
+  }
+  if (!opts.role) return login;
+  await login.close();
+  return openPostgres(url, { role: opts.role });
 }
 
 async function assertMigrated(db: Db): Promise<void> {

@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadMigrations, migrate, openDatabase, openPglite, splitStatements } from './index.ts';
+import type { Db } from './db.ts';
+import { APP_ROLE, defaultRole, loadMigrations, migrate, openDatabase, openPglite, readEnv, splitStatements } from './index.ts';
 
 describe('migration runner', () => {
   const dirs: string[] = [];
@@ -43,5 +44,33 @@ describe('migration runner', () => {
     const b = await openDatabase({ dir });
     expect(await b.prisma.project.count()).toBe(1);
     await b.close();
+  });
+
+  it('migrates as the login, then runs the store as pedigree_app; the owner reopens it and finds nothing pending', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pedigree-'));
+    dirs.push(dir);
+    const who = async (db: { query: Db['query'] }) => (await db.query<{ u: string }>('SELECT current_user AS u'))[0]!.u;
+    const store = await openDatabase({ dir });
+    expect(await who(store.db)).toBe(APP_ROLE);
+    await expect(store.db.query('ALTER TABLE events DISABLE TRIGGER USER')).rejects.toThrow(/must be owner of table events/);
+    await store.close();
+
+    const owner = await openPglite(dir); // as `pedigree migrate` opens it
+    expect(await who(owner)).toBe('postgres');
+    expect((await migrate(owner)).applied).toEqual([]);
+    const [events] = await owner.query<{ o: string }>(`SELECT tableowner AS o FROM pg_tables WHERE tablename = 'events'`);
+    expect(events!.o).toBe('postgres');
+    await owner.close();
+
+    const unswitched = await openDatabase({ dir }, { role: null }); // PEDIGREE_DB_ROLE=none
+    expect(await who(unswitched.db)).toBe('postgres');
+    await unswitched.close();
+  });
+
+  it('reads PEDIGREE_DB_ROLE: pedigree_app unless none, anything else refused', () => {
+    expect(defaultRole(readEnv({}))).toBe(APP_ROLE);
+    expect(defaultRole(readEnv({ PEDIGREE_DB_ROLE: 'pedigree_app' }))).toBe(APP_ROLE);
+    expect(defaultRole(readEnv({ PEDIGREE_DB_ROLE: 'none' }))).toBeNull();
+    expect(() => readEnv({ PEDIGREE_DB_ROLE: 'postgres' })).toThrow(/bad environment: PEDIGREE_DB_ROLE/);
   });
 });

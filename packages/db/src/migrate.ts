@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Db } from './db.ts';
+import { pgErrorCode, type Db } from './db.ts';
 
 export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../prisma/migrations');
 
@@ -34,9 +34,14 @@ export interface MigrateResult {
  * changed after it was applied is an error, never silently re-run.
  */
 export async function migrate(db: Db, migrations = loadMigrations()): Promise<MigrateResult> {
-  await db.exec(`CREATE TABLE IF NOT EXISTS "_pedigree_migrations" (
-    "name" TEXT PRIMARY KEY, "checksum" TEXT NOT NULL,
-    "applied_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP)`);
+  // Looked up first: CREATE … IF NOT EXISTS needs the right to create even when the table is there,
+  // and a role that is not the owner (the application's) may still check that nothing is pending.
+  const [bookkeeping] = await db.query<{ t: string | null }>(`SELECT to_regclass('_pedigree_migrations')::text AS t`);
+  if (!bookkeeping?.t) {
+    await db.exec(`CREATE TABLE IF NOT EXISTS "_pedigree_migrations" (
+      "name" TEXT PRIMARY KEY, "checksum" TEXT NOT NULL,
+      "applied_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP)`);
+  }
   const applied: string[] = [];
   const alreadyApplied: string[] = [];
   for (const m of migrations) {
@@ -51,7 +56,13 @@ export async function migrate(db: Db, migrations = loadMigrations()): Promise<Mi
         return;
       }
       // Multi-statement scripts go through the simple-query protocol.
-      for (const statement of splitStatements(m.sql)) await tx.query(statement);
+      try {
+        for (const statement of splitStatements(m.sql)) await tx.query(statement);
+      } catch (err) {
+        if (pgErrorCode(err) !== '42501') throw err;
+        const { message, hint } = err as { message?: string; hint?: string };
+        throw new Error(`pedigree: migration ${m.name} was refused: ${message ?? String(err)}${hint ? ` (${hint})` : ''}; migrations run as the tables' owner: run \`pedigree migrate\` with the owner's URL (--url or DATABASE_URL)`, { cause: err });
+      }
       await tx.query('INSERT INTO "_pedigree_migrations" (name, checksum) VALUES ($1, $2)', [m.name, m.checksum]);
       applied.push(m.name);
     });

@@ -1,5 +1,6 @@
 import postgres from 'postgres';
 import type { Db, Queryable, Row } from './db.ts';
+import { roleRefusal } from './roles.ts';
 
 /** postgres.js rejects `?schema=…` style query strings: drop them. */
 export function stripQuery(url: string): string {
@@ -13,9 +14,17 @@ export function redact(url: string): string {
 
 const jsonText = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
 
-export async function openPostgres(url: string, opts: { max?: number } = {}): Promise<Db> {
+/**
+ * A pool of connections to the server at `url`. With `role`, every connection
+ * asks for it in its startup message, so it runs as that role from its first
+ * statement, reconnects included, and RESET ROLE or DISCARD ALL return to it
+ * (only an explicit SET ROLE, which the login role must be allowed, leaves it).
+ */
+export async function openPostgres(url: string, opts: { max?: number; role?: string | null } = {}): Promise<Db> {
+  const location = redact(stripQuery(url));
   const sql = postgres(stripQuery(url), {
     max: opts.max ?? 10,
+    connection: opts.role ? { role: opts.role } : {},
     onnotice: () => {},
     types: {
       bigint: { to: 20, from: [20], parse: (v: string) => Number(v), serialize: (v: number | bigint) => String(v) },
@@ -24,7 +33,12 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
       jsonb: { to: 3802, from: [3802], parse: JSON.parse, serialize: jsonText },
     },
   });
-  await sql`select 1`; // fail fast with a connection error here, not later
+  try {
+    await sql`select 1`; // fail fast with a connection error here, not later
+  } catch (err) {
+    await sql.end({ timeout: 1 }).catch(() => {});
+    throw opts.role ? roleRefusal(err, opts.role, location) : err;
+  }
   const wrap = (q: postgres.Sql | postgres.TransactionSql): Queryable => ({
     async query<T extends Row>(text: string, params?: readonly unknown[]) {
       // prepare: our SQL texts are a fixed set, and unprepared parameterised queries cost postgres.js two round trips.
@@ -35,7 +49,7 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
   const root = wrap(sql);
   return {
     kind: 'postgres',
-    location: redact(stripQuery(url)),
+    location,
     query: root.query,
     transaction: async (fn) => (await sql.begin((tx) => fn(wrap(tx)))) as never,
     exec: async (script) => {

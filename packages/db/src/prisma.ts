@@ -4,14 +4,20 @@ import type { Db } from './db.ts';
 import { PrismaClient } from './generated/prisma/client.ts';
 import { pgliteOf } from './pglite.ts';
 import { stripQuery } from './postgres.ts';
+import type { DbRole } from './roles.ts';
 
 export { PrismaClient };
 export type * from './generated/prisma/models.ts';
 
-/** A Prisma client over the same database `db` talks to (the same PGlite instance when embedded). */
-export function prismaFor(db: Db, url?: string): PrismaClient {
+/**
+ * A Prisma client over the same database `db` talks to: the same PGlite
+ * instance (and so the same role) when embedded; on a server, a pool of its
+ * own that asks for `server.role` at every connection, as openPostgres does.
+ */
+export function prismaFor(db: Db, server?: { url: string; role?: DbRole }): PrismaClient {
   const pglite = pgliteOf(db);
   if (pglite) return new PrismaClient({ adapter: new PrismaPGlite(pglite) });
-  if (!url) throw new Error('pedigree: a server-mode Prisma client needs its DATABASE_URL');
-  return new PrismaClient({ adapter: new PrismaPg({ connectionString: stripQuery(url), max: 4 }) });
+  if (!server) throw new Error('pedigree: a server-mode Prisma client needs its DATABASE_URL');
+  const role = server.role ? { options: `-c role=${server.role}` } : {};
+  return new PrismaClient({ adapter: new PrismaPg({ connectionString: stripQuery(server.url), max: 4, ...role }) });
 }

@@ -4,19 +4,80 @@ import { createHash } from 'node:crypto';
  * Canonical JSON: object keys sorted, no whitespace, numbers as JSON.stringify
  * writes them (shortest round-trip form). jsonb reorders keys and reformats
  * numbers, so hashes are taken over this form, never over stored text.
+ *
+ * For JSON values this is RFC 8785 (JCS) exactly: keys sorted by UTF-16 code
+ * units, ECMAScript number and string serialisation (canonical.test.ts checks
+ * it against RFC 8785's vectors and the `canonicalize` package). It parts
+ * from JCS only on what is not I-JSON, which the ledger refuses before it
+ * hashes: a lone surrogate is escaped (\udxxx) where JCS refuses it, and
+ * objects' toJSON is never called. docs/ledger-verification.md specifies it.
+ *
+ * Iterative (an explicit stack), so no input can overflow the call stack;
+ * its output is byte for byte that of the recursive definition it replaced
+ * (kept in canonical.test.ts), quirks of non-JSON input included. A cyclic
+ * value, which overflowed the recursion, is a TypeError.
  */
 export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') {
-    if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError(`cannot hash non-finite number ${value}`);
-    if (value === undefined) return 'null';
-    return JSON.stringify(value);
+  if (value === null || typeof value !== 'object') return scalarJson(value) as string;
+  const stack: Frame[] = [];
+  // The containers open now: meeting one again is a cycle (where the recursion overflowed, a loop would never end).
+  const open = new Set<object>();
+  let out = enter(value, stack, open);
+  while (stack.length > 0) {
+    const frame = stack[stack.length - 1]!;
+    if (frame.keys === null) {
+      const { array, index } = frame;
+      if (index === array.length) {
+        out += ']';
+        open.delete(array);
+        stack.pop();
+        continue;
+      }
+      frame.index = index + 1;
+      if (index > 0) out += ',';
+      // A hole in a sparse array was skipped by map(): empty, not null.
+      if (!(index in array)) continue;
+      const child = array[index];
+      // As the recursive form joined them: an array's `undefined` text (a function, a symbol) is empty.
+      out += child !== null && typeof child === 'object' ? enter(child, stack, open) : (scalarJson(child) ?? '');
+    } else {
+      const { object, keys, index } = frame;
+      if (index === keys.length) {
+        out += '}';
+        open.delete(object);
+        stack.pop();
+        continue;
+      }
+      frame.index = index + 1;
+      const key = keys[index]!;
+      const child = object[key];
+      // …and a member's is the word itself, as a template literal writes it.
+      out += `${index > 0 ? ',' : ''}${JSON.stringify(key)}:${child !== null && typeof child === 'object' ? enter(child, stack, open) : `${scalarJson(child)}`}`;
+    }
   }
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj)
-    .filter((k) => obj[k] !== undefined)
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
+  return out;
+}
+
+type Frame = { array: unknown[]; keys: null; index: number } | { object: Record<string, unknown>; keys: string[]; index: number };
+
+/** Pushes the frame that will write `value`'s members; returns its opening bracket. Keys are chosen as the recursive form chose them, on entry. */
+function enter(value: object, stack: Frame[], open: Set<object>): string {
+  if (open.has(value)) throw new TypeError('cannot hash a cyclic value (an object or array that contains itself)');
+  open.add(value);
+  if (Array.isArray(value)) {
+    stack.push({ array: value, keys: null, index: 0 });
+    return '[';
+  }
+  const object = value as Record<string, unknown>;
+  stack.push({ object, keys: Object.keys(object).filter((k) => object[k] !== undefined).sort(), index: 0 });
+  return '{';
+}
+
+/** A value that is not an object or array: its JSON text (undefined for what JSON cannot write: a function, a symbol). */
+function scalarJson(value: unknown): string | undefined {
+  if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError(`cannot hash non-finite number ${value}`);
+  if (value === undefined) return 'null';
+  return JSON.stringify(value);
 }
 
 export function sha256Hex(text: string): string {

@@ -5,3 +5,6 @@ export * from './store.ts';
 export * from './verify.ts';
 export * from './subscribe.ts';
 export * from './rebuild.ts';
+export * from './batches.ts';
+export * from './merkle.ts';
+export * from './checkpoint.ts';

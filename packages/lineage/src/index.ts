@@ -1,5 +1,5 @@
-import { openDatabase, type Database, type StoreTarget } from '@pedigree/db';
-import { EventStore, rebuildProjections, subscribe, verifyChain, type StoredEvent, type SubscribeOptions } from '@pedigree/ledger';
+import { openDatabase, type Database, type OpenOptions, type StoreTarget } from '@pedigree/db';
+import { EventStore, rebuildProjections, subscribe, verifyChain, type RebuildOptions, type StoredEvent, type SubscribeOptions, type VerifyOptions } from '@pedigree/ledger';
 import { Tracker } from './commands.ts';
 import { lineageProjection } from './projection.ts';
 import { Lineage } from './queries.ts';
@@ -17,14 +17,14 @@ export interface Pedigree {
   store: EventStore;
   tracker: Tracker;
   lineage: Lineage;
-  /** Rebuilds every projection from the events. */
-  replay(opts?: { onProgress?: (done: number, total: number) => void }): ReturnType<typeof rebuildProjections>;
-  verify(opts?: { streamId?: string; onProgress?: (checked: number) => void }): ReturnType<typeof verifyChain>;
+  /** Rebuilds every projection from the events, checking every hash chain as it reads (see rebuildProjections). */
+  replay(opts?: RebuildOptions): ReturnType<typeof rebuildProjections>;
+  verify(opts?: VerifyOptions): ReturnType<typeof verifyChain>;
   subscribe(onEvents: (events: StoredEvent[]) => void | Promise<void>, opts?: SubscribeOptions): ReturnType<typeof subscribe>;
   close(): Promise<void>;
 }
 
-export async function openPedigree(target?: StoreTarget, opts: { migrate?: boolean } = {}): Promise<Pedigree> {
+export async function openPedigree(target?: StoreTarget, opts: OpenOptions = {}): Promise<Pedigree> {
   const database = await openDatabase(target, opts);
   const store = new EventStore(database.db, [lineageProjection]);
   return {

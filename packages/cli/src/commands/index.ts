@@ -1,4 +1,5 @@
 import type { Command } from '../command.ts';
+import { checkpointCommand } from './checkpoint.ts';
 import { demoCommand } from './demo.ts';
 import { diffCommand } from './diff.ts';
 import { eventsCommand } from './events.ts';
@@ -32,6 +33,7 @@ export const COMMANDS: readonly Command[] = [
   sampleCommand,
   replayCommand,
   verifyCommand,
+  checkpointCommand,
   migrateCommand,
   helpCommand(() => COMMANDS),
 ];

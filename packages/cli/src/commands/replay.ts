@@ -1,19 +1,62 @@
+import { BrokenChainError } from '@pedigree/ledger';
 import type { Command } from '../command.ts';
-import { formatCount, formatDuration, ProgressLine } from '../format.ts';
+import { formatCount, formatDuration } from '../format.ts';
+import { scanProgress } from '../scan-progress.ts';
 
 export const replayCommand: Command = {
   name: 'replay',
   summary: 'rebuild every read model (runs, lineage, metrics) from the events',
-  usage: 'replay',
+  usage: 'replay [--force]',
   description:
-    'Empties the projection tables and replays every event into them, in one transaction: readers see the old read models until the new ones commit. The events themselves are never touched.',
+    "Empties the projection tables and replays every event into them, in one transaction, checking every stream's hash chain as it reads (as `pedigree verify` does). Writers and readers of the read models wait until it commits; none sees a half-built model. A broken chain stops it before anything changes, naming the first bad event, and exits with code 1 — unless --force. The events themselves are never touched. Memory stays bounded whatever the store's size: the events are read in batches of at most 16 MiB.",
+  options: [{ name: 'force', type: 'boolean', description: 'rebuild even from a broken hash chain (the broken events are projected as stored, and reported)' }],
   async run(ctx) {
+    const force = ctx.options.flag('force');
     const pd = await ctx.openStore();
-    const progress = new ProgressLine(ctx.term.progressStream, 'replaying');
-    const result = await pd.replay({ onProgress: (done, total) => progress.update(done, total) });
+    const progress = scanProgress(ctx.json ? null : ctx.term.progressStream, 'replaying');
+    let result: Awaited<ReturnType<typeof pd.replay>>;
+    try {
+      result = await pd.replay({ force, onBatch: progress.onBatch });
+    } catch (err) {
+      progress.finish();
+      if (!(err instanceof BrokenChainError)) throw err;
+      const broken = err.firstBroken;
+      if (ctx.json) {
+        ctx.term.json({ ok: false, refused: true, firstBroken: broken });
+        return 1;
+      }
+      const { paint } = ctx.term;
+      ctx.term.line(`${paint.red('REFUSED')}  the hash chain is broken at position ${broken.position}: ${broken.type} #${broken.streamVersion} of ${broken.streamId} (event id ${broken.eventId})`);
+      ctx.term.line(`  ${broken.reason}`);
+      ctx.term.line(paint.dim('  The read models were left as they were. `pedigree verify` checks the chains; `pedigree replay --force` rebuilds from the events as stored.'));
+      return 1;
+    }
     progress.finish();
-    const eventsPerSecond = result.ms > 0 ? Math.round((result.events / result.ms) * 1000) : 0;
-    if (ctx.json) return ctx.term.json({ events: result.events, ms: Math.round(result.ms), eventsPerSecond });
-    ctx.term.line(`Rebuilt the projections from ${formatCount(result.events)} events in ${formatDuration(result.ms)} (${formatCount(eventsPerSecond)} events/s).`);
+    const perSecond = (n: number) => (result.ms > 0 ? Math.round((n / result.ms) * 1000) : 0);
+    const points = result.points ?? 0;
+    const brokenEvents = result.brokenEvents ?? 0;
+    if (brokenEvents > 0) {
+      const first = result.broken![0]!;
+      ctx.term.error(
+        `pedigree: warning: ${formatCount(brokenEvents)} event${brokenEvents === 1 ? '' : 's'} failed the hash-chain check (first: position ${first.position}, ${first.type} #${first.streamVersion} of ${first.streamId}: ${first.reason}); --force rebuilt the read models from them as stored`,
+      );
+    }
+    if (ctx.json) {
+      return ctx.term.json({
+        ok: brokenEvents === 0,
+        events: result.events,
+        points,
+        streams: result.streams,
+        ms: Math.round(result.ms),
+        lockedMs: Math.round(result.lockedMs ?? result.ms),
+        eventsPerSecond: perSecond(result.events),
+        pointsPerSecond: perSecond(points),
+        ...(force ? { brokenEvents, broken: result.broken } : {}),
+      });
+    }
+    const chains = brokenEvents ? ctx.term.paint.yellow(`${formatCount(brokenEvents)} broken (see the warning)`) : 'every hash chain intact';
+    ctx.term.line(
+      `Rebuilt the projections from ${formatCount(result.events)} events (${formatCount(points)} metric points) in ${formatDuration(result.ms)} (${formatCount(perSecond(result.events))} events/s, ${formatCount(perSecond(points))} points/s); ${chains}.`,
+    );
   },
 };

@@ -5,6 +5,7 @@ import { defaultHome } from '@pedigree/db';
 import type { Pedigree, RunView } from '@pedigree/lineage';
 import { choiceEnv, choiceOption, intOption, UsageError, type ParsedArgs } from '../args.ts';
 import type { Command, Context } from '../command.ts';
+import { CHECKPOINT_START_OPTIONS, checkpointStartSettings, startCheckpointing } from './checkpoint.ts';
 import { formatCount, shortId } from '../format.ts';
 import { DEFAULT_HOST, DEFAULT_PORT, isLoopbackAddress, listen, markServing, untilStopSignal } from '../server.ts';
 import { describeStore, listRuns, projectNames } from '../store.ts';
@@ -32,9 +33,11 @@ export const startCommand: Command = {
     { name: 'host', type: 'string', value: 'H', description: `address to listen on (default: ${DEFAULT_HOST}, this machine only)` },
     { name: 'auth', type: 'string', value: 'MODE', description: 'open (no API key needed) or keys (default: open for the embedded store, keys for a server; $PEDIGREE_AUTH)' },
     { name: 'demo', type: 'string', value: 'MODE', description: 'what an empty store gets: quick (default; the trained recipe, a few minutes), full, sample (synthetic curves, instant) or none ($PEDIGREE_DEMO)' },
+    ...CHECKPOINT_START_OPTIONS,
   ],
   async run(ctx) {
     const { host, port, auth, demo } = serveOptions(ctx.options);
+    const checkpointSettings = checkpointStartSettings(ctx);
     const { term } = ctx;
     // From here on, Ctrl-C means a clean stop (once startup is done), never a store closed mid-write.
     const stopSignal = untilStopSignal();
@@ -43,6 +46,7 @@ export const startCommand: Command = {
     let pd: Pedigree | undefined;
     let releaseStore = () => {};
     let demoChild: DemoChild | null = null;
+    let checkpoints: ReturnType<typeof startCheckpointing> = null;
     try {
       pd = await ctx.openStore({ migrate: true, create: true });
       const { db } = pd.database;
@@ -65,6 +69,7 @@ export const startCommand: Command = {
         term.line(`${term.paint.bold('Pedigree is serving')} ${term.paint.cyan(web.url)}  (API: ${TRPC_ENDPOINT}, store: ${tour.store}, auth: ${authMode})`);
         term.line(term.paint.dim('Press Ctrl-C to stop; the store is closed cleanly.'));
       }
+      checkpoints = startCheckpointing(ctx, pd, checkpointSettings);
       if (recordDemo) demoChild = await startDemo(ctx, pd, { size: recordDemo, url: web.url, authMode });
 
       const signal = await stopSignal;
@@ -73,6 +78,7 @@ export const startCommand: Command = {
       await demoChild?.stop();
       await web.close();
       uninstallServer();
+      await checkpoints?.stop();
       // Closed here rather than by the dispatcher, so that the store is flushed before the note saying it is in use goes.
       await pd?.close();
       releaseStore();

@@ -1,7 +1,10 @@
 import type { Command } from '../command.ts';
-import { formatCount, formatDuration, ProgressLine } from '../format.ts';
+import { withCheckpointVerification } from './checkpoint.ts';
+import { formatCount, formatDuration } from '../format.ts';
+import { scanProgress } from '../scan-progress.ts';
 
-export const verifyCommand: Command = {
+// --checkpoint FILE: the Merkle tree check after the chain walk (checkpoint.ts).
+export const verifyCommand: Command = withCheckpointVerification({
   name: 'verify',
   summary: "check every stream's hash chain (exit code 1 when broken)",
   usage: 'verify',
@@ -9,10 +12,9 @@ export const verifyCommand: Command = {
     "Walks every event in order and checks that each stream's versions count 1, 2, 3…, that each event names the previous event's hash, and that its hash matches its content. Names the first event that fails, and exits with code 1.",
   async run(ctx) {
     const pd = await ctx.openStore();
-    const [count] = await pd.database.db.query<{ n: number }>('SELECT count(*)::int8 AS n FROM events');
-    const progress = new ProgressLine(ctx.term.progressStream, 'verifying');
+    const progress = scanProgress(ctx.json ? null : ctx.term.progressStream, 'verifying');
     const started = performance.now();
-    const result = await pd.verify({ onProgress: (checked) => progress.update(checked, count?.n) });
+    const result = await pd.verify({ onBatch: progress.onBatch });
     progress.finish();
     const ms = performance.now() - started;
     if (ctx.json) {
@@ -30,4 +32,4 @@ export const verifyCommand: Command = {
     ctx.term.line(paint.dim(`  ${formatCount(result.checked)} events before it checked out.`));
     return 1;
   },
-};
+});
