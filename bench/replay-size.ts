@@ -186,7 +186,7 @@ export const replaySize: Benchmark = {
     const figures: Figure[] = [];
 
     await withServerDatabase(async ({ url }) => {
-      const pd = await openPedigree({ url }, { migrate: true });
+      const pd = await openPedigree({ url }, { migrate: true, role: null /* the bench owns its database: VACUUM ANALYZE */ });
       let events: number;
       try {
         const { projectId } = await pd.tracker.createProject({ name: 'bench-replay-size' });
