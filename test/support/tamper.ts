@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import type { Queryable } from '@pedigree/db';
+import { EVENT_COLUMNS, type EventRow } from '@pedigree/ledger';
 import type { Pedigree } from '@pedigree/lineage';
 
 /**
@@ -12,20 +13,8 @@ import type { Pedigree } from '@pedigree/lineage';
  * forgeries also prove the page right: plain `verify` accepts them.
  */
 
-export interface RawEvent {
-  position: number;
-  stream_id: string;
-  stream_version: number;
-  event_id: string;
-  project_id: string;
-  type: string;
-  schema_version: number;
-  data: unknown;
-  metadata: unknown;
-  recorded_at: Date;
-  prev_hash: string;
-  hash: string;
-}
+/** An events row as SELECT returns it: the ledger's own row type (only the hashing below is written from the page). */
+export type RawEvent = EventRow;
 
 export const GENESIS = '0'.repeat(64);
 
@@ -59,7 +48,7 @@ export async function behindTheStoresBack(db: Queryable & { transaction<T>(fn: (
   });
 }
 
-const COLUMNS = 'position, stream_id, stream_version, event_id, project_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash';
+const COLUMNS = EVENT_COLUMNS;
 
 export async function lastEvent(db: Queryable): Promise<RawEvent> {
   const [row] = await db.query<RawEvent>(`SELECT ${COLUMNS} FROM events ORDER BY position DESC LIMIT 1`);
