@@ -10,17 +10,19 @@ import { recordSampleLineage, type Pedigree } from '@pedigree/lineage';
 import { snapshot } from './support/snapshot.ts';
 import { backends } from './support/stores.ts';
 
-const BUDGET = 64 * 1024;
-/** Metric batches of this many points are ~150 KB: each must be a batch of its own. */
+const BUDGET = 8 * 1024;
+/** Metric batches of this many points are stored as chunks beside their events (the event row names them in ~200 bytes). */
 const BIG_BATCH_POINTS = 2000;
+/** Notes this long are larger than the budget: each must be a batch of its own. */
+const BIG_NOTE = 9_000;
 
 /** An attacker with the table owner's rights (out of the application's role): the immutability triggers off, history edited, triggers back on. */
-async function tamper(pd: Pedigree, position: number, setData: string): Promise<void> {
+async function tamper(pd: Pedigree, table: 'events' | 'metric_chunks', position: number, set: string): Promise<void> {
   await pd.database.db.transaction(async (tx) => {
     await tx.query('SET LOCAL ROLE NONE');
-    await tx.query('ALTER TABLE events DISABLE TRIGGER USER');
-    await tx.query(`UPDATE events SET data = ${setData} WHERE position = $1`, [position]);
-    await tx.query('ALTER TABLE events ENABLE TRIGGER USER');
+    await tx.query(`ALTER TABLE ${table} DISABLE TRIGGER USER`);
+    await tx.query(`UPDATE ${table} SET ${set} WHERE position = $1`, [position]);
+    await tx.query(`ALTER TABLE ${table} ENABLE TRIGGER USER`);
   });
 }
 
@@ -35,7 +37,7 @@ for (const { backend, skip } of await backends()) {
       for (let b = 0; b < 6; b++) {
         const points = Array.from({ length: BIG_BATCH_POINTS }, (_, i) => ({ key: i % 2 ? 'train/loss' : 'lr', step: b * BIG_BATCH_POINTS + i, value: 1 / (1 + b + i), time: 1.7e12 + i }));
         await pd.tracker.logMetrics(runId, points);
-        await pd.tracker.addNote(runId, `batch ${b} logged`);
+        await pd.tracker.addNote(runId, `batch ${b} logged: ${'x'.repeat(BIG_NOTE)}`);
         await pd.tracker.logMetrics(runId, [{ key: 'eval/loss', step: b, value: 2 - b / 10 }]);
       }
       await pd.tracker.completeRun(runId);
@@ -52,12 +54,12 @@ for (const { backend, skip } of await backends()) {
       expect(result).toMatchObject({ events: total.events, batches: batches.length, points: total.points });
       expect(total.events).toBe(total.totalEvents);
       expect(total.storedBytes).toBe(total.totalStoredBytes);
-      const [stored] = await pd.database.db.query<{ n: number }>('SELECT count(*)::int8 AS n FROM metric_points');
+      const [stored] = await pd.database.db.query<{ n: number }>('SELECT coalesce(sum(n), 0)::int8 AS n FROM metric_chunks');
       expect(total.points).toBe(stored!.n);
       // The log is many budgets long, so it took many batches; each stayed within the budget, both as
       // estimated before reading and as the canonical JSON actually hashed — except an event larger than
       // the budget, which is a batch of its own.
-      expect(batches.reduce((s, b) => s + b.batch.jsonBytes, 0)).toBeGreaterThan(10 * BUDGET);
+      expect(batches.reduce((s, b) => s + b.batch.jsonBytes, 0)).toBeGreaterThan(6 * BUDGET);
       expect(batches.length).toBeGreaterThan(10);
       const alone = batches.filter((b) => b.batch.events === 1 && b.batch.bytes > BUDGET);
       expect(alone.length).toBeGreaterThanOrEqual(6);
@@ -83,29 +85,41 @@ for (const { backend, skip } of await backends()) {
       expect(one).toMatchObject({ ok: true, checked: (await pd.store.readStream(stream)).length, streams: 1 });
     });
 
-    // Last: it spoils the store.
-    it('refuses to rebuild from an altered metric value, naming the event; --force rebuilds and reports it', async () => {
+    // Last: they spoil the store.
+    it('refuses to rebuild from an altered metric chunk, naming its event; --force rebuilds and reports it', async () => {
       const [target] = await pd.database.db.query<{ position: number; stream_version: number }>(
         `SELECT position, stream_version FROM events WHERE stream_id = $1 AND type = 'MetricsLogged' ORDER BY position LIMIT 1`,
         [`run-${runId}`],
       );
       const before = await pd.lineage.metricPoints(runId, 'lr', { toStep: 0 });
       expect(before[0]).toMatchObject({ step: 0, value: 1 });
-      await tamper(pd, target!.position, `jsonb_set(data, '{points,0,value}', '42')`);
+      // The point's value, not the chunk's summary or digest: only recomputing the digest finds it.
+      await tamper(pd, 'metric_chunks', target!.position, `vals[1] = 42`);
       const readModels = await snapshot(pd.database.db);
 
+      const named = { position: target!.position, streamId: `run-${runId}`, streamVersion: target!.stream_version, type: 'MetricsLogged' };
+      expect((await pd.verify()).firstBroken).toMatchObject({ ...named, reason: expect.stringMatching(/does not match its digest/) });
       const refused = await pd.replay({ maxBatchBytes: BUDGET }).catch((err: unknown) => err);
       expect(refused).toBeInstanceOf(BrokenChainError);
-      expect((refused as BrokenChainError).firstBroken).toMatchObject({ position: target!.position, streamId: `run-${runId}`, streamVersion: target!.stream_version, type: 'MetricsLogged' });
+      expect((refused as BrokenChainError).firstBroken).toMatchObject(named);
       expect((refused as BrokenChainError).message).toMatch(new RegExp(`position ${target!.position}: MetricsLogged .*altered after it was written`));
       expect(await snapshot(pd.database.db)).toBe(readModels); // rolled back: nothing changed
-      expect(await pd.lineage.metricPoints(runId, 'lr', { toStep: 0 })).toEqual(before);
 
       const forced = await pd.replay({ maxBatchBytes: BUDGET, force: true });
-      expect(forced.brokenEvents).toBe(1); // one altered event, not every event after it
-      expect(forced.broken![0]).toMatchObject({ position: target!.position, reason: expect.stringMatching(/does not match its hash/) });
+      expect(forced.brokenEvents).toBe(1);
+      expect(forced.broken![0]).toMatchObject({ position: target!.position, reason: expect.stringMatching(/does not match its digest/) });
       expect((await pd.lineage.metricPoints(runId, 'lr', { toStep: 0 }))[0]).toMatchObject({ step: 0, value: 42 });
-      expect((await pd.verify()).firstBroken?.position).toBe(target!.position);
+    });
+
+    it('refuses to rebuild from an altered chunk manifest (the event itself)', async () => {
+      const [target] = await pd.database.db.query<{ position: number }>(
+        `SELECT position FROM events WHERE stream_id = $1 AND type = 'MetricsLogged' ORDER BY position DESC LIMIT 1`,
+        [`run-${runId}`],
+      );
+      await tamper(pd, 'events', target!.position, `data = jsonb_set(data, '{chunks,0,n}', '7')`);
+      const refused = await pd.replay({ maxBatchBytes: BUDGET }).catch((err: unknown) => err);
+      expect(refused).toBeInstanceOf(BrokenChainError);
+      expect((refused as BrokenChainError).firstBroken).toMatchObject({ position: target!.position, reason: expect.stringMatching(/does not match its hash/) });
     });
   });
 }

@@ -129,8 +129,10 @@ export async function logTotals(q: Queryable, opts: { streamId?: string; afterPo
 /** Points in a MetricsLogged event as stored (0 for any other event, or a malformed one). */
 export function pointsIn(row: Pick<EventRow, 'type' | 'data'>): number {
   if (row.type !== 'MetricsLogged') return 0;
-  const points = (row.data as { points?: unknown } | null)?.points;
-  return Array.isArray(points) ? points.length : 0;
+  const data = row.data as { points?: unknown; chunks?: unknown } | null;
+  if (Array.isArray(data?.points)) return data.points.length; // v1: inline
+  if (!Array.isArray(data?.chunks)) return 0;
+  return data.chunks.reduce((s: number, c: { n?: unknown }) => s + (typeof c?.n === 'number' ? c.n : 0), 0); // v2: the manifest's counts
 }
 
 /** Progress of one pass over the log, reported after each batch. */

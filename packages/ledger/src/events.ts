@@ -107,7 +107,8 @@ export const EventSchemas = {
   InputUsed: { version: 1, schema: z.object({ artifactId: Uuid, role: Key, step: Step.optional() }) },
   /** v2: `at`, the start time the client reported (ms since the epoch), when it did. */
   RunStarted: { version: 2, schema: z.object({ at: Time.optional() }) },
-  MetricsLogged: { version: 1, schema: z.object({ points: z.array(MetricPointSchema).min(1).max(MAX_POINTS_PER_BATCH) }) },
+  /** v2: stored as columns, one chunk per key (chunks.ts); read back with its points grouped by key. v1 held its points inline. */
+  MetricsLogged: { version: 2, schema: z.object({ points: z.array(MetricPointSchema).min(1).max(MAX_POINTS_PER_BATCH) }) },
   CheckpointSaved: {
     version: 1,
     schema: z.object({ artifactId: Uuid, name: Name, digest: Digest, step: Step, spec: ArtifactSpec }),
@@ -155,6 +156,7 @@ export const EVENT_TYPES = Object.keys(EventSchemas) as EventType[];
 /** Old versions of an event, upcast to the current one when read. */
 export const upcasters: { [T in EventType]?: Record<number, (data: unknown) => unknown> } = {
   // v2 only added optional fields: a v1 event is a v2 event without them.
+  MetricsLogged: { 1: (d) => d },
   RunStarted: { 1: (d) => d },
   RunCompleted: { 1: (d) => d },
   RunFailed: { 1: (d) => d },

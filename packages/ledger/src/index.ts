@@ -1,4 +1,5 @@
 export * from './canonical.ts';
+export * from './chunks.ts';
 export * from './errors.ts';
 export * from './events.ts';
 export * from './store.ts';

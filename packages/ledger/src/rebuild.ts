@@ -1,6 +1,7 @@
+import type { Queryable } from '@pedigree/db';
 import { logTotals, pointsIn, readEventBatches, type BatchLimits, type ScanProgress } from './batches.ts';
-import { APPEND_LOCK, rowToEvent, type EventStore } from './store.ts';
-import { BrokenChainError, ChainCheck, type BrokenEvent } from './verify.ts';
+import { APPEND_LOCK, readEvents, type EventStore } from './store.ts';
+import { BrokenChainError, ChainCheck, verifyChunks, type BrokenEvent } from './verify.ts';
 
 export interface RebuildOptions extends BatchLimits {
   /**
@@ -35,7 +36,10 @@ const BROKEN_NAMED = 10;
 
 /**
  * Rebuilds every projection from the events, in one transaction, checking
- * every stream's hash chain as it reads (the same check as verifyChain).
+ * every stream's hash chain as it reads and then the metric chunks against
+ * their events (the same checks as verifyChain). Event types a projection
+ * rebuilds in bulk (metric batches, from their chunks' summaries) are not
+ * applied one by one.
  *
  * The transaction holds, until it commits, the append lock (writers wait)
  * and, from its TRUNCATE, an ACCESS EXCLUSIVE lock on every projection's
@@ -62,6 +66,8 @@ export async function rebuildProjections(store: EventStore, opts: RebuildOptions
     try {
       const tables = store.projections.flatMap((p) => p.tables);
       if (tables.length) await tx.query(`TRUNCATE ${tables.map((t) => `"${t}"`).join(', ')}`);
+      const pipeline = pipelined(tx);
+      const bulkForAll = new Set<string>(store.projections.every((p) => p.bulk) ? store.projections[0]!.bulk!.types.filter((t) => store.projections.every((p) => p.bulk!.types.includes(t))) : []);
       for await (const batch of readEventBatches(tx, opts)) {
         batches++;
         largestBatchBytes = Math.max(largestBatchBytes, batch.bytes || 0);
@@ -74,9 +80,14 @@ export async function rebuildProjections(store: EventStore, opts: RebuildOptions
           }
           points += pointsIn(row);
         }
-        const events = batch.rows.map(rowToEvent);
-        for (const p of store.projections) await p.apply(tx, events);
-        done += events.length;
+        // Rows every projection rebuilds in bulk are not even read as events (their chunks stay unread).
+        const events = await readEvents(tx, batch.rows.filter((r) => !bulkForAll.has(r.type)));
+        for (const p of store.projections) {
+          const mine = p.bulk ? events.filter((e) => !p.bulk!.types.includes(e.type)) : events;
+          if (p.writeOnly) await pipeline.run((q) => p.apply(q, mine));
+          else await p.apply(tx, mine);
+        }
+        done += batch.rows.length;
         storedBytes += batch.storedBytes;
         opts.onProgress?.(done, Math.max(totals.events, done));
         opts.onBatch?.({
@@ -85,10 +96,18 @@ export async function rebuildProjections(store: EventStore, opts: RebuildOptions
           points,
           storedBytes,
           totalStoredBytes: Math.max(totals.storedBytes, storedBytes),
-          batch: { events: events.length, bytes: batch.bytes, jsonBytes: chains.jsonBytes - jsonBefore },
+          batch: { events: batch.rows.length, bytes: batch.bytes, jsonBytes: chains.jsonBytes - jsonBefore },
           elapsedMs: performance.now() - t0,
         });
       }
+      await pipeline.flush();
+      // The metric chunks are part of their events: checked against them (digests, summaries) like the chains.
+      const chunk = await verifyChunks(tx);
+      if (chunk) {
+        if (!opts.force) throw new BrokenChainError(chunk);
+        if (brokenEvents++ < BROKEN_NAMED) broken.push(chunk);
+      }
+      for (const p of store.projections) await p.bulk?.rebuild(tx);
     } finally {
       lockedMs = performance.now() - locked;
     }
@@ -102,5 +121,39 @@ export async function rebuildProjections(store: EventStore, opts: RebuildOptions
     largestBatchBytes,
     lockedMs,
     ...(opts.force ? { brokenEvents, broken } : {}),
+  };
+}
+
+/**
+ * A write-only projection's statements sent without waiting for each answer
+ * (postgres.js pipelines them on the transaction's connection, in order; on
+ * PGlite they simply run in order). Errors surface at the latest at `flush`,
+ * which the rebuild awaits before anything reads; any error rolls it back.
+ */
+function pipelined(tx: Queryable) {
+  let pending: Promise<unknown>[] = [];
+  let failed: unknown;
+  const q: Queryable = {
+    query<T>(text: string, params?: readonly unknown[]): Promise<T[]> {
+      if (failed) return Promise.reject(failed);
+      const p = tx.query(text, params);
+      p.catch((err: unknown) => (failed ??= err));
+      pending.push(p);
+      return Promise.resolve([]);
+    },
+  };
+  const flush = async () => {
+    const all = pending;
+    pending = [];
+    await Promise.all(all);
+    if (failed) throw failed;
+  };
+  return {
+    /** Runs `fn` over the pipelined handle; flushes once many statements are in flight. */
+    async run(fn: (q: Queryable) => Promise<void>) {
+      await fn(q);
+      if (pending.length >= 20_000) await flush();
+    },
+    flush,
   };
 }

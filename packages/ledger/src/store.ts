@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { pgConstraint, pgErrorCode, type Db, type Queryable } from '@pedigree/db';
 import { z } from 'zod';
 import { canonicalJson, GENESIS_HASH, jsonDepth, MAX_JSON_DEPTH, sha256Hex } from './canonical.ts';
+import { arrayLiteral, CHUNK_READ_COLUMNS, chunkOfRow, chunkPoints, inChunkOrder, manifestOf, pointsOf, type ChunkRow, type MetricChunk, type MetricPointData } from './chunks.ts';
 import { ConcurrencyError, IdempotencyError, TooLargeError, ValidationError, type Issue } from './errors.ts';
 import { EventSchemas, upcast, type EventMetadata, type EventType, type NewEvent, type StoredEvent } from './events.ts';
 
@@ -11,6 +12,19 @@ export interface Projection {
   /** Tables this projection owns; `rebuild` empties them first. */
   readonly tables: readonly string[];
   apply(tx: Queryable, events: readonly StoredEvent[]): Promise<void>;
+  /**
+   * For `replay`: event types this projection rebuilds in bulk, from what is
+   * stored beside the events (metric chunks), instead of event by event:
+   * `apply` never sees them during a replay, and `rebuild` runs once after
+   * every other event was applied.
+   */
+  bulk?: { types: readonly EventType[]; rebuild(tx: Queryable): Promise<void> };
+  /**
+   * `apply` only writes and never looks at what its queries return: `replay`
+   * may then send its statements without waiting for each one's answer
+   * (pipelined, in order; their results come back empty).
+   */
+  writeOnly?: boolean;
 }
 
 export interface AppendOptions {
@@ -42,8 +56,44 @@ export interface AppendResult {
 }
 
 export const NOTIFY_CHANNEL = 'pedigree_events';
-/** All appends take this transaction-scoped lock, so positions commit in order and readers never skip one. */
+/**
+ * Taken for a moment by every append (pedigree_reserve_positions, which hands
+ * out positions in the order of transaction ids), and for a whole transaction
+ * by `replay`, which so holds every writer off.
+ */
 export const APPEND_LOCK = 72490002;
+/** With a stream id's hashtext: appends to one stream go one at a time (its chain and versions). */
+export const STREAM_LOCK = 72490003;
+/** Appends whose `check` reads other streams (no lineage cycles, unique names) go one at a time. */
+export const CHECK_LOCK = 72490004;
+/** Held (shared) by every appending transaction from before it has an id until it ends. */
+export const APPENDER_MARK = 72490005;
+/**
+ * Rows a reader following the log may read, as a condition on `events`.
+ * Positions rise with transaction ids (pedigree_reserve_positions hands out
+ * both under one short lock, to transactions that have written nothing
+ * before), so the events a transaction still running may yet commit all lie
+ * above every event of a lower transaction id. The bound is the lowest id
+ * that was running at the statement's snapshot, unless that transaction is
+ * still running and not appending (no APPENDER_MARK): it can never append.
+ * Running transactions and appender marks come from one read of the lock
+ * table (one instant, after the snapshot): a transaction that ended since
+ * the snapshot counts (conservatively), so a read is always a prefix, in position order, of everything that will ever
+ * commit. Unlike pg_snapshot_xmin alone, a long write elsewhere on the
+ * server (another database, a bulk load) does not hold followers back.
+ */
+export const SETTLED = `(tx_id IS NULL OR tx_id < coalesce((
+  WITH l AS MATERIALIZED (
+    SELECT locktype, pid, transactionid, database, classid, objid, objsubid FROM pg_locks WHERE locktype IN ('transactionid', 'advisory'))
+  SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+  WHERE NOT EXISTS (
+    SELECT 1 FROM l t
+    WHERE t.locktype = 'transactionid' AND t.transactionid = xid(x)
+      AND NOT EXISTS (
+        SELECT 1 FROM l m
+        WHERE m.pid = t.pid AND m.locktype = 'advisory' AND m.classid = 0 AND m.objid = ${APPENDER_MARK} AND m.objsubid = 1
+          AND m.database = (SELECT oid FROM pg_database WHERE datname = current_database())))
+), pg_snapshot_xmax(pg_current_snapshot())))`;
 export const MAX_EVENT_BYTES = 8 * 1024 * 1024;
 const MAX_EVENTS_PER_APPEND = 1000;
 
@@ -58,6 +108,8 @@ interface Prepared {
   metadata: EventMetadata;
   dataJson: string;
   metadataJson: string;
+  /** A MetricsLogged batch's points, one chunk per key: stored beside the event, named by its data. */
+  chunks?: MetricChunk[];
 }
 
 export interface EventRow {
@@ -97,8 +149,25 @@ export function eventHash(prevHash: string, e: Omit<StoredEvent, 'position' | 'p
   return sha256Hex(`${prevHash}{"data":${dataJson},${envelope.slice(1)}`);
 }
 
-export function rowToEvent(row: EventRow): StoredEvent {
+/** Whether a row's points live in metric_chunks (MetricsLogged from schema version 2), not in its data. */
+export function hasChunks(row: Pick<EventRow, 'type' | 'schema_version'>): boolean {
+  return row.type === 'MetricsLogged' && row.schema_version >= 2;
+}
+
+/**
+ * The event a row stores. A v2 MetricsLogged row's points come from its
+ * chunks (see `readEvents`, which fetches them); other rows stand alone.
+ */
+export function rowToEvent(row: EventRow, chunks?: ReadonlyMap<number, MetricPointData[]>): StoredEvent {
   const type = row.type as EventType;
+  let data: unknown;
+  if (hasChunks(row)) {
+    const points = chunks?.get(row.position);
+    if (!points) throw new Error(`the points of MetricsLogged at position ${row.position} were not read`);
+    data = { points };
+  } else {
+    data = upcast(type, row.schema_version, row.data);
+  }
   return {
     position: row.position,
     streamId: row.stream_id,
@@ -107,12 +176,34 @@ export function rowToEvent(row: EventRow): StoredEvent {
     projectId: row.project_id,
     type,
     schemaVersion: row.schema_version,
-    data: upcast(type, row.schema_version, row.data),
+    data,
     metadata: row.metadata as EventMetadata,
     recordedAt: row.recorded_at,
     prevHash: row.prev_hash,
     hash: row.hash,
   } as StoredEvent;
+}
+
+/** The points of these rows' chunks, by event position (rows without chunks are skipped). */
+export async function readChunkPoints(q: Queryable, rows: readonly EventRow[]): Promise<Map<number, MetricPointData[]>> {
+  const positions = rows.filter(hasChunks).map((r) => r.position);
+  const out = new Map<number, MetricPointData[]>();
+  if (positions.length === 0) return out;
+  const chunkRows = await q.query<ChunkRow>(`SELECT ${CHUNK_READ_COLUMNS} FROM metric_chunks WHERE position = ANY($1::int8[]) ORDER BY position, idx`, [positions]);
+  const byPosition = new Map<number, ReturnType<typeof chunkOfRow>[]>();
+  for (const r of chunkRows) {
+    const list = byPosition.get(r.position);
+    if (list) list.push(chunkOfRow(r));
+    else byPosition.set(r.position, [chunkOfRow(r)]);
+  }
+  for (const [position, chunks] of byPosition) out.set(position, pointsOf(chunks));
+  return out;
+}
+
+/** Rows as events, their chunks read in one query. */
+export async function readEvents(q: Queryable, rows: readonly EventRow[]): Promise<StoredEvent[]> {
+  const chunks = await readChunkPoints(q, rows);
+  return rows.map((r) => rowToEvent(r, chunks));
 }
 
 /** Strings Postgres cannot store in jsonb (NUL, unpaired surrogates), found before the database refuses them. */
@@ -157,12 +248,20 @@ export class EventStore {
       if (!UUID.safeParse(eventId).success) throw new ValidationError(`event id must be a UUID, got ${JSON.stringify(eventId)}`);
       const meta = { ...metadata, ...e.metadata };
       const bad: Issue[] = [];
-      findUnstorableStrings(parsed.data, `events[${i}].data`, bad);
+      // A metric batch's strings are its keys, which the schema's pattern keeps storable.
+      if (e.type !== 'MetricsLogged') findUnstorableStrings(parsed.data, `events[${i}].data`, bad);
       findUnstorableStrings(meta, `events[${i}].metadata`, bad);
       if (bad.length) throw new ValidationError(`invalid ${e.type}`, bad);
+      const base = { eventId: eventId.toLowerCase(), type: e.type, schemaVersion: def.version, metadata: meta, metadataJson: canonicalJson(meta) };
+      if (e.type === 'MetricsLogged') {
+        // Stored as columns, one chunk per key; the event's data names them (see chunks.ts).
+        const points = (parsed.data as { points: MetricPointData[] }).points;
+        const chunks = chunkPoints(points);
+        return { ...base, data: { points: inChunkOrder(points) }, dataJson: canonicalJson(manifestOf(chunks)), chunks };
+      }
       const dataJson = canonicalJson(parsed.data);
       if (dataJson.length > MAX_EVENT_BYTES) throw new TooLargeError(`${e.type} is ${dataJson.length} bytes; at most ${MAX_EVENT_BYTES}`);
-      return { eventId: eventId.toLowerCase(), type: e.type, schemaVersion: def.version, data: parsed.data, metadata: meta, dataJson, metadataJson: canonicalJson(meta) };
+      return { ...base, data: parsed.data, dataJson };
     });
   }
 
@@ -194,7 +293,9 @@ export class EventStore {
   }
 
   private async appendIn(tx: Queryable, streamId: string, prepared: Prepared[], opts: AppendOptions): Promise<AppendResult> {
-    await tx.query('SELECT pg_advisory_xact_lock($1)', [APPEND_LOCK]);
+    // No store-wide lock: only appends to the same stream (and those whose check reads other streams) wait on each other.
+    if (opts.check) await tx.query('SELECT pg_advisory_xact_lock($1)', [CHECK_LOCK]);
+    await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [STREAM_LOCK, streamId]);
     const duplicate = await this.findDuplicate(tx, streamId, prepared, opts.sameEvent);
     if (duplicate) return duplicate;
 
@@ -209,11 +310,17 @@ export class EventStore {
     if (head && head.project_id !== opts.projectId) {
       throw new ValidationError(`stream ${streamId} belongs to another project`);
     }
+    if (prepared.some((p) => p.chunks) && !streamId.startsWith('run-')) throw new ValidationError(`metrics belong to a run stream, not ${streamId}`);
     await opts.check?.(tx);
 
+    // The transaction's first write: its id and its positions, in one order (see SETTLED).
+    const [reserved] = await tx.query<{ first: number }>('SELECT pedigree_reserve_positions($1) AS first', [prepared.length]);
+    const first = Number(reserved!.first);
     let prevHash = head?.hash ?? GENESIS_HASH;
     const recordedAt = new Date();
     const stored: StoredEvent[] = [];
+    const hashes: string[] = [];
+    const prevHashes: string[] = [];
     for (const [i, p] of prepared.entries()) {
       const base = {
         streamId,
@@ -227,14 +334,31 @@ export class EventStore {
         recordedAt,
       } as Omit<StoredEvent, 'position' | 'prevHash' | 'hash'>;
       const hash = eventHash(prevHash, base, p.dataJson);
-      const [row] = await tx.query<{ position: number }>(
-        `INSERT INTO events (stream_id, stream_version, event_id, project_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9, $10, $11) RETURNING position`,
-        [streamId, base.streamVersion, p.eventId, opts.projectId, p.type, p.schemaVersion, p.dataJson, p.metadataJson, recordedAt, prevHash, hash],
-      );
-      stored.push({ ...base, position: row!.position, prevHash, hash } as StoredEvent);
+      stored.push({ ...base, position: first + i, prevHash, hash } as StoredEvent);
+      prevHashes.push(prevHash);
+      hashes.push(hash);
       prevHash = hash;
     }
+    await tx.query(
+      `INSERT INTO events (position, stream_id, stream_version, event_id, project_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash)
+       SELECT p, $2, v, id, $3::uuid, t, sv, d::jsonb, m::jsonb, $4, ph, h
+       FROM unnest($1::int8[], $5::int4[], $6::uuid[], $7::text[], $8::int4[], $9::text[], $10::text[], $11::text[], $12::text[]) AS u(p, v, id, t, sv, d, m, ph, h)`,
+      [
+        stored.map((e) => e.position),
+        streamId,
+        opts.projectId,
+        recordedAt,
+        stored.map((e) => e.streamVersion),
+        prepared.map((p) => p.eventId),
+        prepared.map((p) => p.type),
+        prepared.map((p) => p.schemaVersion),
+        prepared.map((p) => p.dataJson),
+        prepared.map((p) => p.metadataJson),
+        prevHashes,
+        hashes,
+      ],
+    );
+    await insertChunks(tx, streamId, opts.projectId, prepared, first);
     for (const projection of this.projections) await projection.apply(tx, stored);
     const last = stored[stored.length - 1]!;
     await tx.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, `${last.position}`]);
@@ -249,7 +373,7 @@ export class EventStore {
     for (const [i, p] of prepared.entries()) {
       const r = byId.get(p.eventId);
       if (!r) throw new IdempotencyError(`some of these event ids are stored and some are not (e.g. ${p.eventId} is new): a retry must resend the same events`);
-      const sameData = canonicalJson(r.data) === p.dataJson || (sameEvent?.(i, r.data) ?? false);
+      const sameData = canonicalJson(r.data) === p.dataJson || (sameEvent !== undefined && sameEvent(i, hasChunks(r) ? { points: (await readChunkPoints(q, [r])).get(r.position) } : r.data));
       if (r.stream_id !== streamId || r.type !== p.type || !sameData) {
         throw new IdempotencyError(`event id ${p.eventId} is already stored as a different event (${r.type} on ${r.stream_id})`);
       }
@@ -281,12 +405,17 @@ export class EventStore {
       `SELECT ${EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3`,
       [streamId, opts.fromVersion ?? 1, opts.limit ?? 100_000],
     );
-    return rows.map(rowToEvent);
+    return readEvents(this.db, rows);
   }
 
-  /** Events after `afterPosition` in global order. */
+  /**
+   * Events after `afterPosition` in global order: only settled ones (see
+   * SETTLED), so a follower that asks again after the last position it got
+   * never skips an event that commits later. An event appears here once its
+   * transaction and every one that began before it have ended.
+   */
   async readAll(opts: { afterPosition?: number; limit?: number; projectId?: string; streamId?: string } = {}): Promise<StoredEvent[]> {
-    const where = ['position > $1'];
+    const where = ['position > $1', SETTLED];
     const params: unknown[] = [opts.afterPosition ?? 0];
     if (opts.projectId) where.push(`project_id = $${params.push(opts.projectId)}`);
     if (opts.streamId) where.push(`stream_id = $${params.push(opts.streamId)}`);
@@ -294,11 +423,42 @@ export class EventStore {
       `SELECT ${EVENT_COLUMNS} FROM events WHERE ${where.join(' AND ')} ORDER BY position LIMIT $${params.push(opts.limit ?? 1000)}`,
       params,
     );
-    return rows.map(rowToEvent);
+    return readEvents(this.db, rows);
   }
 
+  /** The last settled position (see SETTLED): a follower that starts after it misses nothing that commits later. */
   async lastPosition(): Promise<number> {
-    const [row] = await this.db.query<{ p: number | null }>('SELECT max(position) AS p FROM events');
+    const [row] = await this.db.query<{ p: number | null }>(`SELECT max(position) AS p FROM events WHERE ${SETTLED}`);
     return row?.p ?? 0;
   }
+}
+
+/** The chunks of an append's metric batches, all in one statement. */
+async function insertChunks(tx: Queryable, streamId: string, projectId: string, prepared: readonly Prepared[], first: number): Promise<void> {
+  const rows: { position: number; idx: number; c: MetricChunk }[] = [];
+  prepared.forEach((p, i) => p.chunks?.forEach((c, idx) => rows.push({ position: first + i, idx, c })));
+  if (rows.length === 0) return;
+  await tx.query(
+    `INSERT INTO metric_chunks (position, idx, project_id, run_id, key, n, first_step, last_step, min, max, last_value, steps, vals, times, digest)
+     SELECT p, i, $2::uuid, $3::uuid, k, n, fs, ls, mn::float8, mx::float8, lv::float8, s::int8[], v::float8[], t::float8[], d
+     FROM unnest($1::int8[], $4::int4[], $5::text[], $6::int4[], $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[])
+       AS u(p, i, k, n, fs, ls, mn, mx, lv, s, v, t, d)`,
+    [
+      rows.map((r) => r.position),
+      projectId,
+      streamId.slice(4),
+      rows.map((r) => r.idx),
+      rows.map((r) => r.c.key),
+      rows.map((r) => r.c.n),
+      rows.map((r) => r.c.firstStep),
+      rows.map((r) => r.c.lastStep),
+      rows.map((r) => String(r.c.min)),
+      rows.map((r) => String(r.c.max)),
+      rows.map((r) => String(r.c.lastValue)),
+      rows.map((r) => arrayLiteral(r.c.steps)),
+      rows.map((r) => arrayLiteral(r.c.values)),
+      rows.map((r) => arrayLiteral(r.c.times)),
+      rows.map((r) => r.c.digest),
+    ],
+  );
 }

@@ -1,6 +1,7 @@
 import type { Queryable } from '@pedigree/db';
 import { logTotals, pointsIn, readEventBatches, type BatchLimits, type ScanProgress } from './batches.ts';
 import { canonicalJson, GENESIS_HASH } from './canonical.ts';
+import { chunkDigest, metricNumber, parseArray, summarize, type MetricValueJson } from './chunks.ts';
 import type { StoredEvent } from './events.ts';
 import { eventHash, type EventRow } from './store.ts';
 
@@ -125,7 +126,134 @@ export async function verifyChain(db: Queryable, opts: VerifyOptions = {}): Prom
       elapsedMs: performance.now() - started,
     });
   }
+  const brokenChunk = await verifyChunks(db, opts);
+  if (brokenChunk) return { ok: false, ...summary(), firstBroken: brokenChunk };
   return { ok: true, ...summary() };
+}
+
+/** Most points read per query while checking chunks. */
+const CHUNK_BATCH_POINTS = 250_000;
+
+interface CheckedChunk {
+  position: number;
+  idx: number;
+  key: string;
+  n: number;
+  first_step: number;
+  last_step: number;
+  min: number;
+  max: number;
+  last_value: number;
+  steps: string;
+  vals: string;
+  times: string;
+  digest: string | null;
+  stream_id: string | null;
+  stream_version: number | null;
+  event_id: string | null;
+  type: string | null;
+  schema_version: number | null;
+  entry: { key?: unknown; n?: unknown; digest?: unknown } | null;
+}
+
+/**
+ * The metric chunks against their events, in (position, idx) order, a
+ * bounded number of points at a time: every chunk's digest is recomputed
+ * from its columns and must be the one its event names (an event written
+ * before v2 holds its points inline: the chunk must hold exactly those), its
+ * summary must be its points', and every MetricsLogged event must have
+ * exactly the chunks it names. The first chunk found wrong is reported as
+ * its event.
+ */
+export async function verifyChunks(db: Queryable, opts: { streamId?: string } = {}): Promise<BrokenEvent | null> {
+  if (opts.streamId !== undefined && !opts.streamId.startsWith('run-')) return null;
+  const missing = await db.query<{ position: number; stream_id: string; stream_version: number; event_id: string; type: string; chunks: number; named: number }>(
+    `SELECT e.position, e.stream_id, e.stream_version, e.event_id, e.type, k.chunks, n.named
+     FROM events e
+     CROSS JOIN LATERAL (SELECT count(*)::int AS chunks FROM metric_chunks c WHERE c.position = e.position) k
+     CROSS JOIN LATERAL (SELECT CASE WHEN e.schema_version >= 2 THEN jsonb_array_length(e.data->'chunks')
+                                     ELSE (SELECT count(DISTINCT p->>'key')::int FROM jsonb_array_elements(e.data->'points') p) END AS named) n
+     WHERE e.type = 'MetricsLogged' AND k.chunks <> n.named${opts.streamId !== undefined ? ' AND e.stream_id = $1' : ''}
+     ORDER BY e.position LIMIT 1`,
+    opts.streamId !== undefined ? [opts.streamId] : [],
+  );
+  let broken: BrokenEvent | null = missing[0]
+    ? { ...eventOf(missing[0]), reason: `names ${missing[0].named} metric chunks, ${missing[0].chunks} are stored (deleted or added behind the store's back)` }
+    : null;
+  type InlinePoint = { key: string; step: number; value: MetricValueJson; time: number };
+  let after = { position: 0, idx: -1 };
+  const inline: { position: number; points: InlinePoint[] } = { position: -1, points: [] };
+  const byRun = opts.streamId !== undefined ? ` AND c.run_id = '${opts.streamId.slice(4).replace(/[^0-9a-f-]/gi, '')}'::uuid` : '';
+  for (;;) {
+    const heads = await db.query<{ position: number; idx: number; n: number }>(
+      `SELECT c.position, c.idx, c.n FROM metric_chunks c WHERE (c.position, c.idx) > ($1, $2)${byRun} ORDER BY c.position, c.idx LIMIT 1000`,
+      [after.position, after.idx],
+    );
+    if (heads.length === 0) break;
+    let points = 0;
+    let cut = heads[0]!;
+    for (const h of heads) {
+      if (points > 0 && points + h.n > CHUNK_BATCH_POINTS) break;
+      points += h.n;
+      cut = h;
+    }
+    const rows = await db.query<CheckedChunk>(
+      `SELECT c.position, c.idx, c.key, c.n, c.first_step, c.last_step, c.min, c.max, c.last_value,
+              c.steps::text AS steps, c.vals::text AS vals, c.times::text AS times, c.digest,
+              e.stream_id, e.stream_version, e.event_id, e.type, e.schema_version,
+              CASE WHEN e.schema_version >= 2 THEN e.data->'chunks'->c.idx END AS entry
+       FROM metric_chunks c LEFT JOIN events e ON e.position = c.position
+       WHERE (c.position, c.idx) > ($1, $2) AND (c.position, c.idx) <= ($3, $4)${byRun}
+       ORDER BY c.position, c.idx`,
+      [after.position, after.idx, cut.position, cut.idx],
+    );
+    for (const c of rows) {
+      if (broken && broken.position <= c.position) return broken;
+      if (c.type !== 'MetricsLogged' || c.schema_version === null) {
+        broken ??= { position: c.position, streamId: c.stream_id ?? '?', streamVersion: c.stream_version ?? 0, eventId: c.event_id ?? '?', type: c.type ?? '(no event)', reason: `metric chunk ${c.idx} (${c.key}) has no MetricsLogged event at its position` };
+        continue;
+      }
+      if (c.schema_version < 2 && inline.position !== c.position) {
+        const [row] = await db.query<{ data: { points?: InlinePoint[] } }>('SELECT data FROM events WHERE position = $1', [c.position]);
+        inline.position = c.position;
+        inline.points = row?.data.points ?? [];
+      }
+      const reason = chunkWrong(c, c.schema_version < 2 ? inline.points.filter((p) => p.key === c.key) : null);
+      if (reason) return { position: c.position, streamId: c.stream_id!, streamVersion: c.stream_version!, eventId: c.event_id!, type: c.type, reason };
+    }
+    after = { position: cut.position, idx: cut.idx };
+  }
+  return broken;
+}
+
+function eventOf(r: { position: number; stream_id: string; stream_version: number; event_id: string; type: string }): Omit<BrokenEvent, 'reason'> {
+  return { position: r.position, streamId: r.stream_id, streamVersion: r.stream_version, eventId: r.event_id, type: r.type };
+}
+
+const same = (a: number, b: number) => a === b || (Number.isNaN(a) && Number.isNaN(b));
+
+/** What is wrong with a chunk, or null. `inline`: the points of its key in an event written before v2. */
+function chunkWrong(c: CheckedChunk, inline: { step: number; value: MetricValueJson; time: number }[] | null): string | null {
+  const name = `metric chunk ${c.idx} (${c.key})`;
+  const steps = parseArray(c.steps);
+  const values = parseArray(c.vals);
+  const times = parseArray(c.times);
+  if (steps.length !== values.length || steps.length !== times.length || steps.length === 0) return `${name}: its columns differ in length (altered after it was written)`;
+  const digest = chunkDigest(c.key, steps, values, times);
+  if (inline) {
+    if (c.digest !== null) return `${name}: a digest on a chunk of an event that holds its points inline (altered)`;
+    const expected = chunkDigest(c.key, inline.map((p) => p.step), inline.map((p) => metricNumber(p.value)), inline.map((p) => p.time));
+    if (digest !== expected) return `${name} does not hold the points its event holds (altered after it was written)`;
+  } else {
+    const entry = c.entry;
+    if (!entry || entry.key !== c.key || entry.n !== steps.length || entry.digest !== c.digest) return `${name} is not the chunk its event names (altered after it was written)`;
+    if (digest !== c.digest) return `${name} does not match its digest (altered after it was written)`;
+  }
+  const s = summarize(steps, values);
+  if (c.n !== s.n || c.first_step !== s.firstStep || c.last_step !== s.lastStep || !same(c.min, s.min) || !same(c.max, s.max) || !same(c.last_value, s.lastValue)) {
+    return `${name}: its summary (count, steps, min, max, last) is not its points' (altered after it was written)`;
+  }
+  return null;
 }
 
 /** Deeper than this, JSON.stringify's recursion is not trusted with a value: canonicalJson (iterative) takes it. */

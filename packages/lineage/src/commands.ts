@@ -3,15 +3,19 @@ import type { Queryable } from '@pedigree/db';
 import {
   ArtifactSpecSchema,
   canonicalJson,
+  chunkOrder,
+  EVENT_COLUMNS,
   EventSchemas,
   MAX_POINTS_PER_BATCH,
   NotFoundError,
   streamIds,
+  readEvents,
   ValidationError,
   zodIssues,
   type AppendResult,
   type ArtifactSpec,
   type EventMetadata,
+  type EventRow,
   type EventStore,
   type Json,
   type NewEvent,
@@ -339,7 +343,7 @@ export class Tracker {
     const now = opts.now ?? Date.now();
     // A retry (same event id) of a batch that left `time` to the server must propose the same event:
     // take the times the first attempt was stored with.
-    const firstTimes = opts.eventId && points.some((p) => p?.time === undefined) ? await this.storedPointTimes(opts.eventId) : null;
+    const firstTimes = opts.eventId && points.some((p) => p?.time === undefined) ? await this.storedPointTimes(opts.eventId, points.map((p) => p?.key)) : null;
     // Points whose time the server fills: a racing twin of this request fills other times, and is still the same event.
     const filled = new Set<number>();
     const out = points.map((p, i) => {
@@ -355,10 +359,14 @@ export class Tracker {
     });
     const sameEvent = (_index: number, stored: unknown) => {
       const was = (stored as { points?: { key: string; step: number; value: unknown; time: number }[] }).points;
+      const order = chunkOrder(out.map((p) => p.key)); // the order the store reads a batch back in
       return (
         Array.isArray(was) &&
         was.length === out.length &&
-        was.every((w, i) => w.key === out[i]!.key && w.step === out[i]!.step && canonicalJson(w.value as Json) === canonicalJson(out[i]!.value) && (filled.has(i) || w.time === out[i]!.time))
+        was.every((w, j) => {
+          const i = order[j]!;
+          return w.key === out[i]!.key && w.step === out[i]!.step && canonicalJson(w.value as Json) === canonicalJson(out[i]!.value) && (filled.has(i) || w.time === out[i]!.time);
+        })
       );
     };
     return this.onRun(runId, [{ type: 'MetricsLogged', data: { points: out } }], opts, { allow: ['created', 'running'], verb: 'log metrics to', sameEvent: filled.size ? sameEvent : undefined });
@@ -489,9 +497,16 @@ export class Tracker {
     return this.onRun(runId, [{ type: 'NoteAdded', data: { text, author } }], opts, { verb: 'annotate' });
   }
 
-  private async storedPointTimes(eventId: string): Promise<number[] | null> {
-    const [row] = await this.db.query<{ data: { points?: { time?: number }[] } }>("SELECT data FROM events WHERE event_id = $1 AND type = 'MetricsLogged'", [uuid(eventId, 'eventId')]);
-    return row?.data.points?.map((p) => p.time ?? 0) ?? null;
+  /** The point times a stored batch was given, in the order of `keys` (the batch as proposed). */
+  private async storedPointTimes(eventId: string, keys: unknown[]): Promise<number[] | null> {
+    const rows = await this.db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE event_id = $1 AND type = 'MetricsLogged'`, [uuid(eventId, 'eventId')]);
+    const [event] = await readEvents(this.db, rows);
+    if (!event || event.type !== 'MetricsLogged') return null;
+    const stored = event.data.points;
+    const order = event.schemaVersion >= 2 ? chunkOrder(keys.map(String)) : stored.map((_, i) => i);
+    const times: number[] = [];
+    order.forEach((i, j) => (times[i] = stored[j]?.time ?? 0));
+    return times;
   }
 
   /** Appends to an existing run's stream, checking its state inside the transaction. */

@@ -1,12 +1,8 @@
 import type { Queryable } from '@pedigree/db';
-import type { Projection, StoredEvent, StoredEventOf } from '@pedigree/ledger';
+import { metricNumber, type Projection, type StoredEvent, type StoredEventOf } from '@pedigree/ledger';
 
 /** Tables rebuilt from events by `replay()`. */
-export const LINEAGE_TABLES = ['projects', 'runs', 'hyperparameters', 'artifacts', 'datamix_components', 'edges', 'metric_points', 'metric_series', 'evals', 'notes', 'run_files'] as const;
-
-export function metricNumber(v: number | string): number {
-  return typeof v === 'number' ? v : Number(v); // 'NaN' | 'Infinity' | '-Infinity'
-}
+export const LINEAGE_TABLES = ['projects', 'runs', 'hyperparameters', 'artifacts', 'datamix_components', 'edges', 'metric_series', 'evals', 'notes', 'run_files'] as const;
 
 /** The lineage read models: one evolve step per event type, metric batches in bulk. */
 export const lineageProjection: Projection = {
@@ -27,7 +23,30 @@ export const lineageProjection: Projection = {
     }
     if (metrics.length) await applyMetrics(tx, metrics);
   },
+  // The points are in metric_chunks, part of the events: replay sums their summaries in two statements.
+  bulk: { types: ['MetricsLogged'], rebuild: rebuildMetricSeries },
+  writeOnly: true,
 };
+
+/**
+ * metric_series and each run's point count from the chunks' own summaries,
+ * set-based, as `applyMetrics` keeps them event by event: the last value is
+ * the one at the highest step, the later event winning a tie.
+ */
+async function rebuildMetricSeries(tx: Queryable): Promise<void> {
+  await tx.query(
+    `INSERT INTO metric_series (project_id, run_id, key, count, first_step, last_step, last_value, min, max)
+     SELECT project_id, run_id, key, sum(n)::int8, min(first_step), max(last_step),
+            (array_agg(last_value ORDER BY last_step DESC, position DESC))[1],
+            coalesce(min(min) FILTER (WHERE min <> 'NaN'), 'NaN'), coalesce(max(max) FILTER (WHERE max <> 'NaN'), 'NaN')
+     FROM metric_chunks GROUP BY project_id, run_id, key`,
+  );
+  await tx.query(
+    `UPDATE runs r SET summary = jsonb_set(r.summary, '{points}', to_jsonb(c.points)), last_position = GREATEST(r.last_position, c.last_position)
+     FROM (SELECT run_id, sum(n)::int8 AS points, max(position) AS last_position FROM metric_chunks GROUP BY run_id) c
+     WHERE r.id = c.run_id`,
+  );
+}
 
 const touchRun = 'UPDATE runs SET last_position = $2 WHERE id = $1';
 
@@ -243,35 +262,16 @@ interface SeriesAcc {
   max: number;
 }
 
-/** Points of consecutive MetricsLogged events go in with one multi-row insert per column array. */
+/** Consecutive MetricsLogged events' series summaries, in one upsert (their points are in their chunks already). */
 async function applyMetrics(tx: Queryable, events: StoredEventOf<'MetricsLogged'>[]): Promise<void> {
-  const n = events.reduce((s, e) => s + e.data.points.length, 0);
-  const projectIds: string[] = new Array(n);
-  const runIds: string[] = new Array(n);
-  const keys: string[] = new Array(n);
-  const steps: number[] = new Array(n);
-  const values: number[] = new Array(n);
-  const times: number[] = new Array(n);
-  const positions: number[] = new Array(n);
-  const idxs: number[] = new Array(n);
   const series = new Map<string, SeriesAcc>();
   const runTotals = new Map<string, { position: number; points: number }>();
-  let i = 0;
   for (const e of events) {
     const runId = e.streamId.slice(4);
     const total = runTotals.get(runId) ?? { position: 0, points: 0 };
     runTotals.set(runId, { position: e.position, points: total.points + e.data.points.length });
-    for (const [j, p] of e.data.points.entries()) {
+    for (const p of e.data.points) {
       const v = metricNumber(p.value);
-      projectIds[i] = e.projectId;
-      runIds[i] = runId;
-      keys[i] = p.key;
-      steps[i] = p.step;
-      values[i] = v;
-      times[i] = p.time;
-      positions[i] = e.position;
-      idxs[i] = j;
-      i++;
       const id = `${runId}\u0000${p.key}`;
       let s = series.get(id);
       if (!s) {
@@ -290,15 +290,6 @@ async function applyMetrics(tx: Queryable, events: StoredEventOf<'MetricsLogged'
       }
     }
   }
-  const sameRun = runTotals.size === 1;
-  await tx.query(
-    sameRun
-      ? `INSERT INTO metric_points (project_id, run_id, key, step, value, wall_time, position, idx)
-         SELECT $1::uuid, $2::uuid, k, s, v, t, p, i FROM unnest($3::text[], $4::int8[], $5::float8[], $6::float8[], $7::int8[], $8::int4[]) AS u(k, s, v, t, p, i)`
-      : `INSERT INTO metric_points (project_id, run_id, key, step, value, wall_time, position, idx)
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::float8[], $6::float8[], $7::int8[], $8::int4[])`,
-    sameRun ? [projectIds[0], runIds[0], keys, steps, values, times, positions, idxs] : [projectIds, runIds, keys, steps, values, times, positions, idxs],
-  );
   const acc = [...series.values()];
   // NaN min/max means "no finite value yet": the CASEs keep NaN from winning GREATEST.
   await tx.query(

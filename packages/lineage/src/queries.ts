@@ -1,5 +1,5 @@
 import type { Db, PrismaClient } from '@pedigree/db';
-import { clampDepth, NotFoundError, ValidationError, type Json } from '@pedigree/ledger';
+import { CHUNK_READ_COLUMNS, chunkOfRow, clampDepth, NotFoundError, ValidationError, type ChunkRow, type Json } from '@pedigree/ledger';
 import { z } from 'zod';
 import { diffLineage, type DiffOptions, type LineageDiff } from './diff.ts';
 
@@ -317,19 +317,37 @@ export class Lineage {
     return { root: root.id, nodes: [...nodes.values()], edges };
   }
 
-  /** Raw points of one metric, in step order. */
+  /**
+   * Raw points of one metric in step order (a step logged twice: in the
+   * order logged). Read from the chunks whose step range meets the range.
+   */
   async metricPoints(runId: string, key: string, range: { fromStep?: number; toStep?: number; limit?: number; offset?: number } = {}) {
-    const rows = await this.db.query<{ step: number; value: number; wall_time: number }>(
-      `SELECT step, value, wall_time FROM metric_points WHERE run_id = $1 AND key = $2 AND step >= $3 AND step <= $4 ORDER BY step, position, idx LIMIT $5 OFFSET $6`,
-      [runId, key, range.fromStep ?? 0, range.toStep ?? Number.MAX_SAFE_INTEGER, range.limit ?? 10_000_000, range.offset ?? 0],
+    const from = range.fromStep ?? 0;
+    const to = range.toStep ?? Number.MAX_SAFE_INTEGER;
+    const rows = await this.db.query<ChunkRow>(
+      `SELECT ${CHUNK_READ_COLUMNS} FROM metric_chunks WHERE run_id = $1 AND key = $2 AND last_step >= $3 AND first_step <= $4 ORDER BY position, idx`,
+      [runId, key, from, to],
     );
-    return rows.map((r) => ({ step: r.step, value: r.value, time: r.wall_time }));
+    const points: { step: number; value: number; time: number }[] = [];
+    for (const row of rows) {
+      const c = chunkOfRow(row);
+      for (let i = 0; i < c.steps.length; i++) {
+        const step = c.steps[i]!;
+        if (step >= from && step <= to) points.push({ step, value: c.values[i]!, time: c.times[i]! });
+      }
+    }
+    // In log order already; a stable sort by step keeps that order within a step.
+    let sorted = true;
+    for (let i = 1; i < points.length && sorted; i++) sorted = points[i - 1]!.step <= points[i]!.step;
+    if (!sorted) points.sort((x, y) => x.step - y.step);
+    const offset = range.offset ?? 0;
+    return points.slice(offset, offset + (range.limit ?? 10_000_000));
   }
 
   /**
    * The latest point of every metric of these runs, as MLflow defines it: the
    * highest step, then the latest wall time, then the larger value. Reads the
-   * summaries and one index probe per series, never a whole series.
+   * summaries and, per series, the chunks that end at its last step.
    */
   async latestMetrics(runIds: string[]): Promise<Map<string, { key: string; value: number; step: number; time: number }[]>> {
     const out = new Map<string, { key: string; value: number; step: number; time: number }[]>();
@@ -337,9 +355,10 @@ export class Lineage {
     const rows = await this.db.query<{ run_id: string; key: string; step: number; value: number; wall_time: number }>(
       `SELECT s.run_id, s.key, s.last_step AS step, l.value, l.wall_time
        FROM metric_series s
-       CROSS JOIN LATERAL (SELECT value, wall_time FROM metric_points m
-                           WHERE m.run_id = s.run_id AND m.key = s.key AND m.step = s.last_step
-                           ORDER BY m.wall_time DESC, m.value DESC LIMIT 1) l
+       CROSS JOIN LATERAL (SELECT u.v AS value, u.t AS wall_time
+                           FROM metric_chunks c CROSS JOIN LATERAL unnest(c.steps, c.vals, c.times) AS u(st, v, t)
+                           WHERE c.run_id = s.run_id AND c.key = s.key AND c.last_step = s.last_step AND u.st = s.last_step
+                           ORDER BY u.t DESC, u.v DESC LIMIT 1) l
        WHERE s.run_id = ANY($1::uuid[])
        ORDER BY s.run_id, s.key`,
       [runIds],
@@ -381,26 +400,29 @@ export class Lineage {
     const to = Math.min(opts.toStep ?? series.last_step, series.last_step);
     if (to < from) return [];
     const width = Math.max(1, Math.ceil((to - from + 1) / opts.buckets));
-    // One pass over the range into a hash table of at most `buckets` groups; then each bucket's last
-    // value is one backward probe of the primary key (run_id, key, step, position, idx) at its last step.
-    // The planner cannot know that (step - from) / width has few distinct values: left alone it
-    // estimates ~rows/2 groups and sorts every point (spilling to disk at 1M points), and JIT-compiles
-    // the plan (~200 ms). Both are switched off for this one query: 2–3× faster at 100k–1M points.
-    const rows = await this.db.transaction(async (tx) => {
-      await tx.query(`SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true)`);
-      return tx.query<{ b: number; from_step: number; to_step: number; n: number; min: number | null; max: number | null; last: number }>(
-        `SELECT g.b, g.from_step, g.to_step, g.n, g.min, g.max, l.value AS last
-         FROM (SELECT (step - $3) / $5 AS b, min(step) AS from_step, max(step) AS to_step, count(*)::int8 AS n,
-                      min(value) FILTER (WHERE value <> 'NaN') AS min, max(value) FILTER (WHERE value <> 'NaN') AS max
-               FROM metric_points
-               WHERE run_id = $1 AND key = $2 AND step BETWEEN $3 AND $4
-               GROUP BY 1) g
-         CROSS JOIN LATERAL (SELECT value FROM metric_points m
-                             WHERE m.run_id = $1 AND m.key = $2 AND m.step = g.to_step
-                             ORDER BY m.position DESC, m.idx DESC LIMIT 1) l`,
-        [runId, key, from, to, width],
-      );
-    });
+    // A chunk whose steps all fall in one bucket counts by its summary (count, min, max, last value);
+    // only a chunk that straddles a bucket edge (or the range's ends) is opened and counted point by point.
+    // The last value is the one at the bucket's highest step, the later event (then point) winning a tie.
+    const rows = await this.db.query<{ b: number; from_step: number; to_step: number; n: number; min: number | null; max: number | null; last: number }>(
+      `WITH c AS (
+         SELECT position, idx, n, first_step, last_step, min, max, last_value,
+                first_step >= $3 AND last_step <= $4 AND (first_step - $3) / $5 = (last_step - $3) / $5 AS whole
+         FROM metric_chunks WHERE run_id = $1 AND key = $2 AND last_step >= $3 AND first_step <= $4
+       ), parts AS (
+         SELECT (first_step - $3) / $5 AS b, n::int8 AS n, first_step AS lo, last_step AS hi, min, max, last_value AS last, position, n::int8 AS ord
+         FROM c WHERE whole
+         UNION ALL
+         SELECT (u.s - $3) / $5, 1, u.s, u.s, u.v, u.v, u.v, m.position, u.o
+         FROM c JOIN metric_chunks m ON m.position = c.position AND m.idx = c.idx
+         CROSS JOIN LATERAL unnest(m.steps, m.vals) WITH ORDINALITY AS u(s, v, o)
+         WHERE NOT c.whole AND u.s BETWEEN $3 AND $4
+       )
+       SELECT b, min(lo) AS from_step, max(hi) AS to_step, sum(n)::int8 AS n,
+              min(min) FILTER (WHERE min <> 'NaN') AS min, max(max) FILTER (WHERE max <> 'NaN') AS max,
+              (array_agg(last ORDER BY hi DESC, position DESC, ord DESC))[1] AS last
+       FROM parts GROUP BY b`,
+      [runId, key, from, to, width],
+    );
     rows.sort((x, y) => x.b - y.b);
     return rows.map((r) => ({ fromStep: r.from_step, toStep: r.to_step, count: r.n, min: r.min ?? NaN, max: r.max ?? NaN, last: r.last, lastStep: r.to_step }));
   }
