@@ -172,6 +172,67 @@ for (const { backend, skip } of await backends()) {
       expect(r2).toMatchObject({ runId: r1.runId, duplicate: true, positions: r1.positions });
     });
 
+    it('rebuilds every event type, in the orders where order matters, to exactly the inline state (set-based replay)', async () => {
+      const t = pd.tracker;
+      // Tries to break the set-based rebuild where the inline fold is order-dependent: the latest
+      // rename, lifecycle and tag value win; a tag removed then set again; an error kept across a
+      // reopen; the first edge and the first producer win; the last upload of a path wins.
+      const { projectId } = await t.createProject({ name: 'every-event', description: 'replay coverage' });
+      await t.renameProject(projectId, 'every-event-2');
+      await t.setProjectTag(projectId, 'team', 'a');
+      await t.setProjectTag(projectId, 'team', 'b');
+      await t.deleteProject(projectId);
+      await t.restoreProject(projectId);
+      await t.renameProject(projectId, 'every-event-3');
+      const ds = await t.registerArtifact({ projectId, name: 'web', spec: { kind: 'dataset', source: 'crawl', params: { seed: 1 }, tokens: 1000, docs: 10 } });
+      const ds2 = await t.registerArtifact({ projectId, name: 'code', spec: { kind: 'dataset', source: 'git', params: { seed: 2 }, tokens: 500, docs: 5 } });
+      const mix = await t.registerArtifact({ projectId, name: 'mix', spec: { kind: 'datamix', components: [{ artifactId: ds.artifactId, weight: 0.7 }, { artifactId: ds2.artifactId, weight: 0.3 }] } });
+      const { runId: a } = await t.createRun({ projectId, name: 'a', kind: 'pretrain', hyperparameters: { lr: 1, wd: 0.1 }, start: true });
+      await t.declareHyperparameters(a, { lr: 2, batch: 8 });
+      await t.changeHyperparameter(a, { key: 'lr', value: 0.5, step: 10, reason: 'decay' });
+      await t.useInput(a, { artifactId: mix.artifactId, role: 'train', step: 0 });
+      await t.useInput(a, { artifactId: mix.artifactId, role: 'train', step: 5 }).catch(() => {}); // the first edge wins (or it is refused)
+      await t.produceOutput(a, { artifactId: ds2.artifactId, role: 'derived', step: 3 }).catch(() => {});
+      await t.renameRun(a, 'a-renamed');
+      await t.renameRun(a, 'a-final');
+      await t.setTag(a, 'owner', 'x');
+      await t.setTag(a, 'stage', 'pre');
+      await t.removeTag(a, 'owner');
+      await t.setTag(a, 'stage', 'mid');
+      await t.removeTag(a, 'stage');
+      await t.setTag(a, 'stage', 'late');
+      await t.addTag(a, 'baseline');
+      await t.addTag(a, 'long');
+      await t.addTag(a, 'baseline');
+      await t.recordFile(a, { path: 'out/model.bin', digest: `sha256:${'1'.repeat(64)}`, bytes: 10 });
+      await t.recordFile(a, { path: 'out/model.bin', digest: `sha256:${'2'.repeat(64)}`, bytes: 20 });
+      await t.recordFile(a, { path: 'out/log.txt', digest: `sha256:${'3'.repeat(64)}`, bytes: 3 });
+      const ck = await t.saveCheckpoint(a, { step: 100, digest: `sha256:${'4'.repeat(64)}`, manifest: { w: [2, 2] } });
+      await t.recordEval(a, { suite: 's', task: 'kv', contextLength: 4096, score: 0.5, n: 100, step: 100 });
+      await t.recordEval(a, { suite: 's', task: 'kv', score: 0.25 });
+      await t.logMetrics(a, [{ key: 'loss', step: 1, value: 2 }, { key: 'lr', step: 1, value: 1 }, { key: 'loss', step: 1, value: 3 }]);
+      await t.failRun(a, 'OOM', { at: 1_700_000_000_123, killed: true });
+      await t.startRun(a, { reopen: true, at: 1_700_000_001_456 });
+      await t.logMetrics(a, [{ key: 'loss', step: 0, value: -1 }]);
+      await t.addNote(a, 'reopened', 'me');
+      await t.deleteRun(a);
+      await t.restoreRun(a);
+      await t.deleteRun(a);
+      const { runId: b } = await t.forkRun(a, { name: 'b', checkpointId: ck.artifactId, step: 100, start: true } as never).catch(async () => t.createRun({ projectId, name: 'b', kind: 'midtrain', start: true }));
+      await t.completeRun(b, { at: 1_700_000_002_789 });
+      await t.startRun(b, { reopen: true });
+      await t.failRun(b, 'again');
+      await t.startRun(b, { reopen: true });
+      await t.completeRun(b);
+      await t.logMetrics(b, [{ key: 'loss', step: 7, value: NaN }], { allowNonFinite: true, evenIfEnded: true });
+      const { runId: c } = await t.createRun({ projectId, name: 'c', kind: 'eval' });
+      await t.produceOutput(c, { artifactId: ds.artifactId, role: 'made' });
+      const inline = await snapshot(pd.database.db);
+      await pd.replay();
+      expect(await snapshot(pd.database.db)).toBe(inline);
+      expect((await pd.lineage.run(a)).name).toBe('a-final');
+    });
+
     it('rebuilds every projection from the events to exactly the inline state', async () => {
       // More history first: a failure, notes, forks with mid-run changes.
       const t = pd.tracker;

@@ -1,5 +1,5 @@
 import type { Queryable } from '@pedigree/db';
-import { EVENT_COLUMNS, type EventRow } from './store.ts';
+import { EVENT_COLUMNS, SETTLED, type EventRow } from './store.ts';
 
 /**
  * Reading the whole log in global order, in batches bounded by bytes as well
@@ -58,8 +58,8 @@ const QUALIFIED_COLUMNS = EVENT_COLUMNS.split(', ')
  * last position within the budget (the first row always: an event larger
  * than the budget is a batch of its own). Then the rows, by position range.
  */
-function batchQuery(streamFilter: boolean): string {
-  const stream = (alias: string) => (streamFilter ? ` AND ${alias}stream_id = $4` : '');
+function batchQuery(streamFilter: boolean, settled: boolean): string {
+  const stream = (alias: string) => (streamFilter ? ` AND ${alias}stream_id = $4` : '') + (settled && !alias ? ` AND ${SETTLED}` : '');
   return `
     WITH listed AS (
       SELECT position, data, metadata, ${STORED_SIZE} AS stored
@@ -78,8 +78,8 @@ function batchQuery(streamFilter: boolean): string {
     ORDER BY e.position`;
 }
 
-function countQuery(streamFilter: boolean): string {
-  return `SELECT ${EVENT_COLUMNS}, ${STORED_SIZE} AS stored FROM events WHERE position > $1${streamFilter ? ' AND stream_id = $3' : ''} ORDER BY position LIMIT $2`;
+function countQuery(streamFilter: boolean, settled: boolean): string {
+  return `SELECT ${EVENT_COLUMNS}, ${STORED_SIZE} AS stored FROM events WHERE position > $1${streamFilter ? ' AND stream_id = $3' : ''}${settled ? ` AND ${SETTLED}` : ''} ORDER BY position LIMIT $2`;
 }
 
 /**
@@ -87,14 +87,22 @@ function countQuery(streamFilter: boolean): string {
  * batch by batch, by keyset on position. Holds two batches at most (the one
  * the caller has, and the next, read ahead); nothing is kept between them.
  */
-export async function* readEventBatches(q: Queryable, opts: BatchLimits & { afterPosition?: number; streamId?: string } = {}): AsyncGenerator<EventBatch> {
+export async function* readEventBatches(
+  q: Queryable,
+  opts: BatchLimits & {
+    afterPosition?: number;
+    streamId?: string;
+    /** Only settled events (see SETTLED): a prefix of the log that nothing committing later can join below. */
+    settled?: boolean;
+  } = {},
+): AsyncGenerator<EventBatch> {
   const maxEvents = opts.batch ?? DEFAULT_BATCH_EVENTS;
   const maxBytes = opts.maxBatchBytes ?? DEFAULT_BATCH_BYTES;
   if (!(Number.isInteger(maxEvents) && maxEvents > 0)) throw new RangeError(`batch must be a positive integer, got ${maxEvents}`);
   if (!(maxBytes > 0)) throw new RangeError(`maxBatchBytes must be positive, got ${maxBytes}`);
   const byCount = maxBytes === Infinity;
   const filter = opts.streamId !== undefined;
-  const text = byCount ? countQuery(filter) : batchQuery(filter);
+  const text = byCount ? countQuery(filter, opts.settled ?? false) : batchQuery(filter, opts.settled ?? false);
   const fetchAfter = (after: number) => {
     const params: unknown[] = byCount ? [after, maxEvents] : [after, maxEvents, Math.floor(maxBytes)];
     if (filter) params.push(opts.streamId);

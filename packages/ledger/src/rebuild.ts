@@ -35,18 +35,22 @@ export interface RebuildResult {
 const BROKEN_NAMED = 10;
 
 /**
- * Rebuilds every projection from the events, in one transaction, checking
- * every stream's hash chain as it reads and then the metric chunks against
- * their events (the same checks as verifyChain). Event types a projection
- * rebuilds in bulk (metric batches, from their chunks' summaries) are not
- * applied one by one.
+ * Rebuilds every projection from the events, checking every stream's hash
+ * chain and every metric chunk against its event first (the checks of
+ * verifyChain). In two phases, so writers wait only as long as they must:
  *
- * The transaction holds, until it commits, the append lock (writers wait)
- * and, from its TRUNCATE, an ACCESS EXCLUSIVE lock on every projection's
- * tables (readers of them wait too; none ever sees a half-built model). A
- * broken chain (without `force`) or any error rolls it back: the old read
- * models stay as they were. The log is read in batches bounded by bytes, so
- * memory does not grow with the store.
+ * 1. Without any lock, the settled log (SETTLED) is read in batches bounded
+ *    by bytes and checked, however long it takes; appends go on meanwhile.
+ * 2. One transaction takes the lock positions are handed out under (new
+ *    appends wait when they reach it) and, from its TRUNCATE, the read
+ *    models' tables (their readers wait; none sees a half-built model),
+ *    checks the events appended since phase 1 began, and rebuilds: each
+ *    projection with `rebuild` in set-based statements over the whole log,
+ *    any other by applying the events batch by batch. `lockedMs` in the
+ *    result is how long this phase held them.
+ *
+ * A broken chain or chunk (without `force`) or any error rolls phase 2 back:
+ * the old read models stay as they were.
  */
 export async function rebuildProjections(store: EventStore, opts: RebuildOptions = {}): Promise<RebuildResult> {
   const t0 = performance.now();
@@ -60,54 +64,58 @@ export async function rebuildProjections(store: EventStore, opts: RebuildOptions
   let batches = 0;
   let largestBatchBytes = 0;
   let lockedMs = 0;
+  let checkedUpTo = 0;
+  const setBased = store.projections.every((p) => p.rebuild);
+
+  const found = (wrong: BrokenEvent | null) => {
+    if (!wrong) return;
+    if (!opts.force) throw new BrokenChainError(wrong);
+    if (brokenEvents++ < BROKEN_NAMED) broken.push(wrong);
+  };
+  /** Checks the log after `checkedUpTo` (and, unless `setBased`, applies it). */
+  const pass = async (q: Queryable, settled: boolean) => {
+    const after = checkedUpTo;
+    for await (const batch of readEventBatches(q, { ...opts, afterPosition: after, settled })) {
+      batches++;
+      largestBatchBytes = Math.max(largestBatchBytes, batch.bytes || 0);
+      const jsonBefore = chains.jsonBytes;
+      for (const row of batch.rows) {
+        found(chains.check(row));
+        points += pointsIn(row);
+      }
+      if (!setBased) {
+        const events = await readEvents(q, batch.rows);
+        for (const p of store.projections) await p.apply(q, events);
+      }
+      checkedUpTo = batch.rows[batch.rows.length - 1]!.position;
+      done += batch.rows.length;
+      storedBytes += batch.storedBytes;
+      opts.onProgress?.(done, Math.max(totals.events, done));
+      opts.onBatch?.({
+        events: done,
+        totalEvents: Math.max(totals.events, done),
+        points,
+        storedBytes,
+        totalStoredBytes: Math.max(totals.storedBytes, storedBytes),
+        batch: { events: batch.rows.length, bytes: batch.bytes, jsonBytes: chains.jsonBytes - jsonBefore },
+        elapsedMs: performance.now() - t0,
+      });
+    }
+    // The metric chunks are part of their events: checked against them (digests, summaries) like the chains.
+    found(await verifyChunks(q, { afterPosition: after, upToPosition: checkedUpTo }));
+  };
+
+  // Phase 1 (set-based projections only: the others are applied as the log is read, under the lock).
+  if (setBased) await pass(store.db, true);
   await store.db.transaction(async (tx) => {
-    await tx.query('SELECT pg_advisory_xact_lock($1)', [APPEND_LOCK]); // no appends while we rebuild
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [APPEND_LOCK]); // no new appends until we commit
     const locked = performance.now();
     try {
       const tables = store.projections.flatMap((p) => p.tables);
       if (tables.length) await tx.query(`TRUNCATE ${tables.map((t) => `"${t}"`).join(', ')}`);
-      const pipeline = pipelined(tx);
-      const bulkForAll = new Set<string>(store.projections.every((p) => p.bulk) ? store.projections[0]!.bulk!.types.filter((t) => store.projections.every((p) => p.bulk!.types.includes(t))) : []);
-      for await (const batch of readEventBatches(tx, opts)) {
-        batches++;
-        largestBatchBytes = Math.max(largestBatchBytes, batch.bytes || 0);
-        const jsonBefore = chains.jsonBytes;
-        for (const row of batch.rows) {
-          const wrong = chains.check(row);
-          if (wrong) {
-            if (!opts.force) throw new BrokenChainError(wrong);
-            if (brokenEvents++ < BROKEN_NAMED) broken.push(wrong);
-          }
-          points += pointsIn(row);
-        }
-        // Rows every projection rebuilds in bulk are not even read as events (their chunks stay unread).
-        const events = await readEvents(tx, batch.rows.filter((r) => !bulkForAll.has(r.type)));
-        for (const p of store.projections) {
-          const mine = p.bulk ? events.filter((e) => !p.bulk!.types.includes(e.type)) : events;
-          if (p.writeOnly) await pipeline.run((q) => p.apply(q, mine));
-          else await p.apply(tx, mine);
-        }
-        done += batch.rows.length;
-        storedBytes += batch.storedBytes;
-        opts.onProgress?.(done, Math.max(totals.events, done));
-        opts.onBatch?.({
-          events: done,
-          totalEvents: Math.max(totals.events, done),
-          points,
-          storedBytes,
-          totalStoredBytes: Math.max(totals.storedBytes, storedBytes),
-          batch: { events: batch.rows.length, bytes: batch.bytes, jsonBytes: chains.jsonBytes - jsonBefore },
-          elapsedMs: performance.now() - t0,
-        });
-      }
-      await pipeline.flush();
-      // The metric chunks are part of their events: checked against them (digests, summaries) like the chains.
-      const chunk = await verifyChunks(tx);
-      if (chunk) {
-        if (!opts.force) throw new BrokenChainError(chunk);
-        if (brokenEvents++ < BROKEN_NAMED) broken.push(chunk);
-      }
-      for (const p of store.projections) await p.bulk?.rebuild(tx);
+      // Appends that reserved positions before the lock have committed or wait on the TRUNCATE: the rest of the log is final.
+      await pass(tx, false);
+      for (const p of store.projections) await p.rebuild?.(tx);
     } finally {
       lockedMs = performance.now() - locked;
     }
@@ -121,39 +129,5 @@ export async function rebuildProjections(store: EventStore, opts: RebuildOptions
     largestBatchBytes,
     lockedMs,
     ...(opts.force ? { brokenEvents, broken } : {}),
-  };
-}
-
-/**
- * A write-only projection's statements sent without waiting for each answer
- * (postgres.js pipelines them on the transaction's connection, in order; on
- * PGlite they simply run in order). Errors surface at the latest at `flush`,
- * which the rebuild awaits before anything reads; any error rolls it back.
- */
-function pipelined(tx: Queryable) {
-  let pending: Promise<unknown>[] = [];
-  let failed: unknown;
-  const q: Queryable = {
-    query<T>(text: string, params?: readonly unknown[]): Promise<T[]> {
-      if (failed) return Promise.reject(failed);
-      const p = tx.query(text, params);
-      p.catch((err: unknown) => (failed ??= err));
-      pending.push(p);
-      return Promise.resolve([]);
-    },
-  };
-  const flush = async () => {
-    const all = pending;
-    pending = [];
-    await Promise.all(all);
-    if (failed) throw failed;
-  };
-  return {
-    /** Runs `fn` over the pipelined handle; flushes once many statements are in flight. */
-    async run(fn: (q: Queryable) => Promise<void>) {
-      await fn(q);
-      if (pending.length >= 20_000) await flush();
-    },
-    flush,
   };
 }

@@ -13,18 +13,12 @@ export interface Projection {
   readonly tables: readonly string[];
   apply(tx: Queryable, events: readonly StoredEvent[]): Promise<void>;
   /**
-   * For `replay`: event types this projection rebuilds in bulk, from what is
-   * stored beside the events (metric chunks), instead of event by event:
-   * `apply` never sees them during a replay, and `rebuild` runs once after
-   * every other event was applied.
+   * For `replay`: rebuilds every table of this projection from the whole log
+   * in set-based statements (run after the tables were emptied, inside the
+   * replay's transaction), as `apply` would have left them event by event.
+   * Without it, replay applies the events batch by batch.
    */
-  bulk?: { types: readonly EventType[]; rebuild(tx: Queryable): Promise<void> };
-  /**
-   * `apply` only writes and never looks at what its queries return: `replay`
-   * may then send its statements without waiting for each one's answer
-   * (pipelined, in order; their results come back empty).
-   */
-  writeOnly?: boolean;
+  rebuild?(tx: Queryable): Promise<void>;
 }
 
 export interface AppendOptions {

@@ -165,15 +165,18 @@ interface CheckedChunk {
  * exactly the chunks it names. The first chunk found wrong is reported as
  * its event.
  */
-export async function verifyChunks(db: Queryable, opts: { streamId?: string } = {}): Promise<BrokenEvent | null> {
+export async function verifyChunks(db: Queryable, opts: { streamId?: string; afterPosition?: number; upToPosition?: number } = {}): Promise<BrokenEvent | null> {
   if (opts.streamId !== undefined && !opts.streamId.startsWith('run-')) return null;
+  const lo = Math.trunc(opts.afterPosition ?? 0);
+  const hi = opts.upToPosition === undefined ? null : Math.trunc(opts.upToPosition);
+  const inRange = (alias: string) => ` AND ${alias}.position > ${lo}${hi === null ? '' : ` AND ${alias}.position <= ${hi}`}`;
   const missing = await db.query<{ position: number; stream_id: string; stream_version: number; event_id: string; type: string; chunks: number; named: number }>(
     `SELECT e.position, e.stream_id, e.stream_version, e.event_id, e.type, k.chunks, n.named
      FROM events e
      CROSS JOIN LATERAL (SELECT count(*)::int AS chunks FROM metric_chunks c WHERE c.position = e.position) k
      CROSS JOIN LATERAL (SELECT CASE WHEN e.schema_version >= 2 THEN jsonb_array_length(e.data->'chunks')
                                      ELSE (SELECT count(DISTINCT p->>'key')::int FROM jsonb_array_elements(e.data->'points') p) END AS named) n
-     WHERE e.type = 'MetricsLogged' AND k.chunks <> n.named${opts.streamId !== undefined ? ' AND e.stream_id = $1' : ''}
+     WHERE e.type = 'MetricsLogged' AND k.chunks <> n.named${inRange('e')}${opts.streamId !== undefined ? ' AND e.stream_id = $1' : ''}
      ORDER BY e.position LIMIT 1`,
     opts.streamId !== undefined ? [opts.streamId] : [],
   );
@@ -181,12 +184,12 @@ export async function verifyChunks(db: Queryable, opts: { streamId?: string } = 
     ? { ...eventOf(missing[0]), reason: `names ${missing[0].named} metric chunks, ${missing[0].chunks} are stored (deleted or added behind the store's back)` }
     : null;
   type InlinePoint = { key: string; step: number; value: MetricValueJson; time: number };
-  let after = { position: 0, idx: -1 };
+  let after = { position: lo, idx: -1 };
   const inline: { position: number; points: InlinePoint[] } = { position: -1, points: [] };
   const byRun = opts.streamId !== undefined ? ` AND c.run_id = '${opts.streamId.slice(4).replace(/[^0-9a-f-]/gi, '')}'::uuid` : '';
   for (;;) {
     const heads = await db.query<{ position: number; idx: number; n: number }>(
-      `SELECT c.position, c.idx, c.n FROM metric_chunks c WHERE (c.position, c.idx) > ($1, $2)${byRun} ORDER BY c.position, c.idx LIMIT 1000`,
+      `SELECT c.position, c.idx, c.n FROM metric_chunks c WHERE (c.position, c.idx) > ($1, $2)${byRun}${inRange('c')} ORDER BY c.position, c.idx LIMIT 1000`,
       [after.position, after.idx],
     );
     if (heads.length === 0) break;

@@ -1,4 +1,5 @@
 import type { Queryable } from '@pedigree/db';
+import { rebuildLineageTables } from './rebuild.ts';
 import { metricNumber, type Projection, type StoredEvent, type StoredEventOf } from '@pedigree/ledger';
 
 /** Tables rebuilt from events by `replay()`. */
@@ -23,30 +24,9 @@ export const lineageProjection: Projection = {
     }
     if (metrics.length) await applyMetrics(tx, metrics);
   },
-  // The points are in metric_chunks, part of the events: replay sums their summaries in two statements.
-  bulk: { types: ['MetricsLogged'], rebuild: rebuildMetricSeries },
-  writeOnly: true,
+  // Replay rebuilds every table set-based from the whole log (rebuild.ts), not event by event.
+  rebuild: (tx) => rebuildLineageTables(tx),
 };
-
-/**
- * metric_series and each run's point count from the chunks' own summaries,
- * set-based, as `applyMetrics` keeps them event by event: the last value is
- * the one at the highest step, the later event winning a tie.
- */
-async function rebuildMetricSeries(tx: Queryable): Promise<void> {
-  await tx.query(
-    `INSERT INTO metric_series (project_id, run_id, key, count, first_step, last_step, last_value, min, max)
-     SELECT project_id, run_id, key, sum(n)::int8, min(first_step), max(last_step),
-            (array_agg(last_value ORDER BY last_step DESC, position DESC))[1],
-            coalesce(min(min) FILTER (WHERE min <> 'NaN'), 'NaN'), coalesce(max(max) FILTER (WHERE max <> 'NaN'), 'NaN')
-     FROM metric_chunks GROUP BY project_id, run_id, key`,
-  );
-  await tx.query(
-    `UPDATE runs r SET summary = jsonb_set(r.summary, '{points}', to_jsonb(c.points)), last_position = GREATEST(r.last_position, c.last_position)
-     FROM (SELECT run_id, sum(n)::int8 AS points, max(position) AS last_position FROM metric_chunks GROUP BY run_id) c
-     WHERE r.id = c.run_id`,
-  );
-}
 
 const touchRun = 'UPDATE runs SET last_position = $2 WHERE id = $1';
 
