@@ -203,9 +203,12 @@ export async function verifyChunks(db: Queryable, opts: { streamId?: string; aft
     const rows = await db.query<CheckedChunk>(
       `SELECT c.position, c.idx, c.key, c.n, c.first_step, c.last_step, c.min, c.max, c.last_value,
               c.steps::text AS steps, c.vals::text AS vals, c.times::text AS times, c.digest,
-              e.stream_id, e.stream_version, e.event_id, e.type, e.schema_version,
-              CASE WHEN e.schema_version >= 2 THEN e.data->'chunks'->c.idx END AS entry
-       FROM metric_chunks c LEFT JOIN events e ON e.position = c.position
+              e.stream_id, e.stream_version, e.event_id, e.type, e.schema_version, e.entry
+       FROM metric_chunks c
+       -- One index probe per chunk (LIMIT keeps the planner from turning this into a scan of every event).
+       LEFT JOIN LATERAL (SELECT stream_id, stream_version, event_id, type, schema_version,
+                                 CASE WHEN schema_version >= 2 THEN data->'chunks'->c.idx END AS entry
+                          FROM events WHERE position = c.position LIMIT 1) e ON true
        WHERE (c.position, c.idx) > ($1, $2) AND (c.position, c.idx) <= ($3, $4)${byRun}
        ORDER BY c.position, c.idx`,
       [after.position, after.idx, cut.position, cut.idx],
