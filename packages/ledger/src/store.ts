@@ -291,13 +291,16 @@ export class EventStore {
     // No store-wide lock: only appends to the same stream (and those whose check reads other streams) wait on each other.
     if (opts.check) await tx.query('SELECT pg_advisory_xact_lock($1)', [CHECK_LOCK]);
     await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [STREAM_LOCK, streamId]);
-    const duplicate = await this.findDuplicate(tx, streamId, prepared, opts.sameEvent);
-    if (duplicate) return duplicate;
-
-    const [head] = await tx.query<{ stream_version: number; hash: string; project_id: string }>(
-      'SELECT stream_version, hash, project_id FROM events WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1',
-      [streamId],
+    // In one round trip: the events these ids already name (a retry), and the stream's head.
+    const found = await tx.query<EventRow & { is_head: boolean }>(
+      `(SELECT ${EVENT_COLUMNS}, false AS is_head FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY position)
+       UNION ALL
+       (SELECT ${EVENT_COLUMNS}, true FROM events WHERE stream_id = $2 ORDER BY stream_version DESC LIMIT 1)`,
+      [prepared.map((p) => p.eventId), streamId],
     );
+    const duplicate = await this.findDuplicate(tx, streamId, prepared, opts.sameEvent, found.filter((r) => !r.is_head));
+    if (duplicate) return duplicate;
+    const head = found.find((r) => r.is_head);
     const current = head?.stream_version ?? 0;
     if (opts.expectedVersion !== 'any' && opts.expectedVersion !== current) {
       throw new ConcurrencyError(streamId, opts.expectedVersion, current);
@@ -308,9 +311,6 @@ export class EventStore {
     if (prepared.some((p) => p.chunks) && !streamId.startsWith('run-')) throw new ValidationError(`metrics belong to a run stream, not ${streamId}`);
     await opts.check?.(tx);
 
-    // The transaction's first write: its id and its positions, in one order (see SETTLED).
-    const [reserved] = await tx.query<{ first: number }>('SELECT pedigree_reserve_positions($1) AS first', [prepared.length]);
-    const first = Number(reserved!.first);
     let prevHash = head?.hash ?? GENESIS_HASH;
     const recordedAt = new Date();
     const stored: StoredEvent[] = [];
@@ -329,17 +329,22 @@ export class EventStore {
         recordedAt,
       } as Omit<StoredEvent, 'position' | 'prevHash' | 'hash'>;
       const hash = eventHash(prevHash, base, p.dataJson);
-      stored.push({ ...base, position: first + i, prevHash, hash } as StoredEvent);
+      stored.push({ ...base, position: 0, prevHash, hash } as StoredEvent);
       prevHashes.push(prevHash);
       hashes.push(hash);
       prevHash = hash;
     }
-    await tx.query(
-      `INSERT INTO events (position, stream_id, stream_version, event_id, project_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash)
-       SELECT p, $2, v, id, $3::uuid, t, sv, d::jsonb, m::jsonb, $4, ph, h
-       FROM unnest($1::int8[], $5::int4[], $6::uuid[], $7::text[], $8::int4[], $9::text[], $10::text[], $11::text[], $12::text[]) AS u(p, v, id, t, sv, d, m, ph, h)`,
+    // The transaction's first write, in one statement: its id and its positions, handed out in one order
+    // (see SETTLED), the events at those positions, and the notification sent at commit.
+    const inserted = await tx.query<{ position: number }>(
+      `WITH r AS (SELECT pedigree_reserve_positions($13) AS first),
+       ins AS (
+         INSERT INTO events (position, stream_id, stream_version, event_id, project_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash)
+         SELECT r.first + u.o - 1, $1, v, id, $2::uuid, t, sv, d::jsonb, m::jsonb, $3, ph, h
+         FROM r, unnest($4::int4[], $5::uuid[], $6::text[], $7::int4[], $8::text[], $9::text[], $10::text[], $11::text[]) WITH ORDINALITY AS u(v, id, t, sv, d, m, ph, h, o)
+         RETURNING position)
+       SELECT position, (SELECT pg_notify($12, max(position)::text) FROM ins) IS NULL AS notified FROM ins ORDER BY position`,
       [
-        stored.map((e) => e.position),
         streamId,
         opts.projectId,
         recordedAt,
@@ -351,18 +356,21 @@ export class EventStore {
         prepared.map((p) => p.metadataJson),
         prevHashes,
         hashes,
+        NOTIFY_CHANNEL,
+        prepared.length,
       ],
     );
+    const first = Number(inserted[0]!.position);
+    stored.forEach((e, i) => ((e as { position: number }).position = first + i));
     await insertChunks(tx, streamId, opts.projectId, prepared, first);
     for (const projection of this.projections) await projection.apply(tx, stored);
     const last = stored[stored.length - 1]!;
-    await tx.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, `${last.position}`]);
     return { streamId, version: last.streamVersion, positions: stored.map((e) => e.position), eventIds: stored.map((e) => e.eventId), duplicate: false };
   }
 
   /** A retried append: every id stored already, as the same events on the same stream. */
-  private async findDuplicate(q: Queryable, streamId: string, prepared: Prepared[], sameEvent?: AppendOptions['sameEvent']): Promise<AppendResult | null> {
-    const rows = await q.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY position`, [prepared.map((p) => p.eventId)]);
+  private async findDuplicate(q: Queryable, streamId: string, prepared: Prepared[], sameEvent?: AppendOptions['sameEvent'], stored?: EventRow[]): Promise<AppendResult | null> {
+    const rows = stored ?? (await q.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY position`, [prepared.map((p) => p.eventId)]));
     if (rows.length === 0) return null;
     const byId = new Map(rows.map((r) => [r.event_id, r]));
     for (const [i, p] of prepared.entries()) {
