@@ -31,6 +31,13 @@ export interface AppendOptions {
    */
   check?: (tx: Queryable) => Promise<void>;
   /**
+   * Whether `check` reads what other streams' appends write (lineage
+   * cycles, unique names): then appends with such checks go one at a time,
+   * store-wide. A check that reads only what this stream's own events write
+   * (a run's status) is safe under the stream's lock alone. Default: true.
+   */
+  checkReadsOtherStreams?: boolean;
+  /**
    * For a retry (an event id already stored): whether the stored data of the
    * event at `index` stands for the same event as the proposal, when the two
    * may differ in fields the server filled in (a point's time left to the
@@ -289,7 +296,7 @@ export class EventStore {
 
   private async appendIn(tx: Queryable, streamId: string, prepared: Prepared[], opts: AppendOptions): Promise<AppendResult> {
     // No store-wide lock: only appends to the same stream (and those whose check reads other streams) wait on each other.
-    if (opts.check) await tx.query('SELECT pg_advisory_xact_lock($1)', [CHECK_LOCK]);
+    if (opts.check && opts.checkReadsOtherStreams !== false) await tx.query('SELECT pg_advisory_xact_lock($1)', [CHECK_LOCK]);
     await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [STREAM_LOCK, streamId]);
     // In one round trip: the events these ids already name (a retry), and the stream's head.
     const found = await tx.query<EventRow & { is_head: boolean }>(

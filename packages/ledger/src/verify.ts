@@ -189,7 +189,7 @@ export async function verifyChunks(db: Queryable, opts: { streamId?: string; aft
   const byRun = opts.streamId !== undefined ? ` AND c.run_id = '${opts.streamId.slice(4).replace(/[^0-9a-f-]/gi, '')}'::uuid` : '';
   for (;;) {
     const heads = await db.query<{ position: number; idx: number; n: number }>(
-      `SELECT c.position, c.idx, c.n FROM metric_chunks c WHERE (c.position, c.idx) > ($1, $2)${byRun}${inRange('c')} ORDER BY c.position, c.idx LIMIT 1000`,
+      `SELECT c.position, c.idx, c.n FROM metric_chunks c WHERE (c.position, c.idx) > ($1, $2) AND c.position >= $1${byRun}${inRange('c')} ORDER BY c.position, c.idx LIMIT 1000`,
       [after.position, after.idx],
     );
     if (heads.length === 0) break;
@@ -209,7 +209,7 @@ export async function verifyChunks(db: Queryable, opts: { streamId?: string; aft
        LEFT JOIN LATERAL (SELECT stream_id, stream_version, event_id, type, schema_version,
                                  CASE WHEN schema_version >= 2 THEN data->'chunks'->c.idx END AS entry
                           FROM events WHERE position = c.position LIMIT 1) e ON true
-       WHERE (c.position, c.idx) > ($1, $2) AND (c.position, c.idx) <= ($3, $4)${byRun}
+       WHERE (c.position, c.idx) > ($1, $2) AND (c.position, c.idx) <= ($3, $4) AND c.position BETWEEN $1 AND $3${byRun}
        ORDER BY c.position, c.idx`,
       [after.position, after.idx, cut.position, cut.idx],
     );

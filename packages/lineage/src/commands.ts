@@ -527,6 +527,8 @@ export class Tracker {
         expectedVersion: opts.expectedVersion ?? 'any',
         metadata: opts.metadata,
         sameEvent: rule.sameEvent,
+        // The run's own row is written only by its own stream's events: the stream's lock covers it.
+        checkReadsOtherStreams: rule.check !== undefined,
         check: async (tx) => {
           const current = await getRunRow(tx, id);
           const lifecycle = rule.lifecycle ?? 'active';

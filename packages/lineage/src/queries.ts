@@ -402,8 +402,12 @@ export class Lineage {
     const width = Math.max(1, Math.ceil((to - from + 1) / opts.buckets));
     // A chunk whose steps all fall in one bucket counts by its summary (count, min, max, last value);
     // only a chunk that straddles a bucket edge (or the range's ends) is opened and counted point by point.
-    // The last value is the one at the bucket's highest step, the later event (then point) winning a tie.
-    const rows = await this.db.query<{ b: number; from_step: number; to_step: number; n: number; min: number | null; max: number | null; last: number }>(
+    // The last value is the one at the bucket's highest step, the later event (then point) winning a tie:
+    // the greatest (step, event position, point index), all exact as float8 (< 2^53). JIT off: compiling
+    // the plan costs more than running it; work_mem so that grouping the opened points stays in memory.
+    const rows = await this.db.transaction(async (tx) => {
+      await tx.query(`SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)`);
+      return tx.query<{ b: number; from_step: number; to_step: number; n: number; min: number | null; max: number | null; last: number }>(
       `WITH c AS (
          SELECT position, idx, n, first_step, last_step, min, max, last_value,
                 first_step >= $3 AND last_step <= $4 AND (first_step - $3) / $5 = (last_step - $3) / $5 AS whole
@@ -419,10 +423,11 @@ export class Lineage {
        )
        SELECT b, min(lo) AS from_step, max(hi) AS to_step, sum(n)::int8 AS n,
               min(min) FILTER (WHERE min <> 'NaN') AS min, max(max) FILTER (WHERE max <> 'NaN') AS max,
-              (array_agg(last ORDER BY hi DESC, position DESC, ord DESC))[1] AS last
+              (max(ARRAY[hi::float8, position::float8, ord::float8, last]))[4] AS last
        FROM parts GROUP BY b`,
-      [runId, key, from, to, width],
-    );
+        [runId, key, from, to, width],
+      );
+    });
     rows.sort((x, y) => x.b - y.b);
     return rows.map((r) => ({ fromStep: r.from_step, toStep: r.to_step, count: r.n, min: r.min ?? NaN, max: r.max ?? NaN, last: r.last, lastStep: r.to_step }));
   }
