@@ -6,11 +6,12 @@
  * Benchmarks print figures; they never assert on time.
  */
 import { randomBytes } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import postgres from 'postgres';
-import { postgresOf } from '@pedigree/db';
-import { eventHash, GENESIS_HASH, type NewEvent, type StoredEvent } from '@pedigree/ledger';
+import { postgresOf, type Db, type Queryable } from '@pedigree/db';
+import { arrayLiteral, eventHash, GENESIS_HASH, type NewEvent, type StoredEvent } from '@pedigree/ledger';
 import type { Pedigree } from '@pedigree/lineage';
 import { probeServer } from '../test/support/stores.ts';
 
@@ -92,15 +93,28 @@ function copyText(v: string): string {
   return /[\\\t\n\r]/.test(v) ? v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r') : v;
 }
 
+/** The columns copyAppends writes, in order (tx_id is left to its default). */
+export const COPY_EVENT_COLUMNS = 'position, stream_id, stream_version, event_id, project_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash';
+export const COPY_CHUNK_COLUMNS = 'position, idx, project_id, run_id, key, n, first_step, last_step, min, max, last_value, steps, vals, times, digest';
+
+/** A segment of COPY text is sent once it holds this many characters (events and chunks together). */
+const SEGMENT_CHARS = 8 << 20;
+
 /**
  * Writes appends as the rows EventStore.append would insert (the same
- * validation and canonical JSON via store.prepare, the same hash chain via
- * eventHash, each stream continuing from its head), streamed into the events
- * table with COPY: a history far faster than append's one INSERT per event.
- * No projections (replay builds them). Holds one append at a time, and one
- * head per stream. Returns the events written.
+ * validation, chunking and canonical JSON via store.prepare, the same hash
+ * chain via eventHash, each stream continuing from its head): the events
+ * rows, and for a MetricsLogged event (schema v2) its metric_chunks rows,
+ * streamed with COPY in segments of a few MB (each segment: one COPY into
+ * events, then one into metric_chunks). A history far faster than append's
+ * INSERTs per event. Positions are taken here, from the events sequence (one
+ * nextval, then setval past the last one written): the benchmark owns its
+ * database, nothing else appends meanwhile. No projections (replay builds
+ * them). Holds one segment and one head per stream. With `tee`, the COPY text
+ * sent is also appended to those two files (for a baseline that loads the
+ * same rows). Returns the events written.
  */
-export async function copyAppends(pd: Pedigree, appends: Iterable<BulkAppend>): Promise<number> {
+export async function copyAppends(pd: Pedigree, appends: Iterable<BulkAppend>, opts: { tee?: { events: string; chunks: string } } = {}): Promise<number> {
   const sql = postgresOf(pd.database.db);
   if (!sql) throw new Error('copyAppends needs a PostgreSQL server store');
   const heads = new Map<string, { version: number; hash: string }>();
@@ -109,32 +123,53 @@ export async function copyAppends(pd: Pedigree, appends: Iterable<BulkAppend>): 
   )).map((r) => [r.stream_id, r.stream_version, r.hash] as const)) {
     heads.set(streamId, { version, hash });
   }
+  const [{ next }] = (await sql<{ next: string }[]>`SELECT nextval('events_position_seq')::text AS next`) as unknown as [{ next: string }];
+  let position = Number(next);
   let written = 0;
-  const writable = await sql`COPY events (stream_id, stream_version, event_id, project_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash) FROM STDIN`.writable();
-  async function* rows() {
-    let buf = '';
-    for (const { streamId, projectId, events } of appends) {
-      const prepared = pd.store.prepare(events);
+  const send = async (events: string, chunks: string) => {
+    if (opts.tee) {
+      appendFileSync(opts.tee.events, events);
+      appendFileSync(opts.tee.chunks, chunks);
+    }
+    if (events) await pipeline(Readable.from([events]), await sql.unsafe(`COPY events (${COPY_EVENT_COLUMNS}) FROM STDIN`).writable());
+    if (chunks) await pipeline(Readable.from([chunks]), await sql.unsafe(`COPY metric_chunks (${COPY_CHUNK_COLUMNS}) FROM STDIN`).writable());
+  };
+  let events = '';
+  let chunks = '';
+  try {
+    for (const { streamId, projectId, events: proposed } of appends) {
+      const prepared = pd.store.prepare(proposed);
       const recordedAt = new Date();
       const at = recordedAt.toISOString();
       const head = heads.get(streamId) ?? { version: 0, hash: GENESIS_HASH };
+      const runId = streamId.startsWith('run-') ? streamId.slice(4) : null;
       for (const p of prepared) {
         const base = { streamId, streamVersion: head.version + 1, eventId: p.eventId, projectId, type: p.type, schemaVersion: p.schemaVersion, data: p.data, metadata: p.metadata, recordedAt };
         const hash = eventHash(head.hash, base as Omit<StoredEvent, 'position' | 'prevHash' | 'hash'>, p.dataJson);
-        buf += `${streamId}\t${base.streamVersion}\t${p.eventId}\t${projectId}\t${p.type}\t${p.schemaVersion}\t${copyText(p.dataJson)}\t${copyText(p.metadataJson)}\t${at}\t${head.hash}\t${hash}\n`;
+        events += `${position}\t${streamId}\t${base.streamVersion}\t${p.eventId}\t${projectId}\t${p.type}\t${p.schemaVersion}\t${copyText(p.dataJson)}\t${copyText(p.metadataJson)}\t${at}\t${head.hash}\t${hash}\n`;
+        if (p.chunks) {
+          if (!runId) throw new Error(`metrics belong to a run stream, not ${streamId}`);
+          p.chunks.forEach((c, idx) => {
+            chunks += `${position}\t${idx}\t${projectId}\t${runId}\t${copyText(c.key)}\t${c.n}\t${c.firstStep}\t${c.lastStep}\t${c.min}\t${c.max}\t${c.lastValue}\t${arrayLiteral(c.steps)}\t${arrayLiteral(c.values)}\t${arrayLiteral(c.times)}\t${c.digest}\n`;
+          });
+        }
         head.version = base.streamVersion;
         head.hash = hash;
+        position++;
         written++;
-        if (buf.length > 1 << 20) {
-          yield buf;
-          buf = '';
+        if (events.length + chunks.length > SEGMENT_CHARS) {
+          await send(events, chunks);
+          events = '';
+          chunks = '';
         }
       }
       heads.set(streamId, head);
     }
-    if (buf) yield buf;
+    await send(events, chunks);
+  } finally {
+    // The next append (and the next copyAppends) continues after the last position written.
+    await sql`SELECT setval('events_position_seq', ${Math.max(position - 1, Number(next))})`;
   }
-  await pipeline(Readable.from(rows()), writable);
   return written;
 }
 
@@ -208,3 +243,65 @@ export function table(rows: string[][]): string {
 
 /** Deterministic pseudo-random numbers in [0, 1) (mulberry32), so runs are comparable. */
 export { mulberry32 as rng } from '../packages/trainer/src/rng.ts';
+
+// ---------------------------------------------------------------- profiling
+
+/** Time spent per SQL statement (by its first words), and in transactions, while a profile is on. */
+export interface QueryProfile {
+  /** Per statement label: calls and total ms (awaiting the driver: round trip and server time). */
+  statements: Map<string, { calls: number; ms: number }>;
+  /** Transactions begun, and their total ms from BEGIN to COMMIT returning. */
+  transactions: { calls: number; ms: number };
+  stop(): void;
+}
+
+const label = (text: string) => text.replace(/\s+/g, ' ').trim().slice(0, 56);
+
+/**
+ * Wraps a Db's query and transaction (in place: the store and tracker hold
+ * the same object) to time every statement. For a breakdown of where a
+ * write's time goes; the wrappers cost microseconds a statement.
+ */
+export function profileQueries(db: Db): QueryProfile {
+  const statements = new Map<string, { calls: number; ms: number }>();
+  const transactions = { calls: 0, ms: 0 };
+  const timed = (q: Queryable): Queryable['query'] =>
+    async function query<T extends object>(text: string, params?: readonly unknown[]) {
+      const t0 = performance.now();
+      try {
+        return await q.query<T>(text, params);
+      } finally {
+        const s = statements.get(label(text)) ?? { calls: 0, ms: 0 };
+        s.calls++;
+        s.ms += performance.now() - t0;
+        statements.set(label(text), s);
+      }
+    };
+  const original = { query: db.query, transaction: db.transaction };
+  const mutable = db as { -readonly [K in keyof Db]: Db[K] };
+  mutable.query = timed({ query: original.query.bind(db) });
+  mutable.transaction = async function transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    const t0 = performance.now();
+    try {
+      return await original.transaction.call(db, (tx: Queryable) => fn({ query: timed(tx) })) as T;
+    } finally {
+      transactions.calls++;
+      transactions.ms += performance.now() - t0;
+    }
+  };
+  return {
+    statements,
+    transactions,
+    stop() {
+      mutable.query = original.query;
+      mutable.transaction = original.transaction;
+    },
+  };
+}
+
+/** "12.3 ms INSERT INTO events … (1 call)" lines, largest first, per `per` units (e.g. per batch). */
+export function profileLines(p: QueryProfile, per: number): string[] {
+  return [...p.statements]
+    .sort((a, b) => b[1].ms - a[1].ms)
+    .map(([text, s]) => `${fmtMs(s.ms / per).padStart(9)}  ${(s.calls / per).toFixed(s.calls % per ? 2 : 0).padStart(4)}×  ${text}`);
+}

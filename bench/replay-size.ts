@@ -3,14 +3,16 @@
  * points ran `replay` out of a 4 GB heap; target: 20M points at peak RSS
  * ≤ 1 GB). Builds a PostgreSQL store of N metric points (default 3M, quick
  * 200k, PEDIGREE_BENCH_REPLAY_POINTS=20000000 for the issue's size, a few
- * minutes more), mostly in 50,000-point MetricsLogged events (~4 MB of JSON
- * each, the largest a client may send) with 1,000-point ones and small events
- * between, then runs each pass in a child process of its own and prints its
- * peak RSS and throughput:
+ * minutes more), mostly in 50,000-point MetricsLogged events (the largest a
+ * client may send; since metric storage v2 each event row holds only its
+ * chunks' manifest, the points are in its metric_chunks rows, ~1.5 MB of
+ * arrays a key) with 1,000-point ones and small events between, then runs
+ * each pass in a child process of its own and prints its peak RSS and
+ * throughput:
  *   - read:   the events read in byte-bounded batches, JSON-parsed, nothing
  *             else (the floor any pass pays);
- *   - verify: every hash chain re-hashed;
- *   - replay: every read model truncated and rebuilt, chains checked;
+ *   - verify: every hash chain re-hashed, every chunk's digest recomputed;
+ *   - replay: every read model truncated and rebuilt, chains and chunks checked;
  * verify and replay each twice, batched by bytes (now) and by count only
  * (5,000 events a batch: the reader before, the baseline).
  * PEDIGREE_BENCH_REPLAY_BASELINE=0 skips the baseline (at 20M points it runs
@@ -131,7 +133,7 @@ function runChild(mode: 'replay' | 'verify' | 'read', store: string, limit: numb
 /**
  * Runs the passes over one store, each in a child of its own, and logs and
  * returns their figures. The last pass is replay by bytes, so the store is
- * left rebuilt; its metric_points must then hold every point.
+ * left rebuilt; its metric_series must then count every point.
  */
 async function runPasses(ctx: BenchContext, label: string, store: string, expected: { events: number; points: number }, opts: { budget: number; baseline: boolean }): Promise<Figure[]> {
   const figures: Figure[] = [];
@@ -192,12 +194,14 @@ export const replaySize: Benchmark = {
         const { projectId } = await pd.tracker.createProject({ name: 'bench-replay-size' });
         const { ms: buildMs, result: written } = await timeIt(() => copyAppends(pd, history(projectId, total)));
         await pd.database.db.query('VACUUM ANALYZE events');
-        const [size] = await pd.database.db.query<{ events: number; bytes: number; text: number }>(
-          `SELECT count(*)::int8 AS events, pg_total_relation_size('events')::int8 AS bytes, sum(octet_length(data::text))::int8 AS text FROM events`,
+        await pd.database.db.query('VACUUM ANALYZE metric_chunks');
+        const [size] = await pd.database.db.query<{ events: number; bytes: number; text: number; chunks: number }>(
+          `SELECT count(*)::int8 AS events, pg_total_relation_size('events')::int8 AS bytes, sum(octet_length(data::text))::int8 AS text,
+                  pg_total_relation_size('metric_chunks')::int8 AS chunks FROM events`,
         );
         events = size!.events;
         ctx.log(
-          `PostgreSQL store: ${fmtInt(total)} points in ${fmtInt(events)} events (${fmtInt(written)} written by store.prepare + eventHash + COPY in ${fmtMs(buildMs)}); events table ${mib(size!.bytes)} on disk, ${mib(size!.text)} of data as JSON text`,
+          `PostgreSQL store: ${fmtInt(total)} points in ${fmtInt(events)} events (${fmtInt(written)} written by store.prepare + eventHash + COPY in ${fmtMs(buildMs)}); events table ${mib(size!.bytes)} on disk (${mib(size!.text)} of data as JSON text), metric_chunks ${mib(size!.chunks)}`,
         );
       } finally {
         await pd.close();
@@ -205,8 +209,10 @@ export const replaySize: Benchmark = {
       figures.push(...(await runPasses(ctx, 'PostgreSQL', url, { events, points: total }, { budget, baseline })));
       const check = await openPedigree({ url });
       try {
-        const [c] = await check.database.db.query<{ points: number }>('SELECT count(*)::int8 AS points FROM metric_points');
-        if (c!.points !== total) throw new Error(`after replay: ${c!.points} points in metric_points, expected ${total}`);
+        const [c] = await check.database.db.query<{ stored: number; counted: number }>(
+          'SELECT (SELECT coalesce(sum(n), 0)::int8 FROM metric_chunks) AS stored, (SELECT coalesce(sum(count), 0)::int8 FROM metric_series) AS counted',
+        );
+        if (c!.stored !== total || c!.counted !== total) throw new Error(`after replay: ${c!.stored} points in metric_chunks, ${c!.counted} counted by metric_series, expected ${total}`);
       } finally {
         await check.close();
       }

@@ -4,7 +4,11 @@
  *   - read: every event in global order through store.readAll (the baseline:
  *     what any pass over the log costs before doing anything with it);
  *   - replay(): truncate the read models and rebuild them from the events;
- *   - verify(): re-hash every stream's chain;
+ *   - verify(): re-hash every stream's chain (and the metric chunks' digests);
+ *   - COPY of the same rows (the events rows, and for the MetricsLogged ones
+ *     their metric_chunks rows) into bare copies of the two tables: the rate
+ *     PostgreSQL takes rows at, printed beside replay's (target: replay
+ *     ≥ 50,000 events/s);
  * and checks that replay rebuilds exactly the read models that the inline
  * projections wrote.
  *
@@ -12,19 +16,27 @@
  * real write path, inline projections included; its rate is printed), but
  * append costs one INSERT round trip per event, so a million events that way
  * would take longer than the whole benchmark budget. The rest is written with
- * the ledger's own pieces — store.prepare() (validation, canonical JSON) and
- * eventHash() (the chain) — as the same rows append would insert, streamed
- * with COPY. verify() over the whole log checks that those rows are exactly
- * what append would have written.
+ * the ledger's own pieces — store.prepare() (validation, chunking, canonical
+ * JSON) and eventHash() (the chain) — as the same rows append would insert
+ * (events, and metric_chunks for the MetricsLogged ones), streamed with COPY.
+ * verify() over the whole log checks that those rows are exactly what append
+ * would have written.
  */
 import { randomUUID } from 'node:crypto';
+import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import postgres from 'postgres';
 import { streamIds, type NewEvent } from '@pedigree/ledger';
 import { LINEAGE_TABLES, openPedigree, type Pedigree } from '@pedigree/lineage';
-import { copyAppends, fmtInt, fmtMs, fmtRate, fmtRatio, rng, timeIt, withServerDatabase, type Benchmark, type BulkAppend, type Figure } from './lib.ts';
+import { COPY_CHUNK_COLUMNS, COPY_EVENT_COLUMNS, copyAppends, fmtInt, fmtMs, fmtRate, fmtRatio, profileLines, profileQueries, rng, timeIt, withServerDatabase, type Benchmark, type BulkAppend, type Figure } from './lib.ts';
 
 const EVENTS_PER_RUN = 100;
 /** Runs (of EVENTS_PER_RUN events) built through store.append, one append per run; the rest is bulk-written. */
 const APPEND_RUNS = { quick: 50, full: 200 };
+/** replay's events/s, at least. */
+const TARGET = 50_000;
 
 /** One run's stream: created, declared, started, ~83 small metric batches with evals, notes, a tag and an LR change in between, completed. */
 function runEvents(projectId: string, runId: string, i: number, rand: () => number): NewEvent[] {
@@ -86,9 +98,38 @@ async function fingerprint(pd: Pedigree, runIds: string[]): Promise<Record<strin
   return out;
 }
 
+/**
+ * The rows replay reads, loaded the fastest way PostgreSQL takes rows: the
+ * COPY text the history's bulk part was written with (events rows, and the
+ * MetricsLogged events' metric_chunks rows; saved to files while building),
+ * timed with COPY FROM into bare copies of the two tables (same columns and
+ * storage; no keys, indexes or triggers). The bare tables are dropped
+ * afterwards. (Not dumped with COPY TO: postgres.js's COPY TO streams stall
+ * now and then, the server waiting in ClientWrite; porsager/postgres#499, #917.)
+ */
+async function copyBaseline(url: string, files: { events: string; chunks: string }): Promise<{ ms: number; eventsMs: number; chunksMs: number; events: number; chunks: number; bytes: number }> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe('CREATE TABLE bench_events_bare (LIKE events INCLUDING STORAGE INCLUDING COMPRESSION)');
+    await sql.unsafe('CREATE TABLE bench_chunks_bare (LIKE metric_chunks INCLUDING STORAGE INCLUDING COMPRESSION)');
+    await sql.unsafe('CHECKPOINT'); // the build's own writes are not the baseline's to pay for
+    const load = async (table: string, columns: string, file: string) =>
+      (await timeIt(async () => pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), await sql.unsafe(`COPY ${table} (${columns}) FROM STDIN`).writable()))).ms;
+    const eventsMs = await load('bench_events_bare', COPY_EVENT_COLUMNS, files.events);
+    const chunksMs = await load('bench_chunks_bare', COPY_CHUNK_COLUMNS, files.chunks);
+    const [row] = (await sql.unsafe('SELECT (SELECT count(*)::int FROM bench_events_bare) AS events, (SELECT count(*)::int FROM bench_chunks_bare) AS chunks')) as unknown as [
+      { events: number; chunks: number },
+    ];
+    return { ms: eventsMs + chunksMs, eventsMs, chunksMs, events: row.events, chunks: row.chunks, bytes: statSync(files.events).size + statSync(files.chunks).size };
+  } finally {
+    await sql.unsafe('DROP TABLE IF EXISTS bench_events_bare, bench_chunks_bare').catch(() => {});
+    await sql.end();
+  }
+}
+
 export const replay: Benchmark = {
   name: 'replay',
-  description: 'replay() and verify() over a large history (baseline: reading every event)',
+  description: 'replay() and verify() over a large history (baselines: reading every event; COPY of the same rows)',
   async run(ctx) {
     const total = ctx.quick ? 50_000 : 1_000_000;
     const runs = Math.ceil(total / EVENTS_PER_RUN);
@@ -96,6 +137,8 @@ export const replay: Benchmark = {
     const appendRuns = Math.min(runs, ctx.quick ? APPEND_RUNS.quick : APPEND_RUNS.full);
     const figures: Figure[] = [];
 
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'pedigree-bench-replay-copy-'));
+    const copyFiles = { events: path.join(dir, 'events.copy'), chunks: path.join(dir, 'chunks.copy') };
     await withServerDatabase(async ({ url }) => {
       const pd = await openPedigree({ url }, { migrate: true, role: null /* the bench owns its database: baseline tables, VACUUM */ });
       try {
@@ -120,7 +163,7 @@ export const replay: Benchmark = {
           `build 1/2: ${fmtInt(appendedEvents)} events through store.append (${appendRuns} appends of ${EVENTS_PER_RUN}, inline projections) in ${fmtMs(appendMs)}: ${fmtRate(appendedEvents, appendMs, 'events')} — ${fmtInt(n)} events at that rate would take ${fmtMs((n * 1000) / appendRate)}`,
         );
         // ---- build, part 2: the same rows, bulk
-        const { ms: bulkMs } = await timeIt(() => copyAppends(pd, bulkRuns(projectId, appendRuns, runs, rand)));
+        const { ms: bulkMs } = await timeIt(() => copyAppends(pd, bulkRuns(projectId, appendRuns, runs, rand), { tee: copyFiles }));
         const stored = (await pd.store.lastPosition()) - 1; // the ProjectCreated event came first
         if (stored !== n) throw new Error(`built ${stored} events, expected ${n}`);
         const bulkEvents = n - appendedEvents;
@@ -146,33 +189,65 @@ export const replay: Benchmark = {
         ctx.log(`read all (store.readAll, baseline) ${fmtRate(all, readMs, 'events')} — ${fmtMs(readMs)}`);
 
         // ---- replay
-        const { ms: replayMs, result: replayed } = await timeIt(() => pd.replay());
+        // Profiled (each statement's time, summed by statement: microseconds of overhead a statement), to show where replay's time goes.
+        const profile = profileQueries(pd.database.db);
+        const { ms: replayMs, result: replayed } = await timeIt(() => pd.replay()).finally(() => profile.stop());
         if (replayed.events !== all) throw new Error(`replay saw ${replayed.events} events, expected ${all}`);
         const rebuilt = await fingerprint(pd, appended);
         const diff = Object.keys(inline).filter((t) => inline[t] !== rebuilt[t]);
         const same = diff.length === 0 ? 'identical to the inline ones' : `DIFFER in ${diff.map((t) => `${t} (${inline[t]} → ${rebuilt[t]})`).join(', ')}`;
-        const [counts] = await pd.database.db.query<{ runs: number; points: number }>('SELECT (SELECT count(*)::int FROM runs) AS runs, (SELECT count(*)::int FROM metric_points) AS points');
+        const [counts] = await pd.database.db.query<{ runs: number; points: number; series: number; counted: number }>(
+          `SELECT (SELECT count(*)::int FROM runs) AS runs, (SELECT coalesce(sum(n), 0)::int8 FROM metric_chunks) AS points,
+                  (SELECT count(*)::int FROM metric_series) AS series, (SELECT coalesce(sum(count), 0)::int8 FROM metric_series) AS counted`,
+        );
         const perRunPoints = 4 * (mix.get('MetricsLogged') ?? 0);
-        if (counts!.runs !== runs || counts!.points !== runs * perRunPoints) throw new Error(`after replay: ${counts!.runs} runs, ${counts!.points} points; expected ${runs}, ${runs * perRunPoints}`);
+        const c = counts!;
+        if (c.runs !== runs || c.points !== runs * perRunPoints || c.series !== runs * 2 || c.counted !== c.points) {
+          throw new Error(`after replay: ${c.runs} runs, ${c.points} points stored, ${c.series} series counting ${c.counted}; expected ${runs}, ${runs * perRunPoints}, ${runs * 2}, ${runs * perRunPoints}`);
+        }
         ctx.log(`replay()                          ${fmtRate(all, replayMs, 'events')} — ${fmtMs(replayMs)}; read models of the appended runs ${same}`);
+        const inStatements = [...profile.statements.values()].reduce((sum, x) => sum + x.ms, 0);
+        ctx.log(`replay's time by statement (total, calls; ${fmtMs(inStatements)} of ${fmtMs(replayMs)} awaiting statements, the rest JS):`);
+        for (const line of profileLines(profile, 1).slice(0, 12)) ctx.log(`  ${line}`);
 
         // ---- verify
         const { ms: verifyMs, result: verified } = await timeIt(() => pd.verify());
         if (!verified.ok || verified.checked !== all) throw new Error(`verify: ${JSON.stringify(verified)}`);
         ctx.log(`verify()                          ${fmtRate(all, verifyMs, 'events')} — ${fmtMs(verifyMs)}; ${fmtInt(verified.checked)} events in ${fmtInt(verified.streams)} streams, chain ok`);
+        // ---- baseline: COPY of the same rows (events; chunks of the MetricsLogged ones) into bare tables
+        const copy = await copyBaseline(url, copyFiles);
+        const copyRows = copy.events + copy.chunks;
+        const replayRate = (all * 1000) / replayMs;
+        const copyEventRate = (copy.events * 1000) / copy.ms;
+        ctx.log(
+          `COPY of the same rows (baseline)  ${fmtRate(copyRows, copy.ms, 'rows')} — ${fmtMs(copy.ms)} for the bulk part's ${fmtInt(copy.events)} events rows (${fmtMs(copy.eventsMs)}) + ${fmtInt(copy.chunks)} metric_chunks rows (${fmtMs(copy.chunksMs)}), ${fmtInt(copy.bytes / 2 ** 20)} MiB of COPY text; that is ${fmtRate(copy.events, copy.ms, 'events')}`,
+        );
+        ctx.log(`replay() ${fmtRate(all, replayMs, 'events')} beside COPY's ${fmtRate(copyRows, copy.ms, 'rows')} (${fmtRate(copy.events, copy.ms, 'events')}): replay / COPY ${fmtRatio(replayRate / copyEventRate)} in events/s`);
+        ctx.log(`replay() target ≥ ${fmtInt(TARGET)} events/s: ${fmtInt(replayRate)} events/s, ${replayRate >= TARGET ? 'MET' : 'NOT MET'}`);
         ctx.log(`ratios to the bare read: replay ${fmtRatio(readMs / replayMs)}, verify ${fmtRatio(readMs / verifyMs)}; replay / append ${fmtRatio(replayMs > 0 ? (all * 1000) / replayMs / appendRate : 0)}`);
 
         figures.push(
           { bench: 'replay', what: `store.append, ${fmtInt(appendedEvents)} events (inline projections)`, value: fmtRate(appendedEvents, appendMs, 'events'), note: `${fmtInt(n)} at this rate: ${fmtMs((n * 1000) / appendRate)}` },
           { bench: 'replay', what: `build history: ${fmtInt(n)} events`, value: fmtMs(buildMs), note: `append part ${fmtMs(appendMs)}, bulk part ${fmtMs(bulkMs)}` },
           { bench: 'replay', what: 'read all events (readAll), baseline', value: fmtRate(all, readMs, 'events'), note: fmtMs(readMs) },
-          { bench: 'replay', what: 'replay()', value: fmtRate(all, replayMs, 'events'), note: `${fmtMs(replayMs)}; ${fmtRatio(readMs / replayMs)} of read rate; ${diff.length ? 'read models DIFFER' : 'read models identical'}` },
+          {
+            bench: 'replay',
+            what: 'COPY of the same rows into bare tables, baseline',
+            value: fmtRate(copyRows, copy.ms, 'rows'),
+            note: `${fmtInt(copy.events)} events + ${fmtInt(copy.chunks)} chunks in ${fmtMs(copy.ms)} (${fmtRate(copy.events, copy.ms, 'events')})`,
+          },
+          {
+            bench: 'replay',
+            what: 'replay()',
+            value: fmtRate(all, replayMs, 'events'),
+            note: `target ≥ ${fmtInt(TARGET)}: ${replayRate >= TARGET ? 'MET' : 'NOT MET'}; ${fmtMs(replayMs)}; ${fmtRatio(replayRate / copyEventRate)} of COPY's events/s; ${diff.length ? 'read models DIFFER' : 'read models identical'}`,
+          },
           { bench: 'replay', what: 'verify()', value: fmtRate(all, verifyMs, 'events'), note: `${fmtMs(verifyMs)}; ${fmtRatio(readMs / verifyMs)} of read rate` },
         );
       } finally {
         await pd.close();
       }
-    });
+    }).finally(() => rmSync(dir, { recursive: true, force: true }));
     return figures;
   },
 };
