@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { brotliDecompressSync } from 'node:zlib';
 import { PGlite } from '@electric-sql/pglite';
 import { loadMigrations, migrate, openPostgres } from '@pedigree/db';
-import { openPedigree, type Bucket, type MetricPointInput, type Pedigree } from '@pedigree/lineage';
+import { openPedigree, type MetricPointInput, type Pedigree } from '@pedigree/lineage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   BUCKET_COUNTS,
@@ -45,6 +45,7 @@ import {
   type Reads,
 } from './fixtures/store-v1/reads.ts';
 import { createServerDatabase, serverUnavailable } from './support/stores.ts';
+import { referenceBuckets } from './support/buckets.ts';
 
 const FIXTURE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures/store-v1');
 
@@ -85,36 +86,6 @@ function expectSameReads(actual: Reads, expected: Reads, label: string): void {
 const decodePoints = (v: Encoded): Point[] =>
   (v as { step: number; value: Encoded; time: number }[]).map((p) => ({ step: p.step, value: decodeNumber(p.value), time: p.time }));
 
-/** What a bucket query must return, from raw points in (step, position, idx) order (as in buckets.test.ts). */
-function referenceBuckets(points: Point[], opts: { buckets: number; fromStep?: number; toStep?: number }): Bucket[] {
-  if (points.length === 0) return [];
-  const first = points[0]!.step;
-  const last = points.at(-1)!.step;
-  const from = Math.max(opts.fromStep ?? first, first);
-  const to = Math.min(opts.toStep ?? last, last);
-  if (to < from) return [];
-  const width = Math.max(1, Math.ceil((to - from + 1) / opts.buckets));
-  const out = new Map<number, Bucket>();
-  for (const p of points) {
-    if (p.step < from || p.step > to) continue;
-    const b = Math.floor((p.step - from) / width);
-    const cur = out.get(b);
-    const finite = Number.isNaN(p.value) ? null : p.value;
-    if (!cur) {
-      out.set(b, { fromStep: p.step, toStep: p.step, count: 1, min: finite ?? NaN, max: finite ?? NaN, last: p.value, lastStep: p.step });
-      continue;
-    }
-    cur.toStep = p.step;
-    cur.lastStep = p.step;
-    cur.count++;
-    cur.last = p.value;
-    if (finite !== null) {
-      cur.min = Number.isNaN(cur.min) ? finite : Math.min(cur.min, finite);
-      cur.max = Number.isNaN(cur.max) ? finite : Math.max(cur.max, finite);
-    }
-  }
-  return [...out.entries()].sort(([a], [b]) => a - b).map(([, v]) => v);
-}
 
 /** A series' summary from its points in (step, position, idx) order: the last value is the last point logged at the highest step. */
 function referenceSeries(key: string, points: Point[]): Series {
