@@ -91,7 +91,7 @@ for (const { backend, skip } of await backends()) {
 
     it('identical retries racing on one event id both succeed, one as a duplicate, even when the server fills the points\' times differently', async () => {
       const { runId } = await pd.tracker.createRun({ projectId, name: 'retries', kind: 'custom', start: true });
-      // The twins leave `time` to the server, which fills it before the append lock: 1000 and 2000 ms stand for two clocks.
+      // The twins leave `time` to the server, which fills it before the append's transaction: 1000 and 2000 ms stand for two clocks.
       for (let pair = 0; pair < 20; pair++) {
         const eventId = randomUUID();
         const points = [{ key: 'loss', step: pair, value: 1 / (pair + 1) }];

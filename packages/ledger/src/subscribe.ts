@@ -23,8 +23,9 @@ export interface Subscription {
 /**
  * Delivers events in global order, each exactly once, starting after a
  * position: catch-up reads, then LISTEN/NOTIFY wakes it (PostgreSQL's, or
- * PGlite's in-process equivalent). Appends commit in position order (the
- * append lock), so reading "after the last position seen" never skips one.
+ * PGlite's in-process equivalent). It reads only settled events (readAll,
+ * see SETTLED), so reading "after the last position seen" never skips one
+ * that commits later.
  */
 export function subscribe(store: EventStore, onEvents: (events: StoredEvent[]) => void | Promise<void>, opts: SubscribeOptions = {}): Subscription {
   const db: Db = store.db;

@@ -103,8 +103,10 @@ function uuid(value: unknown, what: string): string {
 
 /**
  * The write side: each command validates its input, reads the state it needs,
- * decides the events, and appends them. Cross-stream checks run inside the
- * append's transaction (under the append lock), so they cannot race.
+ * decides the events, and appends them. Checks run inside the append's
+ * transaction: those that read other streams under the store-wide check
+ * lock, those that read only the run's own row under its stream's lock, so
+ * they cannot race.
  */
 export class Tracker {
   constructor(readonly store: EventStore) {}

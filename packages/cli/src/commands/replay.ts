@@ -8,7 +8,7 @@ export const replayCommand: Command = {
   summary: 'rebuild every read model (runs, lineage, metrics) from the events',
   usage: 'replay [--force]',
   description:
-    "Empties the projection tables and replays every event into them, in one transaction, checking every stream's hash chain as it reads (as `pedigree verify` does). Writers and readers of the read models wait until it commits; none sees a half-built model. A broken chain stops it before anything changes, naming the first bad event, and exits with code 1 — unless --force. The events themselves are never touched. Memory stays bounded whatever the store's size: the events are read in batches of at most 16 MiB.",
+    "Checks every stream's hash chain and every metric chunk (as `pedigree verify` does) while appends go on, then, in one transaction, empties the projection tables and rebuilds them from the events in set-based statements. During that transaction new appends and readers of the read models wait until it commits; none sees a half-built model. A broken chain stops it before anything changes, naming the first bad event, and exits with code 1 — unless --force. The events themselves are never touched. Memory stays bounded whatever the store's size: the events are read in batches of at most 16 MiB.",
   options: [{ name: 'force', type: 'boolean', description: 'rebuild even from a broken hash chain (the broken events are projected as stored, and reported)' }],
   async run(ctx) {
     const force = ctx.options.flag('force');
