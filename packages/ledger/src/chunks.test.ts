@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson } from './canonical.ts';
+import { canonicalJson, sha256Hex } from './canonical.ts';
 import { arrayLiteral, chunkCanonicalJson, chunkOrder, chunkPoints, inChunkOrder, metricJson, parseArray, pointsOf, summarize } from './chunks.ts';
 import { EventSchemas, validMetricBatch } from './events.ts';
 
@@ -14,6 +14,7 @@ describe('metric chunks', () => {
         for (const c of chunkPoints(points.map((p) => ({ ...p, value: metricJson(p.value) })))) {
           const expected = canonicalJson({ key: c.key, steps: c.steps, times: c.times, values: c.values.map(metricJson) });
           expect(chunkCanonicalJson(c.key, c.steps, c.values, c.times)).toBe(expected);
+          expect(c.digest).toBe(`sha256:${sha256Hex(expected)}`); // as chunkPoints makes it, from the literals it writes
         }
       }),
     );

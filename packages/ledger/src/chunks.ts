@@ -38,6 +38,8 @@ export interface MetricChunk {
   /** The value of the last point logged at lastStep. */
   lastValue: number;
   digest: string;
+  /** The columns as the store writes them, made once for the digest and the insert. */
+  literals: ChunkLiterals;
 }
 
 /** What a v2 MetricsLogged event's row holds as its data. */
@@ -54,8 +56,13 @@ export function metricJson(v: number): MetricValueJson {
   return Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity';
 }
 
-/** ES Number-to-String is RFC 8785's number form; non-finite values are strings. */
-function jsonNumbers(values: readonly number[]): string {
+/**
+ * ES Number-to-String is RFC 8785's number form; non-finite values are
+ * strings. Where all are finite this is the array literal the store writes
+ * (`literal`, when the caller has it), bracketed as JSON.
+ */
+function jsonNumbers(values: readonly number[], literal?: string): string {
+  if (literal !== undefined && values.every(Number.isFinite)) return `[${literal.slice(1, -1)}]`;
   let out = '[';
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
@@ -66,12 +73,19 @@ function jsonNumbers(values: readonly number[]): string {
 }
 
 /** The chunk's canonical JSON, as its digest hashes it. */
-export function chunkCanonicalJson(key: string, steps: readonly number[], values: readonly number[], times: readonly number[]): string {
-  return `{"key":${JSON.stringify(key)},"steps":${jsonNumbers(steps)},"times":${jsonNumbers(times)},"values":${jsonNumbers(values)}}`;
+/** The columns as PostgreSQL array literals (what the store writes). */
+export interface ChunkLiterals {
+  steps: string;
+  values: string;
+  times: string;
 }
 
-export function chunkDigest(key: string, steps: readonly number[], values: readonly number[], times: readonly number[]): string {
-  return `sha256:${createHash('sha256').update(chunkCanonicalJson(key, steps, values, times)).digest('hex')}`;
+export function chunkCanonicalJson(key: string, steps: readonly number[], values: readonly number[], times: readonly number[], literals?: ChunkLiterals): string {
+  return `{"key":${JSON.stringify(key)},"steps":${jsonNumbers(steps, literals?.steps)},"times":${jsonNumbers(times, literals?.times)},"values":${jsonNumbers(values, literals?.values)}}`;
+}
+
+export function chunkDigest(key: string, steps: readonly number[], values: readonly number[], times: readonly number[], literals?: ChunkLiterals): string {
+  return `sha256:${createHash('sha256').update(chunkCanonicalJson(key, steps, values, times, literals)).digest('hex')}`;
 }
 
 /** Count, step range, min, max and last value of a chunk's columns. */
@@ -107,7 +121,10 @@ export function chunkPoints(points: readonly MetricPointData[]): MetricChunk[] {
     c.values.push(metricNumber(p.value));
     c.times.push(p.time);
   }
-  return [...byKey].map(([key, c]) => ({ key, ...c, ...summarize(c.steps, c.values), digest: chunkDigest(key, c.steps, c.values, c.times) }));
+  return [...byKey].map(([key, c]) => {
+    const literals = { steps: arrayLiteral(c.steps), values: arrayLiteral(c.values), times: arrayLiteral(c.times) };
+    return { key, ...c, ...summarize(c.steps, c.values), digest: chunkDigest(key, c.steps, c.values, c.times, literals), literals };
+  });
 }
 
 export function manifestOf(chunks: readonly MetricChunk[]): ChunkManifest {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { pgConstraint, pgErrorCode, type Db, type Queryable } from '@pedigree/db';
 import { z } from 'zod';
 import { canonicalJson, GENESIS_HASH, jsonDepth, MAX_JSON_DEPTH, sha256Hex } from './canonical.ts';
-import { arrayLiteral, CHUNK_READ_COLUMNS, chunkOfRow, chunkPoints, inChunkOrder, manifestOf, pointsOf, type ChunkRow, type MetricChunk, type MetricPointData } from './chunks.ts';
+import { CHUNK_READ_COLUMNS, chunkOfRow, chunkPoints, inChunkOrder, manifestOf, pointsOf, type ChunkRow, type MetricChunk, type MetricPointData } from './chunks.ts';
 import { ConcurrencyError, IdempotencyError, TooLargeError, ValidationError, type Issue } from './errors.ts';
 import { EventSchemas, upcast, validMetricBatch, type EventMetadata, type EventType, type NewEvent, type StoredEvent } from './events.ts';
 
@@ -239,11 +239,12 @@ export class EventStore {
     return events.map((e, i) => {
       const def = EventSchemas[e.type as EventType];
       if (!def) throw new ValidationError(`unknown event type ${JSON.stringify(e.type)}`);
-      // Before anything recursive (zod, canonical JSON) walks it: a deep value would overflow the stack.
-      if (jsonDepth(e.data, MAX_JSON_DEPTH + 2) > MAX_JSON_DEPTH + 2 || jsonDepth(e.metadata ?? null, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+      // A valid metric batch is flat (checked without recursion); anything else is measured before
+      // anything recursive (zod, canonical JSON) walks it: a deep value would overflow the stack.
+      const fast = e.type === 'MetricsLogged' ? validMetricBatch(e.data) : null;
+      if ((!fast && jsonDepth(e.data, MAX_JSON_DEPTH + 2) > MAX_JSON_DEPTH + 2) || jsonDepth(e.metadata ?? null, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
         throw new ValidationError(`invalid ${e.type}`, [{ path: `events[${i}].data`, message: `nested more than ${MAX_JSON_DEPTH} levels deep` }]);
       }
-      const fast = e.type === 'MetricsLogged' ? validMetricBatch(e.data) : null;
       const parsed = fast ? { success: true as const, data: fast } : def.schema.safeParse(e.data);
       if (!parsed.success) throw new ValidationError(`invalid ${e.type}`, zodIssues(parsed.error, `events[${i}].data`));
       const eventId = e.eventId ?? randomUUID();
@@ -465,9 +466,9 @@ async function insertChunks(tx: Queryable, streamId: string, projectId: string, 
       rows.map((r) => String(r.c.min)),
       rows.map((r) => String(r.c.max)),
       rows.map((r) => String(r.c.lastValue)),
-      rows.map((r) => arrayLiteral(r.c.steps)),
-      rows.map((r) => arrayLiteral(r.c.values)),
-      rows.map((r) => arrayLiteral(r.c.times)),
+      rows.map((r) => r.c.literals.steps),
+      rows.map((r) => r.c.literals.values),
+      rows.map((r) => r.c.literals.times),
       rows.map((r) => r.c.digest),
     ],
   );
