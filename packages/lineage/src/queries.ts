@@ -1,5 +1,5 @@
 import type { Db, PrismaClient } from '@pedigree/db';
-import { CHUNK_READ_COLUMNS, chunkOfRow, clampDepth, NotFoundError, ValidationError, type ChunkRow, type Json } from '@pedigree/ledger';
+import { CHUNK_READ_COLUMNS, chunkOfRow, clampDepth, parseArray, NotFoundError, ValidationError, type ChunkRow, type Json } from '@pedigree/ledger';
 import { z } from 'zod';
 import { diffLineage, type DiffOptions, type LineageDiff } from './diff.ts';
 
@@ -401,35 +401,43 @@ export class Lineage {
     if (to < from) return [];
     const width = Math.max(1, Math.ceil((to - from + 1) / opts.buckets));
     // A chunk whose steps all fall in one bucket counts by its summary (count, min, max, last value);
-    // only a chunk that straddles a bucket edge (or the range's ends) is opened and counted point by point.
-    // The last value is the one at the bucket's highest step, the later event (then point) winning a tie:
-    // the greatest (step, event position, point index), all exact as float8 (< 2^53). JIT off: compiling
-    // the plan costs more than running it; work_mem so that grouping the opened points stays in memory.
-    const rows = await this.db.transaction(async (tx) => {
-      await tx.query(`SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)`);
-      return tx.query<{ b: number; from_step: number; to_step: number; n: number; min: number | null; max: number | null; last: number }>(
-      `WITH c AS (
-         SELECT position, idx, n, first_step, last_step, min, max, last_value,
-                first_step >= $3 AND last_step <= $4 AND (first_step - $3) / $5 = (last_step - $3) / $5 AS whole
-         FROM metric_chunks WHERE run_id = $1 AND key = $2 AND last_step >= $3 AND first_step <= $4
-       ), parts AS (
-         SELECT (first_step - $3) / $5 AS b, n::int8 AS n, first_step AS lo, last_step AS hi, min, max, last_value AS last, position, n::int8 AS ord
-         FROM c WHERE whole
-         UNION ALL
-         SELECT (u.s - $3) / $5, 1, u.s, u.s, u.v, u.v, u.v, m.position, u.o
-         FROM c JOIN metric_chunks m ON m.position = c.position AND m.idx = c.idx
-         CROSS JOIN LATERAL unnest(m.steps, m.vals) WITH ORDINALITY AS u(s, v, o)
-         WHERE NOT c.whole AND u.s BETWEEN $3 AND $4
-       )
-       SELECT b, min(lo) AS from_step, max(hi) AS to_step, sum(n)::int8 AS n,
-              min(min) FILTER (WHERE min <> 'NaN') AS min, max(max) FILTER (WHERE max <> 'NaN') AS max,
-              (max(ARRAY[hi::float8, position::float8, ord::float8, last]))[4] AS last
-       FROM parts GROUP BY b`,
-        [runId, key, from, to, width],
+    // only a chunk that straddles a bucket edge (or the range's ends) is opened, and its points counted
+    // here, in one pass over two number arrays (cheaper than unnesting them into rows in SQL).
+    const chunks = await this.db.query<{ position: number; idx: number; n: number; first_step: number; last_step: number; min: number; max: number; last_value: number }>(
+      `SELECT position, idx, n, first_step, last_step, min, max, last_value FROM metric_chunks
+       WHERE run_id = $1 AND key = $2 AND last_step >= $3 AND first_step <= $4`,
+      [runId, key, from, to],
+    );
+    const buckets = new Map<number, BucketAcc>();
+    const edges: { position: number; idx: number }[] = [];
+    for (const c of chunks) {
+      const b = Math.floor((c.first_step - from) / width);
+      if (c.first_step >= from && c.last_step <= to && b === Math.floor((c.last_step - from) / width)) {
+        addToBucket(buckets, b, c.n, c.first_step, c.last_step, c.min, c.max, c.last_value, c.position, c.n);
+      } else {
+        edges.push(c);
+      }
+    }
+    if (edges.length) {
+      const opened = await this.db.query<{ position: number; steps: string; vals: string }>(
+        `SELECT m.position, m.steps::text AS steps, m.vals::text AS vals
+         FROM unnest($1::int8[], $2::int4[]) AS u(position, idx) JOIN metric_chunks m USING (position, idx)`,
+        [edges.map((c) => c.position), edges.map((c) => c.idx)],
       );
-    });
-    rows.sort((x, y) => x.b - y.b);
-    return rows.map((r) => ({ fromStep: r.from_step, toStep: r.to_step, count: r.n, min: r.min ?? NaN, max: r.max ?? NaN, last: r.last, lastStep: r.to_step }));
+      for (const row of opened) {
+        const steps = parseArray(row.steps);
+        const values = parseArray(row.vals);
+        for (let i = 0; i < steps.length; i++) {
+          const step = steps[i]!;
+          if (step < from || step > to) continue;
+          const v = values[i]!;
+          addToBucket(buckets, Math.floor((step - from) / width), 1, step, step, v, v, v, row.position, i);
+        }
+      }
+    }
+    return [...buckets.entries()]
+      .sort(([x], [y]) => x - y)
+      .map(([, a]) => ({ fromStep: a.fromStep, toStep: a.toStep, count: a.count, min: a.min, max: a.max, last: a.last, lastStep: a.toStep }));
   }
 }
 
@@ -449,4 +457,40 @@ function toProjectView(p: Awaited<ReturnType<PrismaClient['project']['findFirstO
 
 function toArtifactView(a: Awaited<ReturnType<PrismaClient['artifact']['findFirstOrThrow']>>): ArtifactView {
   return { id: a.id, projectId: a.projectId, kind: a.kind, name: a.name, digest: a.digest, spec: clampDepth(a.spec as Record<string, Json>), producedBy: a.producedBy, createdAt: a.createdAt };
+}
+
+interface BucketAcc {
+  fromStep: number;
+  toStep: number;
+  count: number;
+  min: number;
+  max: number;
+  last: number;
+  /** Which point `last` is: its event's position and its index in the chunk (a later one wins a tie on step). */
+  lastPosition: number;
+  lastOrd: number;
+}
+
+/**
+ * Adds a part of a series (a whole chunk's summary, or one point) to its
+ * bucket: min and max ignore NaN (NaN when a bucket has nothing else); the
+ * last value is the one at the highest step, the later event, then the later
+ * point, winning a tie.
+ */
+function addToBucket(buckets: Map<number, BucketAcc>, b: number, n: number, lo: number, hi: number, min: number, max: number, last: number, position: number, ord: number): void {
+  const a = buckets.get(b);
+  if (!a) {
+    buckets.set(b, { fromStep: lo, toStep: hi, count: n, min, max, last, lastPosition: position, lastOrd: ord });
+    return;
+  }
+  a.count += n;
+  if (lo < a.fromStep) a.fromStep = lo;
+  if (!Number.isNaN(min) && !(min >= a.min)) a.min = min;
+  if (!Number.isNaN(max) && !(max <= a.max)) a.max = max;
+  if (hi > a.toStep || (hi === a.toStep && (position > a.lastPosition || (position === a.lastPosition && ord > a.lastOrd)))) {
+    a.toStep = hi;
+    a.last = last;
+    a.lastPosition = position;
+    a.lastOrd = ord;
+  }
 }
