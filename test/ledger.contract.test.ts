@@ -164,6 +164,26 @@ for (const { backend, skip } of await backends()) {
       expect((await pd.verify()).ok).toBe(true);
     });
 
+    it('refuses UPDATE, DELETE and TRUNCATE on metric chunks (part of their events), to the app and to the owner', async () => {
+      const { stream, created } = newRun();
+      await store.append(stream, [created, { type: 'MetricsLogged', data: { points: [{ key: 'loss', step: 1, value: 2, time: 3 }] } }], { projectId, expectedVersion: 0 });
+      const db = pd.database.db;
+      for (const [statement, op] of [
+        ['UPDATE metric_chunks SET vals = vals', 'UPDATE'],
+        ['DELETE FROM metric_chunks', 'DELETE'],
+        ['TRUNCATE metric_chunks', 'TRUNCATE'],
+      ] as const) {
+        await expect(db.query(statement)).rejects.toThrow(/permission denied for table metric_chunks/);
+        await expect(
+          db.transaction(async (tx) => {
+            await tx.query('SET LOCAL ROLE NONE');
+            await tx.query(statement);
+          }),
+        ).rejects.toThrow(new RegExp(`metric chunks are part of their events and immutable \\(${op} refused\\)`));
+      }
+      expect((await pd.verify()).ok).toBe(true);
+    });
+
     it('verify() names the first event altered behind the store’s back', async () => {
       const { stream, created } = newRun();
       await store.append(stream, [created, { type: 'TagAdded', data: { tag: 'honest' } }, { type: 'TagAdded', data: { tag: 'later' } }], { projectId, expectedVersion: 0 });

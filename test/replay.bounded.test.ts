@@ -111,6 +111,25 @@ for (const { backend, skip } of await backends()) {
       expect((await pd.lineage.metricPoints(runId, 'lr', { toStep: 0 }))[0]).toMatchObject({ step: 0, value: 42 });
     });
 
+    it('verify names an event one of whose chunks was deleted, or given a summary that is not its points’', async () => {
+      const sample = await pd.lineage.run(runId);
+      const { runId: other } = await pd.tracker.createRun({ projectId: sample.projectId, name: 'chunks', kind: 'pretrain', start: true });
+      await pd.tracker.logMetrics(other, [{ key: 'a', step: 1, value: 1 }, { key: 'b', step: 1, value: 2 }]);
+      await pd.tracker.logMetrics(other, [{ key: 'a', step: 2, value: 3 }]);
+      const stream = `run-${other}`;
+      const [first, second] = await pd.database.db.query<{ position: number }>(`SELECT position FROM events WHERE stream_id = $1 AND type = 'MetricsLogged' ORDER BY position`, [stream]);
+      expect((await pd.verify({ streamId: stream })).ok).toBe(true);
+      await tamper(pd, 'metric_chunks', second!.position, `max = 99`);
+      expect((await pd.verify({ streamId: stream })).firstBroken).toMatchObject({ position: second!.position, reason: expect.stringMatching(/summary .* is not its points/) });
+      await pd.database.db.transaction(async (tx) => {
+        await tx.query('SET LOCAL ROLE NONE');
+        await tx.query('ALTER TABLE metric_chunks DISABLE TRIGGER USER');
+        await tx.query('DELETE FROM metric_chunks WHERE position = $1 AND idx = 1', [first!.position]);
+        await tx.query('ALTER TABLE metric_chunks ENABLE TRIGGER USER');
+      });
+      expect((await pd.verify({ streamId: stream })).firstBroken).toMatchObject({ position: first!.position, reason: expect.stringMatching(/names 2 metric chunks, 1 are stored/) });
+    });
+
     it('refuses to rebuild from an altered chunk manifest (the event itself)', async () => {
       const [target] = await pd.database.db.query<{ position: number }>(
         `SELECT position FROM events WHERE stream_id = $1 AND type = 'MetricsLogged' ORDER BY position DESC LIMIT 1`,
