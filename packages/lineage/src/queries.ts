@@ -459,13 +459,7 @@ function toArtifactView(a: Awaited<ReturnType<PrismaClient['artifact']['findFirs
   return { id: a.id, projectId: a.projectId, kind: a.kind, name: a.name, digest: a.digest, spec: clampDepth(a.spec as Record<string, Json>), producedBy: a.producedBy, createdAt: a.createdAt };
 }
 
-interface BucketAcc {
-  fromStep: number;
-  toStep: number;
-  count: number;
-  min: number;
-  max: number;
-  last: number;
+interface BucketAcc extends Omit<Bucket, 'lastStep'> {
   /** Which point `last` is: its event's position and its index in the chunk (a later one wins a tie on step). */
   lastPosition: number;
   lastOrd: number;
