@@ -59,11 +59,12 @@ const QUALIFIED_COLUMNS = EVENT_COLUMNS.split(', ')
  * than the budget is a batch of its own). Then the rows, by position range.
  */
 function batchQuery(streamFilter: boolean, settled: boolean): string {
-  const stream = (alias: string) => (streamFilter ? ` AND ${alias}stream_id = $4` : '') + (settled && !alias ? ` AND ${SETTLED}` : '');
+  const stream = (alias: string) => (streamFilter ? ` AND ${alias}stream_id = $4` : '');
+  // Settled rows form a prefix of the log, so the rows up to the last one listed (one snapshot) are settled too.
   return `
     WITH listed AS (
       SELECT position, data, metadata, ${STORED_SIZE} AS stored
-      FROM events WHERE position > $1${stream('')} ORDER BY position LIMIT $2
+      FROM events WHERE position > $1${stream('')}${settled ? ` AND ${SETTLED}` : ''} ORDER BY position LIMIT $2
     ), reachable AS (
       SELECT position, data, metadata, stored, sum(stored) OVER w AS floor, row_number() OVER w AS n
       FROM listed WINDOW w AS (ORDER BY position)

@@ -23,20 +23,12 @@ export interface MetricPointData {
   time: number;
 }
 
-export interface MetricChunk {
+export interface MetricChunk extends Summary {
   key: string;
   steps: number[];
   /** As numbers: NaN and ±Infinity included. */
   values: number[];
   times: number[];
-  n: number;
-  firstStep: number;
-  lastStep: number;
-  /** Over the values that are not NaN; NaN when there are none. */
-  min: number;
-  max: number;
-  /** The value of the last point logged at lastStep. */
-  lastValue: number;
   digest: string;
   /** The columns as the store writes them, made once for the digest and the insert. */
   literals: ChunkLiterals;
@@ -88,27 +80,41 @@ export function chunkDigest(key: string, steps: readonly number[], values: reado
   return `sha256:${createHash('sha256').update(chunkCanonicalJson(key, steps, values, times, literals)).digest('hex')}`;
 }
 
-/** Count, step range, min, max and last value of a chunk's columns. */
-export function summarize(steps: readonly number[], values: readonly number[]): Pick<MetricChunk, 'n' | 'firstStep' | 'lastStep' | 'min' | 'max' | 'lastValue'> {
-  let firstStep = steps[0]!;
-  let lastStep = steps[0]!;
-  let lastValue = values[0]!;
-  let min = NaN;
-  let max = NaN;
-  for (let i = 0; i < steps.length; i++) {
-    const s = steps[i]!;
-    const v = values[i]!;
-    if (s < firstStep) firstStep = s;
-    if (s >= lastStep) {
-      lastStep = s;
-      lastValue = v;
-    }
-    if (v === v) {
-      if (!(v >= min)) min = v;
-      if (!(v <= max)) max = v;
-    }
+/** Count, step range, min and max (NaN aside) and last value of a series or of a part of it. */
+export interface Summary {
+  n: number;
+  firstStep: number;
+  lastStep: number;
+  /** NaN while no value but NaN was seen. */
+  min: number;
+  max: number;
+  /** The value of the last point seen at lastStep. */
+  lastValue: number;
+}
+
+export function emptySummary(): Summary {
+  return { n: 0, firstStep: Infinity, lastStep: -Infinity, min: NaN, max: NaN, lastValue: NaN };
+}
+
+/** Folds one point into a summary: the one rule chunks and series summaries follow. */
+export function addPoint(s: Summary, step: number, value: number): void {
+  s.n++;
+  if (step < s.firstStep) s.firstStep = step;
+  if (step >= s.lastStep) {
+    s.lastStep = step;
+    s.lastValue = value;
   }
-  return { n: steps.length, firstStep, lastStep, min, max, lastValue };
+  if (value === value) {
+    if (!(value >= s.min)) s.min = value;
+    if (!(value <= s.max)) s.max = value;
+  }
+}
+
+/** A chunk's columns summarised. */
+export function summarize(steps: readonly number[], values: readonly number[]): Summary {
+  const s = emptySummary();
+  for (let i = 0; i < steps.length; i++) addPoint(s, steps[i]!, values[i]!);
+  return s;
 }
 
 /** Splits a batch into one chunk per key, in first-appearance order. */

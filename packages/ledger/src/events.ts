@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { MetricPointData } from './chunks.ts';
 
 /**
  * Every event type Pedigree stores, declared once. A stored event's shape
@@ -44,10 +45,10 @@ export const MetricValue = z.union([z.number().refine(Number.isFinite, 'metric v
  * schema (which names what is wrong) takes it. Metric batches are the bulk
  * of what is written: the schema costs ~1.5 µs a point, this a tenth of it.
  */
-export function validMetricBatch(data: unknown): { points: { key: string; step: number; value: number | 'NaN' | 'Infinity' | '-Infinity'; time: number }[] } | null {
+export function validMetricBatch(data: unknown): { points: MetricPointData[] } | null {
   const points = (data as { points?: unknown } | null)?.points;
   if (!Array.isArray(points) || points.length < 1 || points.length > MAX_POINTS_PER_BATCH) return null;
-  const out = new Array<{ key: string; step: number; value: number | 'NaN' | 'Infinity' | '-Infinity'; time: number }>(points.length);
+  const out = new Array<MetricPointData>(points.length);
   let lastKey: string | undefined; // the last key found valid: a batch repeats a few keys
   for (let i = 0; i < points.length; i++) {
     const p = points[i] as { key?: unknown; step?: unknown; value?: unknown; time?: unknown } | null;
@@ -61,7 +62,7 @@ export function validMetricBatch(data: unknown): { points: { key: string; step: 
     if (!Number.isSafeInteger(step) || (step as number) < 0) return null;
     if (!(typeof value === 'number' ? Number.isFinite(value) : value === 'NaN' || value === 'Infinity' || value === '-Infinity')) return null;
     if (!(typeof time === 'number' && Number.isFinite(time) && time >= 0)) return null;
-    out[i] = { key, step: step as number, value: value as number, time };
+    out[i] = { key, step: step as number, value: value as MetricPointData['value'], time };
   }
   return { points: out };
 }

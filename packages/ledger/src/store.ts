@@ -79,9 +79,10 @@ export const APPENDER_MARK = 72490005;
  * still running and not appending (no APPENDER_MARK): it can never append.
  * Running transactions and appender marks come from one read of the lock
  * table (one instant, after the snapshot): a transaction that ended since
- * the snapshot counts (conservatively), so a read is always a prefix, in position order, of everything that will ever
- * commit. Unlike pg_snapshot_xmin alone, a long write elsewhere on the
- * server (another database, a bulk load) does not hold followers back.
+ * the snapshot counts (conservatively), so a read is always a prefix, in
+ * position order, of everything that will ever commit. Unlike
+ * pg_snapshot_xmin alone, a long write elsewhere on the server (another
+ * database, a bulk load) does not hold followers back.
  */
 export const SETTLED = `(tx_id IS NULL OR tx_id < coalesce((
   WITH l AS MATERIALIZED (

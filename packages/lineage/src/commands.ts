@@ -7,6 +7,7 @@ import {
   EVENT_COLUMNS,
   EventSchemas,
   MAX_POINTS_PER_BATCH,
+  metricJson,
   NotFoundError,
   streamIds,
   readEvents,
@@ -350,12 +351,11 @@ export class Tracker {
     const filled = new Set<number>();
     const out = points.map((p, i) => {
       if (typeof p !== 'object' || p === null) throw new ValidationError(`points[${i}] must be an object`);
-      // JSON (and so the event) has no -0: store it as 0 from the start, so every read agrees.
-      let value: number | 'NaN' | 'Infinity' | '-Infinity' = p.value === 0 ? 0 : p.value;
-      if (typeof p.value === 'number' && !Number.isFinite(p.value)) {
-        if (!opts.allowNonFinite) throw new ValidationError(`points[${i}].value is ${p.value}: metric values must be finite (pass allowNonFinite to log NaN/Infinity)`);
-        value = Number.isNaN(p.value) ? 'NaN' : p.value > 0 ? 'Infinity' : '-Infinity';
+      if (typeof p.value === 'number' && !Number.isFinite(p.value) && !opts.allowNonFinite) {
+        throw new ValidationError(`points[${i}].value is ${p.value}: metric values must be finite (pass allowNonFinite to log NaN/Infinity)`);
       }
+      // As events carry it: NaN/±Infinity as strings, and no -0 (JSON has none: stored as 0 from the start, so every read agrees).
+      const value = typeof p.value === 'number' ? metricJson(p.value) : p.value;
       if (p.time === undefined) filled.add(i);
       return { key: p.key, step: p.step, value, time: p.time ?? firstTimes?.[i] ?? now };
     });

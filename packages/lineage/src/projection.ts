@@ -1,6 +1,6 @@
 import type { Queryable } from '@pedigree/db';
 import { rebuildLineageTables } from './rebuild.ts';
-import { metricNumber, type Projection, type StoredEvent, type StoredEventOf } from '@pedigree/ledger';
+import { addPoint, emptySummary, metricNumber, type Projection, type Summary, type StoredEvent, type StoredEventOf } from '@pedigree/ledger';
 
 /** Tables rebuilt from events by `replay()`. */
 export const LINEAGE_TABLES = ['projects', 'runs', 'hyperparameters', 'artifacts', 'datamix_components', 'edges', 'metric_series', 'evals', 'notes', 'run_files'] as const;
@@ -230,16 +230,10 @@ async function insertArtifact(tx: Queryable, id: string, projectId: string, name
   );
 }
 
-interface SeriesAcc {
+interface SeriesAcc extends Summary {
   projectId: string;
   runId: string;
   key: string;
-  count: number;
-  firstStep: number;
-  lastStep: number;
-  lastValue: number;
-  min: number;
-  max: number;
 }
 
 /** Consecutive MetricsLogged events' series summaries, in one upsert (their points are in their chunks already). */
@@ -251,23 +245,10 @@ async function applyMetrics(tx: Queryable, events: StoredEventOf<'MetricsLogged'
     const total = runTotals.get(runId) ?? { position: 0, points: 0 };
     runTotals.set(runId, { position: e.position, points: total.points + e.data.points.length });
     for (const p of e.data.points) {
-      const v = metricNumber(p.value);
       const id = `${runId}\u0000${p.key}`;
       let s = series.get(id);
-      if (!s) {
-        s = { projectId: e.projectId, runId, key: p.key, count: 0, firstStep: p.step, lastStep: p.step, lastValue: v, min: NaN, max: NaN };
-        series.set(id, s);
-      }
-      s.count++;
-      if (p.step < s.firstStep) s.firstStep = p.step;
-      if (p.step >= s.lastStep) {
-        s.lastStep = p.step;
-        s.lastValue = v;
-      }
-      if (!Number.isNaN(v)) {
-        if (!(v >= s.min)) s.min = v;
-        if (!(v <= s.max)) s.max = v;
-      }
+      if (!s) series.set(id, (s = { projectId: e.projectId, runId, key: p.key, ...emptySummary() }));
+      addPoint(s, p.step, metricNumber(p.value));
     }
   }
   const acc = [...series.values()];
@@ -286,7 +267,7 @@ async function applyMetrics(tx: Queryable, events: StoredEventOf<'MetricsLogged'
       acc.map((s) => s.projectId),
       acc.map((s) => s.runId),
       acc.map((s) => s.key),
-      acc.map((s) => s.count),
+      acc.map((s) => s.n),
       acc.map((s) => s.firstStep),
       acc.map((s) => s.lastStep),
       acc.map((s) => s.lastValue),

@@ -151,7 +151,7 @@ export async function rebuildLineageTables(tx: Queryable): Promise<void> {
  * set-based, as `applyMetrics` keeps them event by event: the last value is
  * the one at the highest step, the later event winning a tie.
  */
-export async function rebuildMetricSeries(tx: Queryable): Promise<void> {
+async function rebuildMetricSeries(tx: Queryable): Promise<void> {
   await tx.query(
     `INSERT INTO metric_series (project_id, run_id, key, count, first_step, last_step, last_value, min, max)
      SELECT project_id, run_id, key, sum(n)::int8, min(first_step), max(last_step),
@@ -160,8 +160,8 @@ export async function rebuildMetricSeries(tx: Queryable): Promise<void> {
      FROM metric_chunks GROUP BY project_id, run_id, key`,
   );
   await tx.query(
-    `UPDATE runs r SET summary = jsonb_set(r.summary, '{points}', to_jsonb(c.points)), last_position = GREATEST(r.last_position, c.last_position)
-     FROM (SELECT run_id, sum(n)::int8 AS points, max(position) AS last_position FROM metric_chunks GROUP BY run_id) c
+    `UPDATE runs r SET summary = jsonb_set(r.summary, '{points}', to_jsonb(c.points))
+     FROM (SELECT run_id, sum(n)::int8 AS points FROM metric_chunks GROUP BY run_id) c
      WHERE r.id = c.run_id`,
   );
 }
