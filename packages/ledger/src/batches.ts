@@ -158,3 +158,24 @@ export interface ScanProgress {
   batch: { events: number; bytes: number; jsonBytes: number };
   elapsedMs: number;
 }
+
+/**
+ * The progress to report after a batch: what was read so far (`done`), out
+ * of the totals counted before the pass began (the pass may read more, as
+ * the log grows), and the batch itself.
+ */
+export function scanProgress(
+  totals: { events: number; storedBytes: number },
+  done: { events: number; points: number; storedBytes: number },
+  batch: EventBatch,
+  jsonBytes: number,
+  started: number,
+): ScanProgress {
+  return {
+    ...done,
+    totalEvents: Math.max(totals.events, done.events),
+    totalStoredBytes: Math.max(totals.storedBytes, done.storedBytes),
+    batch: { events: batch.rows.length, bytes: batch.bytes, jsonBytes },
+    elapsedMs: performance.now() - started,
+  };
+}

@@ -1,5 +1,5 @@
 import type { Queryable } from '@pedigree/db';
-import { logTotals, pointsIn, readEventBatches, type BatchLimits, type ScanProgress } from './batches.ts';
+import { logTotals, pointsIn, readEventBatches, scanProgress, type BatchLimits, type ScanProgress } from './batches.ts';
 import { APPEND_LOCK, readEvents, type EventStore } from './store.ts';
 import { BrokenChainError, ChainCheck, verifyChunks, type BrokenEvent } from './verify.ts';
 
@@ -91,15 +91,7 @@ export async function rebuildProjections(store: EventStore, opts: RebuildOptions
       done += batch.rows.length;
       storedBytes += batch.storedBytes;
       opts.onProgress?.(done, Math.max(totals.events, done));
-      opts.onBatch?.({
-        events: done,
-        totalEvents: Math.max(totals.events, done),
-        points,
-        storedBytes,
-        totalStoredBytes: Math.max(totals.storedBytes, storedBytes),
-        batch: { events: batch.rows.length, bytes: batch.bytes, jsonBytes: chains.jsonBytes - jsonBefore },
-        elapsedMs: performance.now() - t0,
-      });
+      opts.onBatch?.(scanProgress(totals, { events: done, points, storedBytes }, batch, chains.jsonBytes - jsonBefore, t0));
     }
     // The metric chunks are part of their events: checked against them (digests, summaries) like the chains.
     found(await verifyChunks(q, { afterPosition: after, upToPosition: checkedUpTo }));

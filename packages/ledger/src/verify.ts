@@ -1,5 +1,5 @@
 import type { Queryable } from '@pedigree/db';
-import { logTotals, pointsIn, readEventBatches, type BatchLimits, type ScanProgress } from './batches.ts';
+import { logTotals, pointsIn, readEventBatches, scanProgress, type BatchLimits, type ScanProgress } from './batches.ts';
 import { canonicalJson, GENESIS_HASH } from './canonical.ts';
 import { chunkDigest, metricNumber, parseArray, summarize, type MetricValueJson } from './chunks.ts';
 import type { StoredEvent } from './events.ts';
@@ -116,15 +116,7 @@ export async function verifyChain(db: Queryable, opts: VerifyOptions = {}): Prom
     }
     storedBytes += batch.storedBytes;
     opts.onProgress?.(checked);
-    opts.onBatch?.({
-      events: checked,
-      totalEvents: Math.max(totals.events, checked),
-      points,
-      storedBytes,
-      totalStoredBytes: Math.max(totals.storedBytes, storedBytes),
-      batch: { events: batch.rows.length, bytes: batch.bytes, jsonBytes: chains.jsonBytes - jsonBefore },
-      elapsedMs: performance.now() - started,
-    });
+    opts.onBatch?.(scanProgress(totals, { events: checked, points, storedBytes }, batch, chains.jsonBytes - jsonBefore, started));
   }
   const brokenChunk = await verifyChunks(db, opts);
   if (brokenChunk) return { ok: false, ...summary(), firstBroken: brokenChunk };
