@@ -4,14 +4,14 @@
  * bucket counts and zoom ranges, each bucket's step range, count, min, max and
  * last value must be exactly the reference's — with several points at one step
  * (within a batch and across batches), NaN/±Infinity, spikes and gaps in the
- * steps. The query's plan (hash aggregate + a primary-key probe per bucket) is
- * an optimisation; this file pins down that it changes nothing.
+ * steps. Counting whole chunks by their summaries is an optimisation; this
+ * file pins down that it changes nothing. And `metricPoints`, which pages
+ * through chunks in order of their first step, against the points as logged.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pedigree } from '@pedigree/lineage';
 import { referenceBuckets } from './support/buckets.ts';
 import { backends } from './support/stores.ts';
-
 
 for (const { backend, skip } of await backends()) {
   describe.skipIf(skip)(`metric buckets on ${backend.name}`, () => {
@@ -41,6 +41,27 @@ for (const { backend, skip } of await backends()) {
       raw = (await pd.lineage.metricPoints(runId, 'loss')).map((p) => ({ step: p.step, value: p.value }));
     });
     afterAll(() => backend.dispose());
+
+    it('pages the raw points in (step, log) order, across chunks whose steps overlap and past one read', async () => {
+      // Six 50,000-point batches (more than one read of chunks) whose step ranges overlap, logged out of step
+      // order, with repeated steps: the page at any offset must be that slice of the points sorted by step,
+      // the points of one step in the order they were logged.
+      const starts = [100_000, 0, 60_000, 20_000, 140_000, 59_990];
+      const logged: { step: number; value: number }[] = [];
+      for (const [b, start] of starts.entries()) {
+        const batch = Array.from({ length: 50_000 }, (_, i) => ({ key: 'paged', step: start + i, value: b * 1e6 + i, time: 1 }));
+        await pd.tracker.logMetrics(runId, batch);
+        logged.push(...batch.map((p) => ({ step: p.step, value: p.value })));
+      }
+      const expected = logged.map((p, i) => ({ ...p, i })).sort((x, y) => x.step - y.step || x.i - y.i).map(({ step, value }) => ({ step, value }));
+      const strip = (ps: { step: number; value: number }[]) => ps.map((p) => ({ step: p.step, value: p.value }));
+      expect(strip(await pd.lineage.metricPoints(runId, 'paged'))).toEqual(expected);
+      for (const [offset, limit] of [[0, 10], [0, 60_000], [59_990, 30], [119_000, 5_000], [299_990, 100], [300_000, 5]] as const) {
+        expect(strip(await pd.lineage.metricPoints(runId, 'paged', { offset, limit })), `${offset}+${limit}`).toEqual(expected.slice(offset, offset + limit));
+      }
+      const inRange = expected.filter((p) => p.step >= 59_000 && p.step <= 61_000);
+      expect(strip(await pd.lineage.metricPoints(runId, 'paged', { fromStep: 59_000, toStep: 61_000, offset: 3, limit: 100 }))).toEqual(inRange.slice(3, 103));
+    });
 
     it('matches the raw points exactly, for any bucket count and range', async () => {
       expect(raw.length).toBeGreaterThan(3500);

@@ -70,6 +70,9 @@ export interface LineageGraph {
   edges: LineageEdge[];
 }
 
+/** Most points metricPoints reads per query. */
+const METRIC_POINTS_PER_READ = 250_000;
+
 export interface Bucket {
   fromStep: number;
   toStep: number;
@@ -319,29 +322,46 @@ export class Lineage {
 
   /**
    * Raw points of one metric in step order (a step logged twice: in the
-   * order logged). Read from the chunks whose step range meets the range.
+   * order logged), `offset` and `limit` applied to that order. Chunks are
+   * read in order of their first step, a bounded number of points at a
+   * time, and reading stops once the page is complete: no chunk not yet
+   * read can hold a step below the next one's first step.
    */
   async metricPoints(runId: string, key: string, range: { fromStep?: number; toStep?: number; limit?: number; offset?: number } = {}) {
     const from = range.fromStep ?? 0;
     const to = range.toStep ?? Number.MAX_SAFE_INTEGER;
-    const rows = await this.db.query<ChunkRow>(
-      `SELECT ${CHUNK_READ_COLUMNS} FROM metric_chunks WHERE run_id = $1 AND key = $2 AND last_step >= $3 AND first_step <= $4 ORDER BY position, idx`,
+    const offset = range.offset ?? 0;
+    const end = offset + (range.limit ?? 10_000_000);
+    const heads = await this.db.query<{ position: number; idx: number; n: number; first_step: number }>(
+      `SELECT position, idx, n, first_step FROM metric_chunks WHERE run_id = $1 AND key = $2 AND last_step >= $3 AND first_step <= $4 ORDER BY first_step, position, idx`,
       [runId, key, from, to],
     );
-    const points: { step: number; value: number; time: number }[] = [];
-    for (const row of rows) {
-      const c = chunkOfRow(row);
-      for (let i = 0; i < c.steps.length; i++) {
-        const step = c.steps[i]!;
-        if (step >= from && step <= to) points.push({ step, value: c.values[i]!, time: c.times[i]! });
+    const points: { step: number; value: number; time: number; position: number; ord: number }[] = [];
+    for (let i = 0; i < heads.length; ) {
+      let j = i;
+      for (let read = 0; j < heads.length && (j === i || read + heads[j]!.n <= METRIC_POINTS_PER_READ); j++) read += heads[j]!.n;
+      const rows = await this.db.query<ChunkRow>(
+        `SELECT ${CHUNK_READ_COLUMNS} FROM unnest($1::int8[], $2::int4[]) AS u(position, idx) JOIN metric_chunks USING (position, idx)`,
+        [heads.slice(i, j).map((h) => h.position), heads.slice(i, j).map((h) => h.idx)],
+      );
+      for (const row of rows) {
+        const c = chunkOfRow(row);
+        for (let k = 0; k < c.steps.length; k++) {
+          const step = c.steps[k]!;
+          if (step >= from && step <= to) points.push({ step, value: c.values[k]!, time: c.times[k]!, position: row.position, ord: k });
+        }
+      }
+      i = j;
+      if (i < heads.length) {
+        const settled = heads[i]!.first_step; // every point below it is read
+        if (points.filter((p) => p.step < settled).length >= end) break;
       }
     }
-    // In log order already; a stable sort by step keeps that order within a step.
+    const before = (x: (typeof points)[number], y: (typeof points)[number]) => x.step - y.step || x.position - y.position || x.ord - y.ord;
     let sorted = true;
-    for (let i = 1; i < points.length && sorted; i++) sorted = points[i - 1]!.step <= points[i]!.step;
-    if (!sorted) points.sort((x, y) => x.step - y.step);
-    const offset = range.offset ?? 0;
-    return points.slice(offset, offset + (range.limit ?? 10_000_000));
+    for (let k = 1; k < points.length && sorted; k++) sorted = before(points[k - 1]!, points[k]!) < 0;
+    if (!sorted) points.sort(before);
+    return points.slice(offset, end).map((p) => ({ step: p.step, value: p.value, time: p.time }));
   }
 
   /**
