@@ -82,6 +82,32 @@ for (const { backend, skip } of await backends()) {
       }
     });
 
+    it('matches the raw points when a batch logs its steps out of order, one step many times across blocks', async () => {
+      // Block summaries cover stored order, not step order: here every block spans most of the steps and
+      // a step's points fall in many blocks, so the last value at a step is decided by the point's index.
+      let seed = 11;
+      const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+      const batch = Array.from({ length: 3000 }, () => ({ key: 'shuffled', step: Math.floor(rand() * 500), value: Math.floor(rand() * 20) - 10 }));
+      batch[1234]!.value = NaN;
+      await pd.tracker.logMetrics(runId, batch, { allowNonFinite: true });
+      await pd.tracker.logMetrics(runId, batch.slice(0, 100).map((p) => ({ ...p, value: p.value + 0.5 })));
+      const points = (await pd.lineage.metricPoints(runId, 'shuffled')).map((p) => ({ step: p.step, value: p.value }));
+      expect(points).toHaveLength(3100);
+      for (const c of [{ buckets: 1 }, { buckets: 3 }, { buckets: 64 }, { buckets: 500 }, { buckets: 1000 }, { buckets: 9, fromStep: 100, toStep: 130 }]) {
+        expect(await pd.lineage.metricBuckets(runId, 'shuffled', c), JSON.stringify(c)).toEqual(referenceBuckets(points, c));
+      }
+      // Two whole blocks in one bucket that end at the same step (and a point at another block's edge):
+      // the later block's last point is the bucket's last.
+      const tie = [{ step: 0, value: 1 }, ...Array.from({ length: 127 }, (_, i) => ({ step: 10, value: i })), { step: 1000, value: 2 }];
+      for (const [key, points] of [['tie', tie], ['tie-then-edge', [...tie, { step: 10, value: 7 }]]] as const) {
+        await pd.tracker.logMetrics(runId, points.map((p) => ({ key, ...p })));
+        const stored = (await pd.lineage.metricPoints(runId, key)).map((p) => ({ step: p.step, value: p.value }));
+        for (const c of [{ buckets: 2 }, { buckets: 2, toStep: 999 }, { buckets: 100 }]) {
+          expect(await pd.lineage.metricBuckets(runId, key, c), `${key} ${JSON.stringify(c)}`).toEqual(referenceBuckets(stored, c));
+        }
+      }
+    });
+
     it('keeps the extremes and the last point logged at a step', async () => {
       const all = await pd.lineage.metricBuckets(runId, 'loss', { buckets: 5 });
       expect(Math.max(...all.map((b) => b.max))).toBe(Infinity);

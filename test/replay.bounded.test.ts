@@ -94,7 +94,7 @@ for (const { backend, skip } of await backends()) {
       const before = await pd.lineage.metricPoints(runId, 'lr', { toStep: 0 });
       expect(before[0]).toMatchObject({ step: 0, value: 1 });
       // The point's value, not the chunk's summary or digest: only recomputing the digest finds it.
-      await tamper(pd, 'metric_chunks', target!.position, `vals[1] = 42`);
+      await tamper(pd, 'metric_chunks', target!.position, `vals = overlay(vals PLACING float8send(42) FROM 1 FOR 8)`);
       const readModels = await snapshot(pd.database.db);
 
       const named = { position: target!.position, streamId: `run-${runId}`, streamVersion: target!.stream_version, type: 'MetricsLogged' };

@@ -41,6 +41,7 @@ const PG_TYPES: Record<string, string[]> = {
   Boolean: ['boolean'],
   DateTime: ['timestamp with time zone', 'timestamp without time zone'],
   Json: ['jsonb'],
+  Bytes: ['bytea'],
 };
 /** Array columns' element types (udt_name). */
 const PG_ARRAY_TYPES: Record<string, string[]> = { String: ['_text', '_uuid'], BigInt: ['_int8'], Float: ['_float8'], Int: ['_int4'] };

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { canonicalJson, sha256Hex } from './canonical.ts';
-import { arrayLiteral, chunkCanonicalJson, chunkOrder, chunkPoints, inChunkOrder, metricJson, parseArray, pointsOf, summarize } from './chunks.ts';
+import { BLOCK_POINTS, chunkCanonicalJson, chunkOrder, chunkPoints, decodeBlocks, decodeFloats, decodeSteps, encodeBlocks, encodeFloats, encodeSteps, inChunkOrder, metricJson, pointsOf, summarize } from './chunks.ts';
 import { EventSchemas, validMetricBatch } from './events.ts';
 
 const value = fc.oneof(fc.double(), fc.constantFrom(0, -0, Number.MAX_VALUE, -Number.MIN_VALUE, 1e21, 1e-7, NaN, Infinity, -Infinity));
@@ -14,7 +14,7 @@ describe('metric chunks', () => {
         for (const c of chunkPoints(points.map((p) => ({ ...p, value: metricJson(p.value) })))) {
           const expected = canonicalJson({ key: c.key, steps: c.steps, times: c.times, values: c.values.map(metricJson) });
           expect(chunkCanonicalJson(c.key, c.steps, c.values, c.times)).toBe(expected);
-          expect(c.digest).toBe(`sha256:${sha256Hex(expected)}`); // as chunkPoints makes it, from the literals it writes
+          expect(c.digest).toBe(`sha256:${sha256Hex(expected)}`); // as chunkPoints makes it
         }
       }),
     );
@@ -45,13 +45,29 @@ describe('metric chunks', () => {
     );
   });
 
-  it('read numbers back from array text exactly, in the forms PostgreSQL prints', () => {
-    expect(parseArray('{1e-07,1e+21,-5e-324,NaN,Infinity,-Infinity,0,-0}')).toEqual([1e-7, 1e21, -5e-324, NaN, Infinity, -Infinity, 0, -0]);
-    expect(parseArray('{}')).toEqual([]);
+  it('write their columns as big-endian int8 and float8 bytes, read back exactly (-0 as 0), as PostgreSQL writes them', () => {
+    // int8send / float8send's bytes for the same numbers (what the v2 → bytes migration writes).
+    expect(encodeSteps([1, 2 ** 53 - 1, 0]).toString('hex')).toBe('0000000000000001001fffffffffffff0000000000000000');
+    expect(encodeFloats([1.5, -0, NaN, -Infinity]).toString('hex')).toBe('3ff80000000000000000000000000000' + '7ff8000000000000fff0000000000000');
     fc.assert(
-      fc.property(fc.array(value, { maxLength: 30 }), (values) => {
-        // What the store writes (the literal) it reads back; -0 is written as 0.
-        expect(parseArray(arrayLiteral(values))).toEqual(values.map((v) => (v === 0 ? 0 : v)));
+      fc.property(fc.array(value, { maxLength: 30 }), fc.array(fc.integer({ min: -(2 ** 53) + 1, max: 2 ** 53 - 1 }), { maxLength: 30 }), (values, steps) => {
+        expect(decodeFloats(encodeFloats(values))).toEqual(values.map((v) => (v === 0 ? 0 : v)));
+        expect(decodeSteps(encodeSteps(steps))).toEqual(steps.map((s) => (s === 0 ? 0 : s)));
+      }),
+    );
+  });
+
+  it('summarise every block of BLOCK_POINTS points by the rule the chunk itself follows', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat({ max: 300 }), value), { minLength: 1, maxLength: 3 * BLOCK_POINTS + 5 }), (pairs) => {
+        const steps = pairs.map(([s]) => s);
+        const values = pairs.map(([, v]) => (v === 0 ? 0 : v));
+        const blocks = decodeBlocks(encodeBlocks(steps, values), steps.length);
+        expect(blocks).toHaveLength(Math.ceil(steps.length / BLOCK_POINTS));
+        blocks.forEach((b, k) => {
+          const s = summarize(steps.slice(k * BLOCK_POINTS, (k + 1) * BLOCK_POINTS), values.slice(k * BLOCK_POINTS, (k + 1) * BLOCK_POINTS));
+          expect(b).toEqual({ ...s, k });
+        });
       }),
     );
   });

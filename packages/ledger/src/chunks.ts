@@ -11,6 +11,12 @@ import { createHash } from 'node:crypto';
  * (RFC 8785): {"key":…,"steps":[…],"times":[…],"values":[…]}, non-finite
  * values written as the strings "NaN", "Infinity", "-Infinity" (as events
  * carry them). docs/ledger-verification.md says the same for other verifiers.
+ *
+ * The columns are bytea, big-endian: steps as int8, values and times as
+ * float8, 8 bytes a point, stored out of line uncompressed, so a reader can
+ * fetch a slice (`substring`) without the rest. Each chunk also carries a
+ * summary of every block of BLOCK_POINTS points (in stored order), so a chart
+ * opens only the blocks at its bucket edges.
  */
 
 /** A metric value as events carry it: JSON has no NaN or Infinity. */
@@ -30,8 +36,8 @@ export interface MetricChunk extends Summary {
   values: number[];
   times: number[];
   digest: string;
-  /** The columns as the store writes them, made once for the digest and the insert. */
-  literals: ChunkLiterals;
+  /** The columns as the store writes them, hex-encoded (made once, here). */
+  columns: ChunkColumns;
 }
 
 /** What a v2 MetricsLogged event's row holds as its data. */
@@ -48,13 +54,11 @@ export function metricJson(v: number): MetricValueJson {
   return Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity';
 }
 
-/**
- * ES Number-to-String is RFC 8785's number form; non-finite values are
- * strings. Where all are finite this is the array literal the store writes
- * (`literal`, when the caller has it), bracketed as JSON.
- */
-function jsonNumbers(values: readonly number[], literal?: string): string {
-  if (literal !== undefined && values.every(Number.isFinite)) return `[${literal.slice(1, -1)}]`;
+/** ES Number-to-String is RFC 8785's number form (-0 is "0"); non-finite values are strings. */
+function jsonNumbers(values: ArrayLike<number>): string {
+  let finite = true;
+  for (let i = 0; i < values.length && finite; i++) finite = Number.isFinite(values[i]!);
+  if (finite) return `[${Array.prototype.join.call(values, ',')}]`;
   let out = '[';
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
@@ -65,19 +69,12 @@ function jsonNumbers(values: readonly number[], literal?: string): string {
 }
 
 /** The chunk's canonical JSON, as its digest hashes it. */
-/** The columns as PostgreSQL array literals (what the store writes). */
-export interface ChunkLiterals {
-  steps: string;
-  values: string;
-  times: string;
+export function chunkCanonicalJson(key: string, steps: ArrayLike<number>, values: ArrayLike<number>, times: ArrayLike<number>): string {
+  return `{"key":${JSON.stringify(key)},"steps":${jsonNumbers(steps)},"times":${jsonNumbers(times)},"values":${jsonNumbers(values)}}`;
 }
 
-export function chunkCanonicalJson(key: string, steps: readonly number[], values: readonly number[], times: readonly number[], literals?: ChunkLiterals): string {
-  return `{"key":${JSON.stringify(key)},"steps":${jsonNumbers(steps, literals?.steps)},"times":${jsonNumbers(times, literals?.times)},"values":${jsonNumbers(values, literals?.values)}}`;
-}
-
-export function chunkDigest(key: string, steps: readonly number[], values: readonly number[], times: readonly number[], literals?: ChunkLiterals): string {
-  return `sha256:${createHash('sha256').update(chunkCanonicalJson(key, steps, values, times, literals)).digest('hex')}`;
+export function chunkDigest(key: string, steps: ArrayLike<number>, values: ArrayLike<number>, times: ArrayLike<number>): string {
+  return `sha256:${createHash('sha256').update(chunkCanonicalJson(key, steps, values, times)).digest('hex')}`;
 }
 
 /** Count, step range, min and max (NaN aside) and last value of a series or of a part of it. */
@@ -111,9 +108,9 @@ export function addPoint(s: Summary, step: number, value: number): void {
 }
 
 /** A chunk's columns summarised. */
-export function summarize(steps: readonly number[], values: readonly number[]): Summary {
+export function summarize(steps: ArrayLike<number>, values: ArrayLike<number>, from = 0, to = steps.length): Summary {
   const s = emptySummary();
-  for (let i = 0; i < steps.length; i++) addPoint(s, steps[i]!, values[i]!);
+  for (let i = from; i < to; i++) addPoint(s, steps[i]!, values[i]!);
   return s;
 }
 
@@ -128,8 +125,13 @@ export function chunkPoints(points: readonly MetricPointData[]): MetricChunk[] {
     c.times.push(p.time);
   }
   return [...byKey].map(([key, c]) => {
-    const literals = { steps: arrayLiteral(c.steps), values: arrayLiteral(c.values), times: arrayLiteral(c.times) };
-    return { key, ...c, ...summarize(c.steps, c.values), digest: chunkDigest(key, c.steps, c.values, c.times, literals), literals };
+    const columns = {
+      steps: encodeSteps(c.steps).toString('hex'),
+      values: encodeFloats(c.values).toString('hex'),
+      times: encodeFloats(c.times).toString('hex'),
+      blocks: encodeBlocks(c.steps, c.values).toString('hex'),
+    };
+    return { key, ...c, ...summarize(c.steps, c.values), digest: chunkDigest(key, c.steps, c.values, c.times), columns };
   });
 }
 
@@ -166,32 +168,118 @@ export function inChunkOrder<P extends { key: string }>(points: readonly P[]): P
   return chunkOrder(points.map((p) => p.key)).map((i) => points[i]!);
 }
 
-/** A PostgreSQL array literal of numbers ('NaN', 'Infinity' and '-Infinity' are valid float8 input). */
-export function arrayLiteral(values: readonly number[]): string {
-  return `{${values.join(',')}}`;
+/** Points a block summary covers (the last block of a chunk may hold fewer). */
+export const BLOCK_POINTS = 64;
+/** A block summary's bytes: first step, last step (int8), min, max, last value (float8). */
+export const BLOCK_BYTES = 40;
+const POINT_BYTES = 8;
+const TWO_32 = 2 ** 32;
+
+/** The columns of a chunk as the store writes them: hex of the bytea values. */
+export interface ChunkColumns {
+  steps: string;
+  values: string;
+  times: string;
+  blocks: string;
 }
 
-/** Parses a PostgreSQL array of numbers as text ('{1,2.5,NaN}'). */
-export function parseArray(text: string): number[] {
-  if (text.length <= 2) return [];
-  const parts = text.slice(1, -1).split(',');
-  const out = new Array<number>(parts.length);
-  for (let i = 0; i < parts.length; i++) out[i] = Number(parts[i]);
+/** Steps as big-endian int8 (whole numbers within ±2^53). */
+export function encodeSteps(steps: ArrayLike<number>): Buffer {
+  const buf = Buffer.allocUnsafe(steps.length * POINT_BYTES);
+  for (let i = 0; i < steps.length; i++) writeInt8(buf, i * POINT_BYTES, steps[i]!);
+  return buf;
+}
+
+/** Values as big-endian float8; -0 is written as 0 (as JSON, and the chunk's digest, carry it). */
+export function encodeFloats(values: ArrayLike<number>): Buffer {
+  const buf = Buffer.allocUnsafe(values.length * POINT_BYTES);
+  for (let i = 0; i < values.length; i++) writeFloat8(buf, i * POINT_BYTES, values[i]!);
+  return buf;
+}
+
+function writeFloat8(buf: Buffer, at: number, v: number): void {
+  buf.writeDoubleBE(v === 0 ? 0 : v, at);
+}
+
+function writeInt8(buf: Buffer, at: number, v: number): void {
+  const hi = Math.floor(v / TWO_32);
+  buf.writeInt32BE(hi, at);
+  buf.writeUInt32BE(v - hi * TWO_32, at + 4);
+}
+
+function readInt8(view: DataView, at: number): number {
+  return view.getInt32(at) * TWO_32 + view.getUint32(at + 4);
+}
+
+function viewOf(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+export function decodeSteps(bytes: Uint8Array): number[] {
+  const view = viewOf(bytes);
+  const out = new Array<number>(bytes.byteLength >>> 3);
+  for (let i = 0; i < out.length; i++) out[i] = readInt8(view, i * POINT_BYTES);
   return out;
 }
 
-/** A chunk row as SQL reads it back (arrays as text: faster to parse here than through the driver). */
+export function decodeFloats(bytes: Uint8Array): number[] {
+  const view = viewOf(bytes);
+  const out = new Array<number>(bytes.byteLength >>> 3);
+  for (let i = 0; i < out.length; i++) out[i] = view.getFloat64(i * POINT_BYTES);
+  return out;
+}
+
+/** The block summaries of a chunk's points, in stored order, BLOCK_BYTES each. */
+export function encodeBlocks(steps: ArrayLike<number>, values: ArrayLike<number>): Buffer {
+  const count = Math.ceil(steps.length / BLOCK_POINTS);
+  const buf = Buffer.allocUnsafe(count * BLOCK_BYTES);
+  for (let k = 0; k < count; k++) {
+    const s = summarize(steps, values, k * BLOCK_POINTS, Math.min(steps.length, (k + 1) * BLOCK_POINTS));
+    const at = k * BLOCK_BYTES;
+    writeInt8(buf, at, s.firstStep);
+    writeInt8(buf, at + 8, s.lastStep);
+    writeFloat8(buf, at + 16, s.min);
+    writeFloat8(buf, at + 24, s.max);
+    writeFloat8(buf, at + 32, s.lastValue);
+  }
+  return buf;
+}
+
+/** A block's summary; `k` is its index in the chunk (its points are k × BLOCK_POINTS onwards). */
+export interface BlockSummary extends Summary {
+  k: number;
+}
+
+export function decodeBlocks(bytes: Uint8Array, n: number): BlockSummary[] {
+  const view = viewOf(bytes);
+  const out: BlockSummary[] = [];
+  for (let k = 0; k * BLOCK_BYTES < bytes.byteLength; k++) {
+    const at = k * BLOCK_BYTES;
+    out.push({
+      k,
+      n: Math.min(BLOCK_POINTS, n - k * BLOCK_POINTS),
+      firstStep: readInt8(view, at),
+      lastStep: readInt8(view, at + 8),
+      min: view.getFloat64(at + 16),
+      max: view.getFloat64(at + 24),
+      lastValue: view.getFloat64(at + 32),
+    });
+  }
+  return out;
+}
+
+/** A chunk row as SQL reads it back (the columns as bytes). */
 export interface ChunkRow {
   position: number;
   idx: number;
   key: string;
-  steps: string;
-  vals: string;
-  times: string;
+  steps: Uint8Array;
+  vals: Uint8Array;
+  times: Uint8Array;
 }
 
-export const CHUNK_READ_COLUMNS = 'position, idx, key, steps::text AS steps, vals::text AS vals, times::text AS times';
+export const CHUNK_READ_COLUMNS = 'position, idx, key, steps, vals, times';
 
 export function chunkOfRow(row: ChunkRow): Pick<MetricChunk, 'key' | 'steps' | 'values' | 'times'> {
-  return { key: row.key, steps: parseArray(row.steps), values: parseArray(row.vals), times: parseArray(row.times) };
+  return { key: row.key, steps: decodeSteps(row.steps), values: decodeFloats(row.vals), times: decodeFloats(row.times) };
 }

@@ -451,10 +451,10 @@ async function insertChunks(tx: Queryable, streamId: string, projectId: string, 
   prepared.forEach((p, i) => p.chunks?.forEach((c, idx) => rows.push({ position: first + i, idx, c })));
   if (rows.length === 0) return;
   await tx.query(
-    `INSERT INTO metric_chunks (position, idx, project_id, run_id, key, n, first_step, last_step, min, max, last_value, steps, vals, times, digest)
-     SELECT p, i, $2::uuid, $3::uuid, k, n, fs, ls, mn::float8, mx::float8, lv::float8, s::int8[], v::float8[], t::float8[], d
-     FROM unnest($1::int8[], $4::int4[], $5::text[], $6::int4[], $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[])
-       AS u(p, i, k, n, fs, ls, mn, mx, lv, s, v, t, d)`,
+    `INSERT INTO metric_chunks (position, idx, project_id, run_id, key, n, first_step, last_step, min, max, last_value, steps, vals, times, blocks, digest)
+     SELECT p, i, $2::uuid, $3::uuid, k, n, fs, ls, mn::float8, mx::float8, lv::float8, decode(s, 'hex'), decode(v, 'hex'), decode(t, 'hex'), decode(b, 'hex'), d
+     FROM unnest($1::int8[], $4::int4[], $5::text[], $6::int4[], $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
+       AS u(p, i, k, n, fs, ls, mn, mx, lv, s, v, t, b, d)`,
     [
       rows.map((r) => r.position),
       projectId,
@@ -467,9 +467,10 @@ async function insertChunks(tx: Queryable, streamId: string, projectId: string, 
       rows.map((r) => String(r.c.min)),
       rows.map((r) => String(r.c.max)),
       rows.map((r) => String(r.c.lastValue)),
-      rows.map((r) => r.c.literals.steps),
-      rows.map((r) => r.c.literals.values),
-      rows.map((r) => r.c.literals.times),
+      rows.map((r) => r.c.columns.steps),
+      rows.map((r) => r.c.columns.values),
+      rows.map((r) => r.c.columns.times),
+      rows.map((r) => r.c.columns.blocks),
       rows.map((r) => r.c.digest),
     ],
   );

@@ -1,7 +1,7 @@
 import type { Queryable } from '@pedigree/db';
 import { logTotals, pointsIn, readEventBatches, scanProgress, type BatchLimits, type ScanProgress } from './batches.ts';
 import { canonicalJson, GENESIS_HASH } from './canonical.ts';
-import { chunkDigest, metricNumber, parseArray, summarize, type MetricValueJson } from './chunks.ts';
+import { chunkDigest, decodeFloats, decodeSteps, encodeBlocks, metricNumber, summarize, type MetricValueJson } from './chunks.ts';
 import type { StoredEvent } from './events.ts';
 import { eventHash, type EventRow } from './store.ts';
 
@@ -136,9 +136,10 @@ interface CheckedChunk {
   min: number;
   max: number;
   last_value: number;
-  steps: string;
-  vals: string;
-  times: string;
+  steps: Uint8Array;
+  vals: Uint8Array;
+  times: Uint8Array;
+  blocks: Uint8Array;
   digest: string | null;
   stream_id: string | null;
   stream_version: number | null;
@@ -194,7 +195,7 @@ export async function verifyChunks(db: Queryable, opts: { streamId?: string; aft
     }
     const rows = await db.query<CheckedChunk>(
       `SELECT c.position, c.idx, c.key, c.n, c.first_step, c.last_step, c.min, c.max, c.last_value,
-              c.steps::text AS steps, c.vals::text AS vals, c.times::text AS times, c.digest,
+              c.steps, c.vals, c.times, c.blocks, c.digest,
               e.stream_id, e.stream_version, e.event_id, e.type, e.schema_version, e.entry
        FROM metric_chunks c
        -- One index probe per chunk (LIMIT keeps the planner from turning this into a scan of every event).
@@ -233,10 +234,11 @@ const same = (a: number, b: number) => a === b || (Number.isNaN(a) && Number.isN
 /** What is wrong with a chunk, or null. `inline`: the points of its key in an event written before v2. */
 function chunkWrong(c: CheckedChunk, inline: { step: number; value: MetricValueJson; time: number }[] | null): string | null {
   const name = `metric chunk ${c.idx} (${c.key})`;
-  const steps = parseArray(c.steps);
-  const values = parseArray(c.vals);
-  const times = parseArray(c.times);
-  if (steps.length !== values.length || steps.length !== times.length || steps.length === 0) return `${name}: its columns differ in length (altered after it was written)`;
+  const bytes = c.steps.byteLength;
+  if (bytes % 8 !== 0 || c.vals.byteLength !== bytes || c.times.byteLength !== bytes || bytes === 0) return `${name}: its columns differ in length (altered after it was written)`;
+  const steps = decodeSteps(c.steps);
+  const values = decodeFloats(c.vals);
+  const times = decodeFloats(c.times);
   const digest = chunkDigest(c.key, steps, values, times);
   if (inline) {
     if (c.digest !== null) return `${name}: a digest on a chunk of an event that holds its points inline (altered)`;
@@ -251,6 +253,7 @@ function chunkWrong(c: CheckedChunk, inline: { step: number; value: MetricValueJ
   if (c.n !== s.n || c.first_step !== s.firstStep || c.last_step !== s.lastStep || !same(c.min, s.min) || !same(c.max, s.max) || !same(c.last_value, s.lastValue)) {
     return `${name}: its summary (count, steps, min, max, last) is not its points' (altered after it was written)`;
   }
+  if (!encodeBlocks(steps, values).equals(c.blocks)) return `${name}: its block summaries are not its points' (altered after it was written)`;
   return null;
 }
 

@@ -1,5 +1,5 @@
 import type { Db, PrismaClient } from '@pedigree/db';
-import { CHUNK_READ_COLUMNS, chunkOfRow, clampDepth, parseArray, NotFoundError, ValidationError, type ChunkRow, type Json } from '@pedigree/ledger';
+import { BLOCK_POINTS, CHUNK_READ_COLUMNS, chunkOfRow, clampDepth, decodeBlocks, decodeFloats, decodeSteps, NotFoundError, ValidationError, type ChunkRow, type Json } from '@pedigree/ledger';
 import { z } from 'zod';
 import { diffLineage, type DiffOptions, type LineageDiff } from './diff.ts';
 
@@ -372,21 +372,33 @@ export class Lineage {
   async latestMetrics(runIds: string[]): Promise<Map<string, { key: string; value: number; step: number; time: number }[]>> {
     const out = new Map<string, { key: string; value: number; step: number; time: number }[]>();
     if (runIds.length === 0) return out;
-    const rows = await this.db.query<{ run_id: string; key: string; step: number; value: number; wall_time: number }>(
-      `SELECT s.run_id, s.key, s.last_step AS step, l.value, l.wall_time
-       FROM metric_series s
-       CROSS JOIN LATERAL (SELECT u.v AS value, u.t AS wall_time
-                           FROM metric_chunks c CROSS JOIN LATERAL unnest(c.steps, c.vals, c.times) AS u(st, v, t)
-                           WHERE c.run_id = s.run_id AND c.key = s.key AND c.last_step = s.last_step AND u.st = s.last_step
-                           ORDER BY u.t DESC, u.v DESC LIMIT 1) l
+    // The chunks that hold a series' last step (usually one), read whole; the points at that step compared here.
+    const rows = await this.db.query<{ run_id: string; key: string; step: number; steps: Uint8Array; vals: Uint8Array; times: Uint8Array }>(
+      `SELECT s.run_id, s.key, s.last_step AS step, c.steps, c.vals, c.times
+       FROM metric_series s JOIN metric_chunks c ON c.run_id = s.run_id AND c.key = s.key AND c.last_step = s.last_step
        WHERE s.run_id = ANY($1::uuid[])
        ORDER BY s.run_id, s.key`,
       [runIds],
     );
+    // Descending as PostgreSQL sorts float8: NaN above every number.
+    const above = (a: number, b: number) => (Number.isNaN(a) ? !Number.isNaN(b) : a > b);
+    const best = new Map<string, { runId: string; key: string; value: number; step: number; time: number }>();
     for (const r of rows) {
-      const list = out.get(r.run_id) ?? [];
-      list.push({ key: r.key, value: r.value, step: Number(r.step), time: r.wall_time });
-      out.set(r.run_id, list);
+      const steps = decodeSteps(r.steps);
+      const values = decodeFloats(r.vals);
+      const times = decodeFloats(r.times);
+      const id = `${r.run_id}\u0000${r.key}`;
+      for (let i = 0; i < steps.length; i++) {
+        if (steps[i] !== Number(r.step)) continue;
+        const b = best.get(id);
+        const [value, time] = [values[i]!, times[i]!];
+        if (!b || above(time, b.time) || (time === b.time && above(value, b.value))) best.set(id, { runId: r.run_id, key: r.key, value, step: Number(r.step), time });
+      }
+    }
+    for (const b of best.values()) {
+      const list = out.get(b.runId) ?? [];
+      list.push({ key: b.key, value: b.value, step: b.step, time: b.time });
+      out.set(b.runId, list);
     }
     return out;
   }
@@ -420,38 +432,59 @@ export class Lineage {
     const to = Math.min(opts.toStep ?? series.last_step, series.last_step);
     if (to < from) return [];
     const width = Math.max(1, Math.ceil((to - from + 1) / opts.buckets));
-    // A chunk whose steps all fall in one bucket counts by its summary (count, min, max, last value);
-    // only a chunk that straddles a bucket edge (or the range's ends) is opened, and its points counted
-    // here, in one pass over two number arrays (cheaper than unnesting them into rows in SQL).
+    const bucketOf = (step: number) => Math.floor((step - from) / width);
+    const within = (lo: number, hi: number) => lo >= from && hi <= to && bucketOf(lo) === bucketOf(hi);
+    const outside = (lo: number, hi: number) => hi < from || lo > to;
+    // Three reads, each narrower: a chunk whose steps all fall in one bucket counts by its summary;
+    // in a chunk that straddles a bucket edge (or the range's ends), a block of BLOCK_POINTS points
+    // that falls in one bucket counts by its block summary; only the blocks that straddle an edge
+    // are read point by point, as slices of the chunk's columns (substring reads only those bytes).
     const chunks = await this.db.query<{ position: number; idx: number; n: number; first_step: number; last_step: number; min: number; max: number; last_value: number }>(
       `SELECT position, idx, n, first_step, last_step, min, max, last_value FROM metric_chunks
        WHERE run_id = $1 AND key = $2 AND last_step >= $3 AND first_step <= $4`,
       [runId, key, from, to],
     );
     const buckets = new Map<number, BucketAcc>();
-    const edges: { position: number; idx: number }[] = [];
+    const straddling: { position: number; idx: number }[] = [];
     for (const c of chunks) {
-      const b = Math.floor((c.first_step - from) / width);
-      if (c.first_step >= from && c.last_step <= to && b === Math.floor((c.last_step - from) / width)) {
-        addToBucket(buckets, b, c.n, c.first_step, c.last_step, c.min, c.max, c.last_value, c.position, c.n);
-      } else {
-        edges.push(c);
+      if (within(c.first_step, c.last_step)) addToBucket(buckets, bucketOf(c.first_step), c.n, c.first_step, c.last_step, c.min, c.max, c.last_value, c.position, c.n);
+      else straddling.push(c);
+    }
+    const slices: { position: number; idx: number; k: number; blocks: number }[] = [];
+    if (straddling.length) {
+      const rows = await this.db.query<{ position: number; idx: number; n: number; blocks: Uint8Array }>(
+        `SELECT m.position, m.idx, m.n, m.blocks FROM unnest($1::int8[], $2::int4[]) AS u(position, idx) JOIN metric_chunks m USING (position, idx)`,
+        [straddling.map((c) => c.position), straddling.map((c) => c.idx)],
+      );
+      for (const row of rows) {
+        for (const b of decodeBlocks(row.blocks, row.n)) {
+          if (outside(b.firstStep, b.lastStep)) continue;
+          if (within(b.firstStep, b.lastStep)) {
+            addToBucket(buckets, bucketOf(b.firstStep), b.n, b.firstStep, b.lastStep, b.min, b.max, b.lastValue, row.position, (b.k + 1) * BLOCK_POINTS - 1);
+            continue;
+          }
+          const last = slices.at(-1);
+          if (last && last.position === row.position && last.idx === row.idx && last.k + last.blocks === b.k) last.blocks++;
+          else slices.push({ position: row.position, idx: row.idx, k: b.k, blocks: 1 });
+        }
       }
     }
-    if (edges.length) {
-      const opened = await this.db.query<{ position: number; steps: string; vals: string }>(
-        `SELECT m.position, m.steps::text AS steps, m.vals::text AS vals
-         FROM unnest($1::int8[], $2::int4[]) AS u(position, idx) JOIN metric_chunks m USING (position, idx)`,
-        [edges.map((c) => c.position), edges.map((c) => c.idx)],
+    if (slices.length) {
+      const bytes = BLOCK_POINTS * 8;
+      const opened = await this.db.query<{ position: number; k: number; steps: Uint8Array; vals: Uint8Array }>(
+        `SELECT u.position, u.k, substring(m.steps FROM u.k * ${bytes} + 1 FOR u.blocks * ${bytes}) AS steps, substring(m.vals FROM u.k * ${bytes} + 1 FOR u.blocks * ${bytes}) AS vals
+         FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::int4[]) AS u(position, idx, k, blocks) JOIN metric_chunks m USING (position, idx)`,
+        [slices.map((s) => s.position), slices.map((s) => s.idx), slices.map((s) => s.k), slices.map((s) => s.blocks)],
       );
       for (const row of opened) {
-        const steps = parseArray(row.steps);
-        const values = parseArray(row.vals);
+        const steps = decodeSteps(row.steps);
+        const values = decodeFloats(row.vals);
+        const first = row.k * BLOCK_POINTS;
         for (let i = 0; i < steps.length; i++) {
           const step = steps[i]!;
           if (step < from || step > to) continue;
           const v = values[i]!;
-          addToBucket(buckets, Math.floor((step - from) / width), 1, step, step, v, v, v, row.position, i);
+          addToBucket(buckets, bucketOf(step), 1, step, step, v, v, v, row.position, first + i);
         }
       }
     }
