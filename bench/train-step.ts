@@ -1,7 +1,7 @@
 /**
  * One training step (forward + backward + AdamW, global-norm clip 1) of the toy transformer,
  * in tokens/s (B·T tokens a step):
- *   - `TransformerModel` (packages/trainer/src/transformer.ts) on every gpu.js mode this machine
+ *   - `TransformerModel` (packages/trainer/src/model/transformer.ts) on every gpu.js mode this machine
  *     has (headlessgl gets a display from `startVirtualDisplay()`), and on its reference path
  *     (plain TypeScript);
  *   - the baseline: the same network written with TensorFlow.js on its WebAssembly backend (SIMD,

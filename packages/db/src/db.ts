@@ -4,7 +4,6 @@
  * server. Conventions both drivers follow: int8 comes back as a JS number,
  * jsonb as parsed JSON, timestamptz as Date; pass jsonb parameters as JSON text.
  */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Row = object;
 
 export interface Queryable {

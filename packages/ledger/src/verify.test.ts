@@ -45,7 +45,6 @@ describe('canonicalJsonOfParsed', () => {
   it('equals it on values no JSON text holds (undefined, holes, toJSON, Dates)', () => {
     same({ a: undefined, b: 1 });
     same([1, undefined, 3]);
-    // eslint-disable-next-line no-sparse-arrays
     same([1, , 3]);
     same({ toJSON: () => 'no', a: 1 });
     same({ when: new Date(0) });

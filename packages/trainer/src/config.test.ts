@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { applyOverrides, ConfigError, hyperparametersOf, loadConfig, parseConfig, splitAssignments } from './config.ts';
-import { getLr } from './schedule.ts';
+import { getLr } from './stages/schedule.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'pedigree-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import type { GpuMode } from './backend.ts';
-import { GENERATORS, type GeneratorName } from './data.ts';
+import { GENERATORS, type GeneratorName } from './data/data.ts';
+import type { GpuMode } from './kernels/backend.ts';
 
 /**
  * One stage of training, as one typed config with its defaults written out
@@ -10,10 +10,10 @@ import { GENERATORS, type GeneratorName } from './data.ts';
  */
 
 export const RUN_KINDS = ['pretrain', 'midtrain', 'sft', 'dpo', 'pts', 'eval', 'custom'] as const;
-/** `bigram`: the plain-TypeScript reference model (src/reference-model.ts); `transformer`: the gpu.js decoder. */
+/** `bigram`: the plain-TypeScript reference model (src/model/reference-model.ts); `transformer`: the gpu.js decoder. */
 export const ARCHS = ['bigram', 'transformer'] as const;
 /**
- * Where the model's kernels run: `auto` lets src/backend.ts pick the best gpu.js
+ * Where the model's kernels run: `auto` lets src/kernels/backend.ts pick the best gpu.js
  * mode (or PEDIGREE_GPU_MODE); a gpu.js mode forces it; `reference` forces the
  * plain-TypeScript ops.
  */
@@ -25,7 +25,7 @@ const positive = () => z.number().finite().positive();
 export const ModelConfigSchema = z
   .object({
     arch: z.enum(ARCHS).default('bigram'),
-    vocab: int(32, 65_536).default(64), // V: tokens 0..16 are specials and digits (src/data.ts), the rest words
+    vocab: int(32, 65_536).default(64), // V: tokens 0..16 are specials and digits (src/data/data.ts), the rest words
     layers: int(1, 64).default(2),
     dModel: int(1, 8192).default(64), // C
     heads: int(1, 256).default(4),
@@ -98,7 +98,7 @@ export const DataSourceSchema: z.ZodType<DataSourceConfig, unknown> = z.lazy(() 
     .object({
       name: z.string().trim().min(1).max(200).regex(/^[\w.\-:@ ]+$/, 'use letters, digits, spaces and _ . - : @'),
       weight: z.number().finite().gt(0).lte(1), // share of training sequences drawn from this source
-      generator: z.enum(GENERATOR_NAMES).optional(), // src/data.ts GENERATORS
+      generator: z.enum(GENERATOR_NAMES).optional(), // src/data/data.ts GENERATORS
       params: z.record(z.string(), z.unknown()).default({}), // the generator's own (checked against its schema)
       docs: int(1, 1_000_000).default(512), // documents generated for the training split
       filter: DataFilterSchema.optional(),

@@ -1,31 +1,48 @@
-export * from './backend.ts';
-export * from './kernels/common.ts';
-export * from './kernels/validate.ts';
-export * from './kernels/embedding.ts';
-export * from './kernels/gemm.ts';
-export * from './kernels/matmul.ts';
-export * from './kernels/layernorm.ts';
-export * from './kernels/gelu.ts';
-export * from './kernels/rope.ts';
-export * from './kernels/attention.ts';
-export * from './kernels/crossentropy.ts';
-export * from './kernels/residual.ts';
-export * from './kernels/adamw.ts';
-export * from './kernels/clip.ts';
-export * from './config.ts';
-export * from './data.ts';
-export * from './rng.ts';
-export * from './schedule.ts';
-export * from './checkpoint.ts';
-export * from './progress.ts';
-export * from './model.ts';
-export * from './reference-model.ts';
-export * from './transformer.ts';
-export * from './train.ts';
-export * from './sampling.ts';
-export * from './pts.ts';
-export * from './dpo.ts';
-export * from './evals.ts';
-export * from './posttrain.ts';
-export * from './recipe.ts';
-export * from './results.ts';
+/**
+ * @pedigree/trainer's public face: what the CLI, the cross-package tests and
+ * the benchmarks use, by name. Everything else stays inside the package.
+ *
+ *   kernels/  gpu.js backend and kernels, each beside its plain reference
+ *   data/     seeded corpus generators and data mixes
+ *   model/    the transformer, the bigram reference, checkpoints, sampling
+ *   stages/   train (pretrain, midtrain, SFT), PTS, DPO, evals, progress
+ *   recipe/   the Phi-4 recipe at toy scale, its presets and its report
+ *   config.ts, rng.ts: the typed config and the seeded randomness, shared by the rooms
+ *
+ * Rooms import downwards only (recipe → stages → model → data → kernels);
+ * test/architecture.test.ts holds them to it.
+ */
+
+// the typed config
+export {
+  ConfigError,
+  loadConfig,
+  ModelConfigSchema,
+  OptimizerConfigSchema,
+  splitAssignments,
+  type ModelConfig,
+  type OptimizerConfig,
+  type TrainConfig,
+} from './config.ts';
+export { mulberry32 } from './rng.ts';
+
+// kernels (the benchmarks time them against their references)
+export { Backend, createBackend, probeModes, startVirtualDisplay, type BackendStats, type Tensor } from './kernels/backend.ts';
+export { MAX_FLAT, type KernelArray, type KernelThis } from './kernels/common.ts';
+export { gemm } from './kernels/gemm.ts';
+export { matmulForwardRef } from './kernels/matmul.ts';
+export { assertClose } from './kernels/validate.ts';
+
+// model
+export { loadCheckpoint } from './model/checkpoint.ts';
+export { TransformerModel } from './model/transformer.ts';
+
+// stages
+export { loadPairs } from './stages/posttrain.ts';
+export type { ProgressSink } from './stages/progress.ts';
+export { train, type TrainOptions, type TrainResult } from './stages/train.ts';
+
+// the recipe
+export { TOY, type RecipeSize } from './recipe/presets.ts';
+export { runRecipe, type RecipeOptions, type RecipeResult } from './recipe/recipe.ts';
+export { checkClaims, resultsMarkdown } from './recipe/results.ts';

@@ -33,7 +33,7 @@ export function ArtifactsPage() {
       }
     });
     return by;
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // keyed on when each query last updated: the query results are new objects on every render
   }, [runs.data, edges.map((e) => e.dataUpdatedAt).join()]);
 
   if (projects.error) return <ErrorBox error={projects.error} />;

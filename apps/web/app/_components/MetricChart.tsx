@@ -59,7 +59,7 @@ export function MetricChart({ series, metricKey, markers = [], height = 220 }: {
     const tables: uPlot.AlignedData[] = buckets.map((bs) => [bs.map((b) => b.lastStep), bs.map((b) => b.min), bs.map((b) => b.max), bs.map((b) => b.last)]);
     if (tables.length === 0) return null;
     return tables.length === 1 ? tables[0]! : uPlot.join(tables);
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // keyed on when each query last updated: the query results are new objects on every render
   }, [JSON.stringify(results.map((r) => r.dataUpdatedAt)), series.map((s) => s.offset ?? 0).join(), zoom?.to]);
   const points = buckets.reduce((n, bs) => n + bs.reduce((m, b) => m + b.count, 0), 0);
   const lastStep = Math.max(-1, ...buckets.flatMap((bs) => bs.map((b) => b.lastStep)));

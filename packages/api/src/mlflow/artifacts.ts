@@ -60,7 +60,6 @@ export function artifactPath(raw: string, opts: { allowRoot?: boolean; trailingS
     if (opts.allowRoot) return [];
     throw bad('empty');
   }
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(p)) throw bad('control characters (NUL, newline, …) are not allowed');
   if (p.includes('\\')) throw bad('backslashes are not allowed; separate directories with /');
   if (p.startsWith('/')) throw bad('absolute paths are not allowed');

@@ -9,7 +9,7 @@
  * The hyperparameters travel as a small array argument, so a learning-rate schedule does not
  * recompile anything.
  */
-import type { Backend, Tensor } from '../backend.ts';
+import type { Backend, Tensor } from './backend.ts';
 import { checkFlatSize, type Floats, type KernelArray } from './common.ts';
 
 export interface AdamWConfig {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { attentionBackward, attentionBackwardRef, attentionForward, attentionForwardRef } from './attention.ts';
 import { ropeBackwardRef, ropeForwardRef, ropeTable } from './rope.ts';
-import { assertClose } from './validate.ts';
 import { expectClose, f64, gradCheck, randn, reportMissingModes, testBackends, weightedSum } from './testing.ts';
+import { assertClose } from './validate.ts';
 
 // Dots over HS ≤ 8, softmax over T ≤ 40 and sums over T in float32, with RoPE angles from a
 // float64 table: errors seen ~1e-6 on values of order 1. atol 2e-5 / rtol 1e-4 (≥ 10× margin).

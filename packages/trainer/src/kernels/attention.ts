@@ -11,7 +11,7 @@
  *   qkvr (3,B,NH,T,HS): rotated q, rotated k and v, head-major (what the GPU forward keeps for
  *   the backward).
  */
-import type { Backend, Tensor } from '../backend.ts';
+import type { Backend, Tensor } from './backend.ts';
 import { checkFlatSize, type Floats, type KernelThis, type KernelArray } from './common.ts';
 import { ropeBackwardRef, ropeForwardRef, ropeTable, type RopeOptions } from './rope.ts';
 

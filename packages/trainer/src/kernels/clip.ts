@@ -7,7 +7,7 @@
  * sums (one thread per chunk of ≈√N elements); those are read back and added in float64 on the
  * host, which also hands the norm to the training loop for logging.
  */
-import type { Backend, Tensor } from '../backend.ts';
+import type { Backend, Tensor } from './backend.ts';
 import { checkFlatSize, type Floats, type KernelThis, type KernelArray } from './common.ts';
 
 export function sumOfSquaresRef(x: Floats, N: number): number {

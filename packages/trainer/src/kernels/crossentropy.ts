@@ -11,7 +11,7 @@
  * The loss is computed as logsumexp(logits) − logits[target] (not −log of a float32 prob that
  * may underflow to 0); probs = exp(logits − logsumexp).
  */
-import type { Backend, Tensor } from '../backend.ts';
+import type { Backend, Tensor } from './backend.ts';
 import { checkFlatSize, idsToFloat, type Floats, type KernelThis, type KernelArray } from './common.ts';
 
 export function crossEntropyForwardRef(

@@ -9,7 +9,7 @@
  * (dwte[inp[bt]] += dout[bt]) is turned into a gather on the host side: positions grouped by
  * token (`tokenGroups`), and one thread per dwte element sums its token's positions.
  */
-import type { Backend, Tensor } from '../backend.ts';
+import type { Backend, Tensor } from './backend.ts';
 import { checkFlatSize, idsToFloat, type Floats, type KernelThis, type KernelArray } from './common.ts';
 
 export function embeddingForwardRef(out: Floats /* (B,T,C) */, inp: Int32Array /* (B,T) */, wte: Floats /* (V,C) */, B: number, T: number, C: number): void {

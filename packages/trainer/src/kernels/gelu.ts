@@ -10,7 +10,7 @@
  * no cancellation in either tail (1 − tanh² loses every digit once tanh rounds to ±1) and no
  * NaN when e^{±2u} overflows to ∞ (a naive (e^u − e^−u)/(e^u + e^−u) gives ∞/∞).
  */
-import type { Backend, Tensor } from '../backend.ts';
+import type { Backend, Tensor } from './backend.ts';
 import { checkFlatSize, type Floats, type KernelThis, type KernelArray } from './common.ts';
 
 export const GELU_SCALE = Math.sqrt(2 / Math.PI);

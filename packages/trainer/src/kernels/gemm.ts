@@ -13,7 +13,7 @@
  *     along K and an 8×4 or 4×4 block of outputs per fragment.
  */
 import type { IGPUKernelSettings, IKernelRunShortcut, ISubKernelObject } from 'gpu.js';
-import type { Backend, Tensor } from '../backend.ts';
+import type { Backend, Tensor } from './backend.ts';
 import { checkFlatSize, type Floats, type KernelThis, type KernelArray } from './common.ts';
 import { GELU_SCALE } from './gelu.ts';
 

@@ -4,7 +4,7 @@
  * Shapes: B = batch, T = time, C = channels.
  *   inp (B,T,C), weight (C), bias (C), out (B,T,C), mean (B,T), rstd (B,T).
  */
-import type { Backend, Tensor } from '../backend.ts';
+import type { Backend, Tensor } from './backend.ts';
 import { checkFlatSize, type Floats, type KernelThis, type KernelArray } from './common.ts';
 
 export const LAYERNORM_EPS = 1e-5;

@@ -14,7 +14,7 @@
  * The fast kernels (`matmulForward` and the dinp/dweight parts of `matmulBackward`) go through
  * `gemm.ts`, which picks the best formulation per mode (packed vec4 on headlessgl, plain on webasm/cpu).
  */
-import type { Backend, Tensor } from '../backend.ts';
+import type { Backend, Tensor } from './backend.ts';
 import { checkFlatSize, type Floats, type KernelThis, type KernelArray } from './common.ts';
 import { GELU_SCALE } from './gelu.ts';
 import { gemm, type GemmEpilogue } from './gemm.ts';

@@ -5,7 +5,7 @@
  *
  * Shapes: N = any number of elements (usually B·T·C).
  */
-import type { Backend, Tensor } from '../backend.ts';
+import type { Backend, Tensor } from './backend.ts';
 import { checkFlatSize, type Floats, type KernelArray } from './common.ts';
 
 export function residualForwardRef(out: Floats /* (N) */, inp1: Floats /* (N) */, inp2: Floats /* (N) */, N: number): void {

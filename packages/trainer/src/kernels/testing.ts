@@ -10,7 +10,7 @@
  */
 import { afterAll, expect, it } from 'vitest';
 import { mulberry32 } from '../rng.ts';
-import { Backend, GPU_MODES, probeModes, startVirtualDisplay, type GpuMode, type Tensor } from '../backend.ts';
+import { Backend, GPU_MODES, probeModes, startVirtualDisplay, type GpuMode, type Tensor } from './backend.ts';
 import type { Floats } from './common.ts';
 import { assertClose, type Tolerance } from './validate.ts';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { EOS } from './data.ts';
-import { Rng } from './rng.ts';
+import { EOS } from '../data/data.ts';
+import { Rng } from '../rng.ts';
 import { argmax, greedyCompletion, lastLogits, logSoftmax, sampleCompletions, tokenLogProbs, type LogitsModel } from './sampling.ts';
 import { TransformerModel } from './transformer.ts';
 

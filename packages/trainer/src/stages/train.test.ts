@@ -3,9 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { connect, type Pedigree } from '@pedigree/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { saveCheckpoint } from './checkpoint.ts';
-import { parseConfig, type TrainConfigInput } from './config.ts';
-import { BigramModel } from './reference-model.ts';
+import { parseConfig, type TrainConfigInput } from '../config.ts';
+import { saveCheckpoint } from '../model/checkpoint.ts';
+import { BigramModel } from '../model/reference-model.ts';
 import { train, type TrainResult } from './train.ts';
 
 /**

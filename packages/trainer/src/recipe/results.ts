@@ -1,5 +1,7 @@
-import type { StageEvals } from './evals.ts';
-import { RECIPE_PRESETS, TOY, type RecipeResult, type StageOutcome } from './recipe.ts';
+import type { StageEvals } from '../stages/evals.ts';
+import type { StageOutcome } from '../stages/outcome.ts';
+import { RECIPE_PRESETS, TOY } from './presets.ts';
+import type { RecipeResult } from './recipe.ts';
 
 /**
  * results.md: the toy measurements next to the Phi-4 report's claims, each
@@ -97,7 +99,7 @@ export function resultsMarkdown(result: RecipeResult, opts: { date?: Date } = {}
       `Midtraining: ${preset.midtrain.steps} steps × ${preset.midtrain.batch} × ${TOY.pretrainContext * TOY.contextFactor} tokens (${((100 * preset.midtrain.steps * preset.midtrain.batch * TOY.contextFactor) / (preset.pretrain.steps * preset.pretrain.batch)).toFixed(0)}% of the pretraining tokens; Phi-4: 2.5%), base ×${TOY.ropeFactor}, lr ÷${1 / TOY.lrFactor}.`,
   );
   lines.push('');
-  lines.push('Every figure below comes from the evals the runs recorded; each verdict is a fixed rule in packages/trainer/src/results.ts. "Beats" means by more than two standard errors of the difference (a tie, or a gap within noise, did not hold).');
+  lines.push('Every figure below comes from the evals the runs recorded; each verdict is a fixed rule in packages/trainer/src/recipe/results.ts. "Beats" means by more than two standard errors of the difference (a tie, or a gap within noise, did not hold).');
   lines.push('');
   lines.push('| claim | the report | toy measurement | at toy scale |');
   lines.push('|---|---|---|---|');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { availableModes, createBackend, GPU_MODES, probeModes } from './backend.ts';
-import { testBackends } from './kernels/testing.ts';
+import { testBackends } from './testing.ts';
 
 // Starts Xvfb when there is no display (see kernels/testing.ts), before anything probes.
 await testBackends();

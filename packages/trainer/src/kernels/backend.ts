@@ -41,7 +41,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { GPU, type IKernelRunShortcut, type KernelOutput, type Texture } from 'gpu.js';
-import type { KernelArray } from './kernels/common.ts';
+import type { KernelArray } from './common.ts';
 
 /** The gpu.js modes the trainer supports, best first. */
 export const GPU_MODES = ['headlessgl', 'webasm', 'cpu'] as const;

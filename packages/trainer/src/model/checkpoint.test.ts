@@ -2,8 +2,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../config.ts';
 import { CheckpointError, decodeCheckpoint, loadCheckpoint, saveCheckpoint, sha256 } from './checkpoint.ts';
-import { parseConfig } from './config.ts';
 import { BigramModel } from './reference-model.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'pedigree-ckpt-'));

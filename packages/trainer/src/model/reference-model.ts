@@ -1,6 +1,6 @@
-import type { ModelConfig, OptimizerConfig } from './config.ts';
+import type { ModelConfig, OptimizerConfig } from '../config.ts';
+import { Rng } from '../rng.ts';
 import { adamwState, type Model, type NamedTensor } from './model.ts';
-import { Rng } from './rng.ts';
 
 /**
  * The reference model: a bigram with a low-rank factorisation (token

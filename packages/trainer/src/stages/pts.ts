@@ -1,7 +1,7 @@
-import { EOS } from './data.ts';
+import { EOS } from '../data/data.ts';
+import { sampleCompletions, type LogitsModel } from '../model/sampling.ts';
+import type { Rng } from '../rng.ts';
 import type { DpoPair } from './dpo.ts';
-import { sampleCompletions, type LogitsModel } from './sampling.ts';
-import type { Rng } from './rng.ts';
 
 /**
  * Pivotal Token Search (Phi-4 report §4.3; RECIPE.md states the algorithm this follows):

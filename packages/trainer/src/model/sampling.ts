@@ -1,5 +1,5 @@
-import { EOS } from './data.ts';
-import { Rng, sampleCumulative } from './rng.ts';
+import { EOS } from '../data/data.ts';
+import { Rng, sampleCumulative } from '../rng.ts';
 
 /**
  * Sampling from a model's next-token distribution: rollouts for PTS's success oracle,

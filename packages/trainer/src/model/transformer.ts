@@ -1,18 +1,18 @@
-import { createBackend, type Backend, type GpuMode, type Tensor } from './backend.ts';
-import type { ModelConfig, OptimizerConfig } from './config.ts';
-import type { Floats } from './kernels/common.ts';
-import { adamwRef, adamwUpdate, type AdamWConfig } from './kernels/adamw.ts';
-import { attentionBackward, attentionBackwardRef, attentionForward, attentionForwardRef } from './kernels/attention.ts';
-import { clipGradients, clipScale, globalNormRef } from './kernels/clip.ts';
-import { crossEntropyBackward, crossEntropyBackwardRef, crossEntropyForward, crossEntropyForwardRef, meanLoss } from './kernels/crossentropy.ts';
-import { embeddingBackward, embeddingBackwardRef, embeddingForward, embeddingForwardRef } from './kernels/embedding.ts';
-import { geluBackwardRef, geluForward, geluForwardRef } from './kernels/gelu.ts';
-import { layernormBackward, layernormBackwardRef, layernormForward, layernormForwardRef } from './kernels/layernorm.ts';
-import { matmulBackward, matmulBackwardRef, matmulForward, matmulForwardRef } from './kernels/matmul.ts';
-import { residualForward, residualForwardRef } from './kernels/residual.ts';
-import type { RopeOptions } from './kernels/rope.ts';
+import type { ModelConfig, OptimizerConfig } from '../config.ts';
+import { adamwRef, adamwUpdate, type AdamWConfig } from '../kernels/adamw.ts';
+import { attentionBackward, attentionBackwardRef, attentionForward, attentionForwardRef } from '../kernels/attention.ts';
+import { createBackend, type Backend, type GpuMode, type Tensor } from '../kernels/backend.ts';
+import { clipGradients, clipScale, globalNormRef } from '../kernels/clip.ts';
+import type { Floats } from '../kernels/common.ts';
+import { crossEntropyBackward, crossEntropyBackwardRef, crossEntropyForward, crossEntropyForwardRef, meanLoss } from '../kernels/crossentropy.ts';
+import { embeddingBackward, embeddingBackwardRef, embeddingForward, embeddingForwardRef } from '../kernels/embedding.ts';
+import { geluBackwardRef, geluForward, geluForwardRef } from '../kernels/gelu.ts';
+import { layernormBackward, layernormBackwardRef, layernormForward, layernormForwardRef } from '../kernels/layernorm.ts';
+import { matmulBackward, matmulBackwardRef, matmulForward, matmulForwardRef } from '../kernels/matmul.ts';
+import { residualForward, residualForwardRef } from '../kernels/residual.ts';
+import type { RopeOptions } from '../kernels/rope.ts';
+import { Rng } from '../rng.ts';
 import { adamwState, type Model, type NamedTensor } from './model.ts';
-import { Rng } from './rng.ts';
 
 /**
  * A decoder-only GPT-2-style transformer (llm.c's train_gpt2.c, with RoPE instead of a learned

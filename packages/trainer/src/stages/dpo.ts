@@ -1,7 +1,7 @@
-import type { OptimizerConfig } from './config.ts';
-import { EOS } from './data.ts';
-import type { Model } from './model.ts';
-import { lastLogits, logSoftmax, type LogitsModel } from './sampling.ts';
+import type { OptimizerConfig } from '../config.ts';
+import { EOS } from '../data/data.ts';
+import type { Model } from '../model/model.ts';
+import { lastLogits, logSoftmax, type LogitsModel } from '../model/sampling.ts';
 
 /**
  * DPO (Rafailov et al. 2023) on single-token pairs, as PTS makes them: at query q the policy π

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { RecallResult } from './evals.ts';
-import type { RecipeResult, StageOutcome } from './recipe.ts';
+import type { RecallResult } from '../stages/evals.ts';
+import type { StageOutcome } from '../stages/outcome.ts';
+import type { RecipeResult } from './recipe.ts';
 import { checkClaims, clearlyGreater, resultsMarkdown } from './results.ts';
 
 const recall = (scores: number[], n = 48): RecallResult[] => scores.map((score, i) => ({ contextLength: 128 * 2 ** i, score, n }));

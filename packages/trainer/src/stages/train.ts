@@ -1,15 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Pedigree, Run, StartRunInput } from '@pedigree/client';
-import packageJson from '../package.json' with { type: 'json' };
-import { copyInto, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.ts';
-import { applyOverrides, hyperparametersOf, parseConfig, type TrainConfig } from './config.ts';
-import { buildMix, getBatch, registerData, type DataMix } from './data.ts';
-import { parameterCount, type Model } from './model.ts';
+import packageJson from '../../package.json' with { type: 'json' };
+import { applyOverrides, hyperparametersOf, parseConfig, type TrainConfig } from '../config.ts';
+import { buildMix, getBatch, registerData, type DataMix } from '../data/data.ts';
+import { copyInto, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from '../model/checkpoint.ts';
+import { parameterCount, type Model } from '../model/model.ts';
+import { BigramModel } from '../model/reference-model.ts';
+import { TransformerModel } from '../model/transformer.ts';
+import { deriveSeed, Rng } from '../rng.ts';
 import { ProgressBar, type ProgressSink } from './progress.ts';
-import { BigramModel } from './reference-model.ts';
-import { deriveSeed, Rng } from './rng.ts';
-import { TransformerModel } from './transformer.ts';
 import { getLr } from './schedule.ts';
 
 /**

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * `pedigree train` as a user runs it: the real launcher in a child process,
  * an embedded store in a temporary PEDIGREE_HOME, a config file on disk.
  */
-const root = path.resolve(import.meta.dirname, '../../..');
+const root = path.resolve(import.meta.dirname, '../../../..');
 const bin = path.join(root, 'packages/cli/bin/pedigree.mjs');
 let dir: string;
 

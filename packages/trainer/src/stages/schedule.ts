@@ -1,4 +1,4 @@
-import type { TrainConfig } from './config.ts';
+import type { TrainConfig } from '../config.ts';
 
 /**
  * The learning rate at `step` (0-based; the update that makes step + 1):

@@ -1,7 +1,7 @@
 import type { Pedigree } from '@pedigree/client';
 import { z } from 'zod';
-import type { DataConfig, DataFilter, DataSourceConfig } from './config.ts';
-import { deriveSeed, Rng, sampleCumulative } from './rng.ts';
+import type { DataConfig, DataFilter, DataSourceConfig } from '../config.ts';
+import { deriveSeed, Rng, sampleCumulative } from '../rng.ts';
 
 /**
  * Synthetic data over a small vocabulary, generated from seeds so that every

@@ -2,10 +2,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { ModelConfig, OptimizerConfig } from '../config.ts';
+import { randn, reportMissingModes, testBackends } from '../kernels/testing.ts';
+import { assertClose, compareArrays } from '../kernels/validate.ts';
 import { copyInto, loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
-import type { ModelConfig, OptimizerConfig } from './config.ts';
-import { randn, reportMissingModes, testBackends } from './kernels/testing.ts';
-import { assertClose, compareArrays } from './kernels/validate.ts';
 import { buildParams, parameterSpecs, TransformerModel, transformerLossRef } from './transformer.ts';
 
 // Legend: B = batch, T = time, C = channels, V = vocab, NH = heads.

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from './config.ts';
-import { buildMix, getBatch } from './data.ts';
+import { parseConfig } from '../config.ts';
+import { buildMix, getBatch } from '../data/data.ts';
+import { Rng } from '../rng.ts';
 import { BigramModel } from './reference-model.ts';
-import { Rng } from './rng.ts';
 
 const cfg = parseConfig({
   model: { vocab: 32, dModel: 8, context: 16 },

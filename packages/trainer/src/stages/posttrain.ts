@@ -1,25 +1,25 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Pedigree, Run } from '@pedigree/client';
-import { sha256, writeContentAddressed } from './checkpoint.ts';
-import { hyperparametersOf, type TrainConfig } from './config.ts';
-import { arithmeticAnswer, checkArithmetic } from './data.ts';
+import { hyperparametersOf, type TrainConfig } from '../config.ts';
+import { arithmeticAnswer, checkArithmetic } from '../data/data.ts';
+import { sha256, writeContentAddressed } from '../model/checkpoint.ts';
+import { TransformerModel } from '../model/transformer.ts';
+import { deriveSeed, Rng } from '../rng.ts';
 import { dpoEvaluate, dpoStep, referenceLogProbs } from './dpo.ts';
 import { arithmeticQuestions, type StageEvals } from './evals.ts';
+import type { StageOutcome } from './outcome.ts';
 import { ProgressBar, type ProgressSink } from './progress.ts';
 import { modelCandidates, ptsPairs, samplingOracle, type PtsPair, type PtsStats } from './pts.ts';
-import { TOY, type RecipePreset, type StageOutcome } from './recipe.ts';
-import { deriveSeed, Rng } from './rng.ts';
 import { loadRunCheckpoint, saveRunCheckpoint, TRAINER, type CheckpointRecord } from './train.ts';
-import { TransformerModel } from './transformer.ts';
 
 /**
  * The post-training stages after SFT, each a run:
- *   pts   samples the SFT model (Pivotal Token Search, src/pts.ts) on held-out
+ *   pts   samples the SFT model (Pivotal Token Search, pts.ts) on held-out
  *         additions and writes the DPO pairs it finds to a content-addressed
  *         JSON file, registered as a `dataset` artifact the run produces;
  *   dpo   a fork of the SFT run at its checkpoint, trained on those pairs
- *         (src/dpo.ts), its own checkpoint and evals recorded.
+ *         (dpo.ts), its own checkpoint and evals recorded.
  * Both run the model on the plain-TypeScript path: they run many small shapes
  * (every prompt length and batch), for each of which gpu.js would compile kernels.
  */
@@ -35,9 +35,23 @@ interface StageContext {
   project: string;
   sft: StageOutcome;
   sftConfig: TrainConfig;
-  preset: RecipePreset;
   log: (line: string) => void;
   progress?: ProgressSink | null;
+}
+
+/** How much PTS samples: questions (additions of `digits`-digit numbers) and rollouts per prefix. */
+export interface PtsSettings {
+  questions: number;
+  rollouts: number;
+  digits: number;
+}
+
+/** DPO on the PTS pairs: steps, β, a constant learning rate, pairs per step. */
+export interface DpoSettings {
+  steps: number;
+  beta: number;
+  lr: number;
+  batch: number;
 }
 
 export interface PtsStageResult {
@@ -57,16 +71,16 @@ async function sftModel(ctx: StageContext): Promise<TransformerModel> {
   return model;
 }
 
-export async function runPtsStage(ctx: StageContext & { questionsSeed: number }): Promise<PtsStageResult> {
-  const { pd, project, preset, log } = ctx;
+export async function runPtsStage(ctx: StageContext & { settings: PtsSettings; questionsSeed: number }): Promise<PtsStageResult> {
+  const { pd, project, log } = ctx;
   const t0 = performance.now();
   const model = await sftModel(ctx);
-  const { questions: count, rollouts } = preset.pts;
-  const questions = arithmeticQuestions(count, TOY.arithmeticDigits, ctx.questionsSeed, model.config.vocab);
+  const { questions: count, rollouts, digits } = ctx.settings;
+  const questions = arithmeticQuestions(count, digits, ctx.questionsSeed, model.config.vocab);
   const { artifactId: questionsId } = await pd.registerArtifact({
     project,
     name: 'pts-questions',
-    spec: { kind: 'evalset', source: 'synthetic/arithmetic', params: { count, digits: TOY.arithmeticDigits, seed: ctx.questionsSeed, split: 'pts' } },
+    spec: { kind: 'evalset', source: 'synthetic/arithmetic', params: { count, digits, seed: ctx.questionsSeed, split: 'pts' } },
   });
   const hyperparameters = { p_gap: P_GAP, filter_min_p: FILTER.minP, filter_max_p: FILTER.maxP, rollouts, temperature: 1, questions: count, max_answer_tokens: MAX_ANSWER_TOKENS, seed: ctx.questionsSeed };
   const run = await pd.startRun({
@@ -147,15 +161,16 @@ export interface DpoStageResult {
 
 export async function runDpoStage(
   ctx: StageContext & {
+    settings: DpoSettings;
     pts: PtsStageResult;
     outputDir: string;
     evaluate: (model: TransformerModel, run: Run, step: number) => Promise<StageEvals>;
   },
 ): Promise<DpoStageResult> {
-  const { pd, project, preset, log, pts } = ctx;
+  const { pd, project, log, pts } = ctx;
   const t0 = performance.now();
   const model = await sftModel(ctx);
-  const { steps, beta, lr, batch } = preset.dpo;
+  const { steps, beta, lr, batch } = ctx.settings;
   const pairs = pts.pairs;
   const optimizer = { ...ctx.sftConfig.optimizer, lr, minLr: lr, warmupSteps: 0 };
   const c = ctx.sft.checkpoint!;

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { checkArithmetic, DIGIT0, EOS, EQUALS, PLUS } from './data.ts';
+import { checkArithmetic, DIGIT0, EOS, EQUALS, PLUS } from '../data/data.ts';
+import { sampleCompletions, type LogitsModel } from '../model/sampling.ts';
+import { TransformerModel } from '../model/transformer.ts';
+import { Rng } from '../rng.ts';
 import { keepQuestion, memoizeOracle, modelCandidates, pivotalTokenSearch, ptsPairs, samplingOracle, subdivide, type SuccessOracle } from './pts.ts';
-import { Rng } from './rng.ts';
-import { sampleCompletions, type LogitsModel } from './sampling.ts';
-import { TransformerModel } from './transformer.ts';
 
 // Legend: B = batch, T = time, V = vocab; p(k) = p(solution[:k]).
 

@@ -1,8 +1,8 @@
-import { arithmeticQuestion, arithmeticQuestionOf, checkArithmetic, getBatch, kvDocument, kvLength, type DataMix } from './data.ts';
-import type { Model } from './model.ts';
-import { deriveSeed, Rng } from './rng.ts';
-import { argmax, greedyCompletion, sampleCompletions, type LogitsModel } from './sampling.ts';
-import { TransformerModel } from './transformer.ts';
+import { arithmeticQuestion, arithmeticQuestionOf, checkArithmetic, getBatch, kvDocument, kvLength, type DataMix } from '../data/data.ts';
+import type { Model } from '../model/model.ts';
+import { argmax, greedyCompletion, sampleCompletions, type LogitsModel } from '../model/sampling.ts';
+import { TransformerModel } from '../model/transformer.ts';
+import { deriveSeed, Rng } from '../rng.ts';
 
 /**
  * The toy recipe's evals (RECIPE.md), each a number a run records with

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { ModelConfig, OptimizerConfig } from './config.ts';
-import { reportMissingModes, testBackends } from './kernels/testing.ts';
-import { Rng } from './rng.ts';
+import type { ModelConfig, OptimizerConfig } from '../config.ts';
+import { reportMissingModes, testBackends } from '../kernels/testing.ts';
+import { Rng } from '../rng.ts';
 import { parameterSpecs, TransformerModel } from './transformer.ts';
 
 // Legend: B = batch, T = time, V = vocab.

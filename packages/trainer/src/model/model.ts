@@ -1,8 +1,8 @@
-import type { ModelConfig, OptimizerConfig } from './config.ts';
+import type { ModelConfig, OptimizerConfig } from '../config.ts';
 
 /**
  * What the training loop needs from a model. The plain-TypeScript bigram
- * (src/reference-model.ts) implements it today; the gpu.js transformer
+ * (reference-model.ts) implements it today; the gpu.js transformer
  * implements the same interface, and the loop, checkpoints, resume and fork
  * work for both unchanged.
  *

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { OptimizerConfigSchema } from './config.ts';
-import { EOS } from './data.ts';
+import { OptimizerConfigSchema } from '../config.ts';
+import { EOS } from '../data/data.ts';
+import { TransformerModel } from '../model/transformer.ts';
+import { Rng } from '../rng.ts';
 import { dpoBackward, dpoBatch, dpoEvaluate, dpoStep, pairLogProbs, referenceLogProbs, type DpoPair, type PairLogProbs } from './dpo.ts';
-import { Rng } from './rng.ts';
-import { TransformerModel } from './transformer.ts';
 
 // Legend: N = pairs, B = batch rows (2N), T = longest query, V = vocab.
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig, type DataConfig } from './config.ts';
+import { parseConfig, type DataConfig } from '../config.ts';
+import { Rng } from '../rng.ts';
 import { arithmeticAnswer, arithmeticQuestion, buildMix, checkArithmetic, DataMix, EOS, generateCorpus, getBatch, GENERATORS, KEY, kvDocument, lengthHistogram, QUERY, WeightedDocs, type Corpus } from './data.ts';
-import { Rng } from './rng.ts';
 
 const VOCAB = 64;
 

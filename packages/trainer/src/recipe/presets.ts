@@ -1,0 +1,72 @@
+/**
+ * The toy recipe's sizes and constants, in a module of their own: the runner
+ * (recipe.ts) and the report (results.ts) read them; the stages it runs are
+ * handed what they need (src/stages knows no recipe).
+ */
+
+export type RecipeSize = 'ci' | 'quick' | 'full';
+export const RECIPE_SIZES = ['ci', 'quick', 'full'] as const satisfies readonly RecipeSize[];
+
+export interface RecipePreset {
+  model: { layers: number; dModel: number; heads: number; vocab: number };
+  /** Documents generated per source (training split), and per source for held-out. */
+  docs: number;
+  heldoutDocs: number;
+  pretrain: { steps: number; batch: number; lr: number };
+  midtrain: { steps: number; batch: number };
+  sft: { steps: number; batch: number; context: number; lr: number };
+  pts: { questions: number; rollouts: number };
+  dpo: { steps: number; beta: number; lr: number; batch: number };
+  evals: { recallDocs: number; arithmeticQuestions: number; lossBatches: number };
+}
+
+export const RECIPE_PRESETS: Record<RecipeSize, RecipePreset> = {
+  ci: {
+    model: { layers: 1, dModel: 16, heads: 2, vocab: 64 },
+    docs: 48,
+    heldoutDocs: 8,
+    pretrain: { steps: 6, batch: 2, lr: 3e-3 },
+    midtrain: { steps: 2, batch: 1 },
+    sft: { steps: 4, batch: 2, context: 64, lr: 1e-3 },
+    pts: { questions: 6, rollouts: 4 },
+    dpo: { steps: 2, beta: 0.5, lr: 1e-3, batch: 8 },
+    evals: { recallDocs: 1, arithmeticQuestions: 8, lossBatches: 1 },
+  },
+  quick: {
+    model: { layers: 2, dModel: 32, heads: 4, vocab: 64 },
+    docs: 256,
+    heldoutDocs: 32,
+    pretrain: { steps: 60, batch: 8, lr: 3e-3 },
+    midtrain: { steps: 8, batch: 2 },
+    sft: { steps: 150, batch: 8, context: 64, lr: 1e-2 },
+    pts: { questions: 24, rollouts: 8 },
+    dpo: { steps: 20, beta: 0.1, lr: 1e-5, batch: 16 },
+    evals: { recallDocs: 2, arithmeticQuestions: 32, lossBatches: 2 },
+  },
+  full: {
+    model: { layers: 2, dModel: 32, heads: 4, vocab: 64 },
+    docs: 1024,
+    heldoutDocs: 64,
+    pretrain: { steps: 500, batch: 8, lr: 6e-3 },
+    midtrain: { steps: 60, batch: 2 },
+    sft: { steps: 250, batch: 8, context: 64, lr: 1e-2 },
+    pts: { questions: 64, rollouts: 12 },
+    dpo: { steps: 40, beta: 0.1, lr: 1e-5, batch: 16 },
+    evals: { recallDocs: 8, arithmeticQuestions: 100, lossBatches: 4 },
+  },
+};
+
+/** Pretraining context and RoPE base, and what midtraining does to them (RECIPE.md's toy design). */
+export const TOY = {
+  pretrainContext: 128,
+  ropeBase: 500,
+  contextFactor: 4, // 4K → 16K
+  ropeFactor: 25, // 10K → 250K
+  lrFactor: 0.1, // lr ÷ 10
+  newLongShare: 0.3,
+  replayShare: 0.7,
+  recallContexts: [1, 2, 4, 8], // × the pretraining context
+  dataSeed: 1234,
+  /** SFT, PTS and the pass rate: one-digit sums (a 2-layer toy learns them in minutes; two-digit sums it did not: 1% after SFT). */
+  arithmeticDigits: 1,
+} as const;
