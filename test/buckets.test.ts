@@ -119,6 +119,12 @@ for (const { backend, skip } of await backends()) {
       expect(at250).toEqual([expect.objectContaining({ fromStep: 250, toStep: 250, count: raw.filter((p) => p.step === 250).length, last: -5 })]);
     });
 
+    it('metricChart: the same buckets, with the position of the run’s last event they include', async () => {
+      const chart = await pd.lineage.metricChart(runId, 'loss', { buckets: 7 });
+      expect(chart.buckets).toEqual(await pd.lineage.metricBuckets(runId, 'loss', { buckets: 7 }));
+      expect(chart.position).toBe((await pd.store.readStream(`run-${runId}`)).at(-1)!.position);
+    });
+
     it('returns nothing for an unknown series', async () => {
       expect(await pd.lineage.metricBuckets(runId, 'nope', { buckets: 10 })).toEqual([]);
     });

@@ -220,11 +220,22 @@ describe.skipIf(why)('web dashboard (Chromium)', () => {
       const chart = page.locator('figure.chart[data-metric="train/loss"]');
       await until(() => chart.getAttribute('data-last-step'), { timeout: 20_000 }).toBe('49');
 
-      // More points while the page is open: the subscription brings them in, no reload.
+      // More points while the page is open: the subscription brings them in, no reload, and the chart
+      // draws them from the updates themselves (no request for its buckets again), counted exactly once.
+      const chartReads: string[] = [];
+      const onRequest = (req: { url(): string }) => {
+        if (req.url().includes('metrics.chart')) chartReads.push(req.url());
+      };
+      page.on('request', onRequest);
       for (let step = 50; step < 200; step++) run.log({ 'train/loss': 3 - step / 100 }, step);
       await run.flush();
       await until(() => chart.getAttribute('data-last-step'), { timeout: 20_000 }).toBe('199');
       expect(Number(await chart.getAttribute('data-points'))).toBe(200);
+      page.off('request', onRequest);
+      expect(chartReads).toEqual([]);
+      // A reload reads the buckets afresh: the same 200 points.
+      await page.reload();
+      await until(() => page.locator('figure.chart[data-metric="train/loss"]').getAttribute('data-points'), { timeout: 20_000 }).toBe('200');
       await page.screenshot({ path: path.join(SHOTS, 'run-live.png'), fullPage: true });
 
       await run.finish();

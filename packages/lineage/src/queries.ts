@@ -1,4 +1,4 @@
-import type { Db, PrismaClient } from '@pedigree/db';
+import type { Db, PrismaClient, Queryable } from '@pedigree/db';
 import { BLOCK_POINTS, CHUNK_READ_COLUMNS, chunkOfRow, clampDepth, decodeBlocks, decodeFloats, decodeSteps, NotFoundError, ValidationError, type ChunkRow, type Json } from '@pedigree/ledger';
 import { z } from 'zod';
 import { diffLineage, type DiffOptions, type LineageDiff } from './diff.ts';
@@ -421,12 +421,26 @@ export class Lineage {
   }
 
   /**
+   * A chart's buckets (metricBuckets) and the position of the run's last
+   * event they reflect, read in one snapshot: a live view folds in exactly the
+   * points of the events after it (appends to one stream commit in position
+   * order, so the snapshot holds every event of the run up to that position).
+   */
+  async metricChart(runId: string, key: string, opts: { buckets: number; fromStep?: number; toStep?: number }): Promise<{ position: number; buckets: Bucket[] }> {
+    return this.db.transaction(async (tx) => {
+      await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+      const [row] = await tx.query<{ p: number | null }>('SELECT max(position) AS p FROM events WHERE stream_id = $1', [`run-${runId}`]);
+      return { position: row?.p ?? 0, buckets: await this.metricBuckets(runId, key, opts, tx) };
+    });
+  }
+
+  /**
    * One metric as `buckets` equal step ranges, each with its exact min, max
    * and last value: a chart drawn from these shows every spike a raw plot would.
    */
-  async metricBuckets(runId: string, key: string, opts: { buckets: number; fromStep?: number; toStep?: number }): Promise<Bucket[]> {
+  async metricBuckets(runId: string, key: string, opts: { buckets: number; fromStep?: number; toStep?: number }, q: Queryable = this.db): Promise<Bucket[]> {
     if (!Number.isInteger(opts.buckets) || opts.buckets < 1 || opts.buckets > 10_000) throw new ValidationError('buckets must be an integer in 1..10000');
-    const [series] = await this.db.query<{ first_step: number; last_step: number }>('SELECT first_step, last_step FROM metric_series WHERE run_id = $1 AND key = $2', [runId, key]);
+    const [series] = await q.query<{ first_step: number; last_step: number }>('SELECT first_step, last_step FROM metric_series WHERE run_id = $1 AND key = $2', [runId, key]);
     if (!series) return [];
     const from = Math.max(opts.fromStep ?? series.first_step, series.first_step);
     const to = Math.min(opts.toStep ?? series.last_step, series.last_step);
@@ -439,7 +453,7 @@ export class Lineage {
     // in a chunk that straddles a bucket edge (or the range's ends), a block of BLOCK_POINTS points
     // that falls in one bucket counts by its block summary; only the blocks that straddle an edge
     // are read point by point, as slices of the chunk's columns (substring reads only those bytes).
-    const chunks = await this.db.query<{ position: number; idx: number; n: number; first_step: number; last_step: number; min: number; max: number; last_value: number }>(
+    const chunks = await q.query<{ position: number; idx: number; n: number; first_step: number; last_step: number; min: number; max: number; last_value: number }>(
       `SELECT position, idx, n, first_step, last_step, min, max, last_value FROM metric_chunks
        WHERE run_id = $1 AND key = $2 AND last_step >= $3 AND first_step <= $4`,
       [runId, key, from, to],
@@ -452,7 +466,7 @@ export class Lineage {
     }
     const slices: { position: number; idx: number; k: number; blocks: number }[] = [];
     if (straddling.length) {
-      const rows = await this.db.query<{ position: number; idx: number; n: number; blocks: Uint8Array }>(
+      const rows = await q.query<{ position: number; idx: number; n: number; blocks: Uint8Array }>(
         `SELECT m.position, m.idx, m.n, m.blocks FROM unnest($1::int8[], $2::int4[]) AS u(position, idx) JOIN metric_chunks m USING (position, idx)`,
         [straddling.map((c) => c.position), straddling.map((c) => c.idx)],
       );
@@ -471,7 +485,7 @@ export class Lineage {
     }
     if (slices.length) {
       const bytes = BLOCK_POINTS * 8;
-      const opened = await this.db.query<{ position: number; k: number; steps: Uint8Array; vals: Uint8Array }>(
+      const opened = await q.query<{ position: number; k: number; steps: Uint8Array; vals: Uint8Array }>(
         `SELECT u.position, u.k, substring(m.steps FROM u.k * ${bytes} + 1 FOR u.blocks * ${bytes}) AS steps, substring(m.vals FROM u.k * ${bytes} + 1 FOR u.blocks * ${bytes}) AS vals
          FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::int4[]) AS u(position, idx, k, blocks) JOIN metric_chunks m USING (position, idx)`,
         [slices.map((s) => s.position), slices.map((s) => s.idx), slices.map((s) => s.k), slices.map((s) => s.blocks)],

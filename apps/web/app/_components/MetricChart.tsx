@@ -4,6 +4,7 @@ import { useEffect, useMemo, useRef, useState } from 'react';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { formatNumber } from '../_lib/format';
+import { foldUpdate, type LivePoint } from '../_lib/live';
 import { useTRPC } from '../_lib/trpc';
 
 /** How many step ranges a chart asks for: the server returns each range's exact min, max and last value. */
@@ -20,6 +21,12 @@ export interface ChartSeries {
   offset?: number;
 }
 
+/** A running run's metric updates since the page opened (`runs.watch`), in position order. */
+export interface LiveMetrics {
+  runId: string;
+  updates: { position: number; points: LivePoint[] }[];
+}
+
 export interface StepMarker {
   step: number;
   label: string;
@@ -32,24 +39,48 @@ export interface StepMarker {
  * bucket plus its last value; selecting a range with the mouse re-queries
  * finer buckets for that range (so extremes stay exact at any zoom).
  */
-export function MetricChart({ series, metricKey, markers = [], height = 220 }: { series: ChartSeries[]; metricKey: string; markers?: StepMarker[]; height?: number }) {
+export function MetricChart({ series, metricKey, markers = [], height = 220, live }: { series: ChartSeries[]; metricKey: string; markers?: StepMarker[]; height?: number; live?: LiveMetrics }) {
   const trpc = useTRPC();
   const [zoom, setZoom] = useState<{ from: number; to: number } | null>(null);
+  // Zoom is in chart coordinates: each series asks for its own step range.
+  const inputs = series.map((s) => {
+    const off = s.offset ?? 0;
+    return { buckets: BUCKETS, ...(zoom ? { fromStep: Math.max(0, zoom.from - off), toStep: zoom.to - off } : {}) };
+  });
   const results = useQueries({
-    queries: series.map((s) => {
-      // Zoom is in chart coordinates: each series asks for its own step range.
-      const off = s.offset ?? 0;
-      const range = zoom ? { fromStep: Math.max(0, zoom.from - off), toStep: zoom.to - off } : {};
-      return trpc.metrics.buckets.queryOptions(
-        { runId: s.runId, key: metricKey, buckets: BUCKETS, ...range },
-        { placeholderData: keepPreviousData, enabled: !zoom || zoom.to - off >= 0 },
-      );
-    }),
+    queries: series.map((s, i) =>
+      trpc.metrics.chart.queryOptions({ runId: s.runId, key: metricKey, ...inputs[i]! }, { placeholderData: keepPreviousData, enabled: !zoom || zoom.to - (s.offset ?? 0) >= 0 }),
+    ),
   });
 
-  const buckets = results.map((r, i) => {
+  // A live run's points since its chart was read are folded in here (no refetch); `stale`: a series they cannot be folded into.
+  const liveCount = live?.updates.length ?? 0;
+  const { folded, stale } = useMemo(() => {
+    const stale: number[] = [];
+    const folded = results.map((r, i) => {
+      if (!r.data) return [];
+      if (!live || series[i]?.runId !== live.runId) return r.data.buckets;
+      let chart = r.data;
+      for (const u of live.updates) {
+        const next = foldUpdate(chart, inputs[i]!, metricKey, u.position, u.points);
+        if (next === 'refetch') {
+          stale.push(i);
+          break;
+        }
+        if (next !== 'unchanged') chart = next;
+      }
+      return chart.buckets;
+    });
+    return { folded, stale };
+    // keyed on when each query last updated and on the live updates seen: the query results are new objects on every render
+  }, [JSON.stringify(results.map((r) => r.dataUpdatedAt)), series.map((s) => s.runId).join(), liveCount, live?.runId, zoom?.from, zoom?.to]);
+  useEffect(() => {
+    for (const i of stale) if (!results[i]?.isFetching) void results[i]?.refetch();
+  }, [stale.join()]);
+
+  const buckets = folded.map((bs, i) => {
     const off = series[i]?.offset ?? 0;
-    const bs = zoom && zoom.to - off < 0 ? [] : (r.data ?? []);
+    if (zoom && zoom.to - off < 0) return [];
     return off ? bs.map((b) => ({ ...b, fromStep: b.fromStep + off, toStep: b.toStep + off, lastStep: b.lastStep + off })) : bs;
   });
   /** Where each series starts on the x axis (for tests and tooltips): its first bucket, offset included. */
@@ -59,8 +90,8 @@ export function MetricChart({ series, metricKey, markers = [], height = 220 }: {
     const tables: uPlot.AlignedData[] = buckets.map((bs) => [bs.map((b) => b.lastStep), bs.map((b) => b.min), bs.map((b) => b.max), bs.map((b) => b.last)]);
     if (tables.length === 0) return null;
     return tables.length === 1 ? tables[0]! : uPlot.join(tables);
-    // keyed on when each query last updated: the query results are new objects on every render
-  }, [JSON.stringify(results.map((r) => r.dataUpdatedAt)), series.map((s) => s.offset ?? 0).join(), zoom?.to]);
+    // keyed on the folded buckets (new when a query updates or live points arrive), the offsets and the zoom
+  }, [folded, series.map((s) => s.offset ?? 0).join(), zoom?.to]);
   const points = buckets.reduce((n, bs) => n + bs.reduce((m, b) => m + b.count, 0), 0);
   const lastStep = Math.max(-1, ...buckets.flatMap((bs) => bs.map((b) => b.lastStep)));
 

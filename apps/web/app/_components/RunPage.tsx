@@ -5,11 +5,14 @@ import Link from 'next/link';
 import { useRouter } from 'next/navigation';
 import { useMemo, useRef, useState } from 'react';
 import { formatDuration, formatNumber, formatValue, shortId } from '../_lib/format';
-import { useTRPC, type Outputs } from '../_lib/trpc';
+import { useTRPC, type Outputs, type RunUpdate } from '../_lib/trpc';
 import { ErrorBox, Loading, StatusBadge } from './bits';
 import { DataMix } from './DataMix';
 import { LineageGraph } from './LineageGraph';
-import { MetricChart, type ChartSeries, type StepMarker } from './MetricChart';
+import { MetricChart, type ChartSeries, type LiveMetrics, type StepMarker } from './MetricChart';
+
+/** Live metric points held for folding into the charts before they are read again instead. */
+const LIVE_POINTS_HELD = 200_000;
 
 export function RunPage({ runId }: { runId: string }) {
   const trpc = useTRPC();
@@ -28,20 +31,57 @@ export function RunPage({ runId }: { runId: string }) {
 
   const live = run.data?.status === 'running' || run.data?.status === 'created';
   const queryClient = useQueryClient();
+  // What live updates carry is drawn from them: metric points are folded into the charts (see
+  // MetricChart), a new key adds its chart; only what they cannot give is refetched (the run's
+  // status, evals, checkpoints and lineage), at most every 500 ms since updates come in bursts.
+  const [liveMetrics, setLiveMetrics] = useState<LiveMetrics>({ runId, updates: [] });
+  const stale = useRef(new Set<string>());
   const pendingRefresh = useRef<ReturnType<typeof setTimeout> | null>(null);
-  const refresh = () => {
-    // Updates arrive in bursts (a batch per flush): refetch at most every 500 ms.
+  const refresh = (what: 'run' | 'keys' | 'evals' | 'outputs' | 'charts') => {
+    stale.current.add(what);
     if (pendingRefresh.current) return;
     pendingRefresh.current = setTimeout(() => {
       pendingRefresh.current = null;
-      for (const filter of [trpc.metrics.pathFilter(), trpc.runs.get.queryFilter({ runId }), trpc.runs.evals.queryFilter({ runId }), trpc.runs.lineage.queryFilter({ runId }), trpc.runs.edges.queryFilter({ runId })])
-        void queryClient.invalidateQueries(filter);
+      const filters = {
+        run: [trpc.runs.get.queryFilter({ runId })],
+        keys: [trpc.metrics.keys.queryFilter({ runId })],
+        evals: [trpc.runs.evals.queryFilter({ runId })],
+        outputs: [trpc.runs.lineage.queryFilter({ runId }), trpc.runs.edges.queryFilter({ runId })],
+        charts: [trpc.metrics.chart.pathFilter()],
+      };
+      for (const w of stale.current) for (const filter of filters[w as keyof typeof filters]) void queryClient.invalidateQueries(filter);
+      stale.current.clear();
     }, 500);
+  };
+  const onUpdate = ({ data: u }: { data: RunUpdate }) => {
+    switch (u.type) {
+      case 'metrics': {
+        const known = new Set((queryClient.getQueryData(trpc.metrics.keys.queryKey({ runId })) ?? []).map((k) => k.key));
+        if (u.points.some((p) => !known.has(p.key))) refresh('keys');
+        setLiveMetrics((cur) => {
+          const held = cur.updates.reduce((n, x) => n + x.points.length, 0);
+          if (held + u.points.length <= LIVE_POINTS_HELD) return { runId, updates: [...cur.updates, { position: u.position, points: u.points }] };
+          // Held long enough: the charts read again (their answers include these points).
+          refresh('charts');
+          return { runId, updates: [] };
+        });
+        return;
+      }
+      case 'status':
+        refresh('run');
+        return;
+      case 'eval':
+        refresh('evals');
+        return;
+      case 'checkpoint':
+        refresh('outputs');
+        return;
+    }
   };
   const watch = useSubscription(
     trpc.runs.watch.subscriptionOptions(
       { runId, lastEventId: String(startPosition.value ?? 0) },
-      { enabled: live && startPosition.value !== null, onData: refresh },
+      { enabled: live && startPosition.value !== null, onData: onUpdate },
     ),
   );
 
@@ -135,7 +175,7 @@ export function RunPage({ runId }: { runId: string }) {
             </section>
           </div>
 
-          <Metrics run={r} lineage={lineage.data} keys={keys.data} markers={markers} live={live} />
+          <Metrics run={r} lineage={lineage.data} keys={keys.data} markers={markers} live={live} liveMetrics={liveMetrics.runId === r.id ? liveMetrics : undefined} />
 
           <div className="cols">
             <section>
@@ -193,7 +233,7 @@ export function stageChain(graph: Graph | undefined, runId: string): string[] {
  * (each stage shifted to start where its parent forked, boundaries marked),
  * with other runs of the project overlaid on demand.
  */
-function Metrics({ run: r, lineage, keys, markers, live }: { run: Run; lineage: Graph | undefined; keys: Outputs['metrics']['keys'] | undefined; markers: StepMarker[]; live: boolean }) {
+function Metrics({ run: r, lineage, keys, markers, live, liveMetrics }: { run: Run; lineage: Graph | undefined; keys: Outputs['metrics']['keys'] | undefined; markers: StepMarker[]; live: boolean; liveMetrics?: LiveMetrics }) {
   const trpc = useTRPC();
   const chainIds = useMemo(() => stageChain(lineage, r.id), [lineage, r.id]);
   // A shareable view: ?overlay=<run id>,<run id>… and ?stages=1 (end to end). Read on the first
@@ -275,7 +315,7 @@ function Metrics({ run: r, lineage, keys, markers, live }: { run: Run; lineage: 
       {!ready && <Loading what="stages" />}
       {ready && (
         <div className="charts">
-          {keys?.map((k) => <MetricChart key={k.key} series={series} metricKey={k.key} markers={allMarkers} />)}
+          {keys?.map((k) => <MetricChart key={k.key} series={series} metricKey={k.key} markers={allMarkers} live={liveMetrics} />)}
         </div>
       )}
     </section>

@@ -1,5 +1,6 @@
 'use client';
 import type { AppRouter } from '@pedigree/api';
+export type { RunUpdate } from '@pedigree/api';
 import type { inferRouterOutputs } from '@trpc/server';
 import { createTRPCContext } from '@trpc/tanstack-react-query';
 

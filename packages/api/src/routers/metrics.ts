@@ -18,4 +18,13 @@ export const metricsRouter = router({
     const run = await ctx.access.run(input.runId);
     return ctx.pedigree.lineage.metricBuckets(run.id, input.key, { buckets: input.buckets, fromStep: input.fromStep, toStep: input.toStep });
   }),
+
+  /**
+   * The same buckets and `position`, the run's last event they include: a live
+   * view folds in the points of `runs.watch` updates after it (and only those).
+   */
+  chart: procedure.input(Series.extend({ buckets: z.number().int().min(1).max(10_000) })).query(async ({ ctx, input }) => {
+    const run = await ctx.access.run(input.runId);
+    return ctx.pedigree.lineage.metricChart(run.id, input.key, { buckets: input.buckets, fromStep: input.fromStep, toStep: input.toStep });
+  }),
 });
