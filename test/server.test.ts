@@ -109,10 +109,13 @@ describe.each(stores)('pedigree start serves ($name)', ({ name, skip, create, au
     expect(existsSync(otherHome)).toBe(false); // it failed before it opened (or created) a store
   });
 
-  it.skipIf(skip || name !== 'pglite')('keeps other CLI processes out of the embedded store it holds', async () => {
-    const runs = await pedigreeCommand(['runs', '--home', store.home!]);
-    expect(runs.code).toBe(1);
-    expect(runs.stderr).toMatch(new RegExp(`^pedigree: the store in .* is in use by \`pedigree start\` \\(pid ${server.pid}, serving ${server.url}\\).*\\n$`));
+  it.skipIf(skip || name !== 'pglite')('keeps other CLI processes out of the embedded store it holds: they read through it (test/cli.server.test.ts)', async () => {
+    const runs = await pedigreeCommand(['runs', '--home', store.home!, '--json']);
+    expect(runs, runs.stderr).toMatchObject({ code: 0, stderr: '' });
+    expect(JSON.parse(runs.stdout)).toHaveLength(6);
+    const replay = await pedigreeCommand(['replay', '--home', store.home!]);
+    expect(replay.code).toBe(1);
+    expect(replay.stderr).toMatch(new RegExp(`^pedigree: \`pedigree replay\` needs the store in .* itself, and \`pedigree start\` \\(pid ${server.pid}, serving ${server.url}\\) holds it.*\\n$`));
   });
 
   it.skipIf(skip)('SIGTERM stops it: exit 0, nothing of its process group left running', async () => {

@@ -83,7 +83,7 @@ export async function freePort(): Promise<number> {
 /** The environment the CLI sees: the store chosen only by flags, no colour. */
 function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
-  for (const name of ['DATABASE_URL', 'PEDIGREE_HOME', 'PEDIGREE_PORT', 'PEDIGREE_AUTH', 'PEDIGREE_DEBUG']) delete env[name];
+  for (const name of ['DATABASE_URL', 'PEDIGREE_HOME', 'PEDIGREE_PORT', 'PEDIGREE_AUTH', 'PEDIGREE_DEBUG', 'PEDIGREE_SERVER', 'PEDIGREE_API_KEY']) delete env[name];
   return { ...env, ...extra };
 }
 

@@ -17,6 +17,12 @@ export interface OptionSpec {
 export const GLOBAL_OPTIONS: OptionSpec[] = [
   { name: 'home', type: 'string', value: 'DIR', description: 'embedded store directory (default: $PEDIGREE_HOME, else ./.pedigree)' },
   { name: 'url', type: 'string', value: 'URL', description: 'a PostgreSQL server instead (default: $DATABASE_URL)' },
+  {
+    name: 'server',
+    type: 'string',
+    value: 'URL',
+    description: 'read (and record) through a Pedigree server, http://… (default: $PEDIGREE_SERVER; else the `pedigree start` serving the store, if one is)',
+  },
   { name: 'json', type: 'boolean', description: 'machine-readable output' },
   { name: 'help', type: 'boolean', short: 'h', description: 'help for pedigree, or for one command' },
   { name: 'version', type: 'boolean', short: 'V', description: 'print the version' },

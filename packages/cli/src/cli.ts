@@ -1,12 +1,15 @@
 import { existsSync } from 'node:fs';
+import { PedigreeError, type Pedigree as Client } from '@pedigree/client';
+import type { StoreTarget } from '@pedigree/db';
 import { LedgerError } from '@pedigree/ledger';
 import { openPedigree, type Pedigree } from '@pedigree/lineage';
 import packageJson from '../package.json' with { type: 'json' };
 import { GLOBAL_OPTIONS, parseOptions, splitCommand, UsageError } from './args.ts';
+import { clientErrorReason, clientTarget, connectClient, serverFrom } from './client.ts';
 import type { Command, Context } from './command.ts';
 import { COMMANDS } from './commands/index.ts';
 import { commandHelp, globalHelp, unknownCommand } from './commands/help.ts';
-import { servingProcess } from './server.ts';
+import { assertStoreFree } from './server.ts';
 import { targetFrom } from './store.ts';
 import type { Terminal } from './terminal.ts';
 
@@ -14,7 +17,8 @@ export const VERSION: string = packageJson.version;
 
 /** Runs one `pedigree …` command line; returns the exit code (0 ok, 1 failed, 2 usage error). */
 export async function runCli(argv: readonly string[], term: Terminal, commands: readonly Command[] = COMMANDS): Promise<number> {
-  const opened: Pedigree[] = [];
+  const stores: Pedigree[] = [];
+  const clients: Client[] = [];
   try {
     const split = splitCommand(argv);
     if (split.command === undefined) {
@@ -35,35 +39,54 @@ export async function runCli(argv: readonly string[], term: Terminal, commands: 
       return 0;
     }
     checkArgCount(command, options.positionals);
-    const target = targetFrom({ home: options.string('home'), url: options.string('url') });
+    const flags = { home: options.string('home'), url: options.string('url'), server: options.string('server') };
+    const target = targetFrom(flags);
+    // The environment of the user commands' client, read here once: the store's own settings are @pedigree/db's.
+    const server = serverFrom(flags, process.env.PEDIGREE_SERVER);
+    const apiKey = process.env.PEDIGREE_API_KEY || undefined;
     const ctx: Context = {
       args: options.positionals,
       options,
       json: options.flag('json'),
       term,
       target,
-      async openStore(opts = {}) {
-        if ('dir' in target) {
-          if (!opts.create && !existsSync(target.dir)) {
-            throw new Error(`no store in ${target.dir}; create one with \`pedigree start\`, or point --home or PEDIGREE_HOME at one`);
-          }
-          const server = servingProcess(target.dir);
-          if (server) {
-            throw new Error(`the store in ${target.dir} is in use by \`pedigree start\` (pid ${server.pid}, serving ${server.url}); an embedded store opens in one process at a time: stop that server first`);
-          }
+      server,
+      clientTarget: () => clientTarget(target, server),
+      async client(opts = {}) {
+        const where = clientTarget(target, server);
+        if (where.kind === 'embedded') assertStoreExists(where.store, opts.create);
+        else if (where.serving && !opts.recording && !ctx.json) {
+          term.error(term.paint.dim(`(through \`pedigree start\`, pid ${where.serving.pid}, at ${where.url}: it holds the store in ${where.serving.dir})`));
         }
+        const client = await connectClient(where, { apiKey, recording: opts.recording });
+        clients.push(client);
+        return client;
+      },
+      async openStore(opts = {}) {
+        assertStoreFree(command.name, target, flags.server);
+        assertStoreExists(target, opts.create);
         const pd = await openPedigree(target, { migrate: opts.migrate });
-        opened.push(pd);
+        stores.push(pd);
         return pd;
       },
     };
-    return (await command.run(ctx)) ?? 0;
+    const code = (await command.run(ctx)) ?? 0;
+    // Closed here, before the exit code is final: closing flushes what a trainer still buffers, and a failure there fails the command.
+    for (const client of clients.splice(0)) await client.close();
+    return code;
   } catch (err) {
     term.error(`pedigree: ${reasonOf(err)}`);
     if (term.debug && !(err instanceof UsageError) && err instanceof Error && err.stack) term.error(err.stack);
     return err instanceof UsageError ? 2 : 1;
   } finally {
-    for (const pd of opened) await pd.close().catch(() => {});
+    for (const opened of [...clients, ...stores]) await opened.close().catch(() => {});
+  }
+}
+
+/** Reading commands should not leave an empty store behind in whatever directory they were run from. */
+function assertStoreExists(target: StoreTarget, create: boolean | undefined): void {
+  if ('dir' in target && !create && !existsSync(target.dir)) {
+    throw new Error(`no store in ${target.dir}; create one with \`pedigree start\`, or point --home or PEDIGREE_HOME at one`);
   }
 }
 
@@ -97,6 +120,7 @@ function reasonOf(err: unknown): string {
       }
     }
   }
+  if (err instanceof PedigreeError) return clientErrorReason(err);
   const systemCode = (err as { code?: unknown }).code;
   if (systemCode === 'ECONNREFUSED' || systemCode === 'ENOTFOUND' || systemCode === 'ETIMEDOUT') return `cannot reach the database server: ${firstLine}`;
   return firstLine || err.name;

@@ -1,6 +1,8 @@
+import type { Pedigree as Client } from '@pedigree/client';
 import type { StoreTarget } from '@pedigree/db';
 import type { Pedigree } from '@pedigree/lineage';
 import type { OptionSpec, ParsedArgs } from './args.ts';
+import type { ClientTarget } from './client.ts';
 import type { Terminal } from './terminal.ts';
 
 export interface Command {
@@ -25,11 +27,28 @@ export interface Context {
   term: Terminal;
   /** The store the global options and environment point at. */
   target: StoreTarget;
+  /** The server --server or $PEDIGREE_SERVER names (checked: http:// or https://), if any. */
+  server: string | undefined;
   /**
-   * Opens that store (validate arguments first: opening costs a second or
-   * more). The dispatcher closes it, whatever happens. A missing embedded
-   * store is an error unless `create`: reading commands should not leave an
-   * empty store behind in whatever directory they were run from.
+   * Where `client()` goes: that server; else the `pedigree start` serving the
+   * embedded store, if one is; else the store itself. Decided anew at each call.
+   */
+  clientTarget(): ClientTarget;
+  /**
+   * The user commands' way in: a Pedigree client connected to `clientTarget()`,
+   * so that they work beside a running server. The dispatcher closes it. A
+   * missing embedded store is an error unless `create`. `recording`: for
+   * long-running writers (train, demo), which announce where they record
+   * themselves and ride out a server restart instead of failing fast.
+   */
+  client(opts?: { create?: boolean; recording?: boolean }): Promise<Client>;
+  /**
+   * Opens that store itself, for the operator commands (validate arguments
+   * first: opening costs a second or more). The dispatcher closes it,
+   * whatever happens. A missing embedded store is an error unless `create`:
+   * commands should not leave an empty store behind in whatever directory
+   * they were run from. Refused while `pedigree start` serves the embedded
+   * store (PGlite opens in one process at a time), and with --server.
    */
   openStore(opts?: { migrate?: boolean; create?: boolean }): Promise<Pedigree>;
 }

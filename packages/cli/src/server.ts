@@ -3,6 +3,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import type { StoreTarget } from '@pedigree/db';
+import { UsageError } from './args.ts';
 
 /**
  * The web app (apps/web) served by Next.js inside the `pedigree` process, as a
@@ -195,8 +197,8 @@ export function untilStopSignal(): Promise<NodeJS.Signals> {
  * PGlite opens a data directory in one process at a time, and nothing in it
  * stops a second (its postmaster.pid is a placeholder): two would both write
  * and spoil the store. While `pedigree start` serves an embedded store it
- * leaves this note in the directory, and the CLI refuses to open the store
- * beside it.
+ * leaves this note in the directory: the CLI's read commands go through that
+ * server instead, and its operator commands refuse to open the store.
  */
 const SERVING_FILE = 'pedigree-serving.json';
 
@@ -228,4 +230,21 @@ export function servingProcess(dir: string): ServingNote | null {
     // EPERM: alive, someone else's. ESRCH: a server that was killed left the note behind.
     return (err as NodeJS.ErrnoException).code === 'EPERM' ? note : null;
   }
+}
+
+/**
+ * The operator commands (start, verify, replay, migrate, keys, sample…) need
+ * the store itself: refused with --server, and while `pedigree start` holds
+ * the embedded store (the user commands read through that server instead).
+ */
+export function assertStoreFree(command: string, target: StoreTarget, serverFlag: string | undefined): void {
+  if (serverFlag !== undefined) {
+    throw new UsageError(`\`pedigree ${command}\` works on the store itself, not through a server: give --home DIR or --url postgres://… instead of --server`);
+  }
+  if (!('dir' in target)) return;
+  const server = servingProcess(target.dir);
+  if (!server) return;
+  throw new Error(
+    `\`pedigree ${command}\` needs the store in ${target.dir} itself, and \`pedigree start\` (pid ${server.pid}, serving ${server.url}) holds it: stop that server first (read commands such as \`pedigree runs\` work while it serves)`,
+  );
 }

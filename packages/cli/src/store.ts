@@ -28,27 +28,30 @@ export function describeStore(db: Db): string {
   return db.kind === 'pglite' ? `embedded PGlite store in ${db.location}` : `PostgreSQL at ${db.location}`;
 }
 
-/** A run from a full id or the unique prefix people copy out of `pedigree runs`. */
-export async function resolveRun(pd: Pedigree, idOrPrefix: string): Promise<RunView> {
-  return pd.lineage.run(await pd.lineage.resolveRunId(idOrPrefix));
-}
-
 export async function projectNames(pd: Pedigree): Promise<Map<string, string>> {
   return new Map((await pd.lineage.projects()).map((p) => [p.id, p.name]));
 }
 
-export type RunFilter = Omit<ListRunsInput, 'projectId' | 'offset'> & { limit: number };
+/** What `pedigree runs` filters by. */
+export type RunFilter = Pick<ListRunsInput, 'kind' | 'status' | 'tag'> & { limit: number };
 
 /**
  * Runs of one project, or of every project when none is named: the lineage
- * queries are per project, so the newest of each are merged here.
+ * queries are per project, so the newest of each are merged (newestFirst).
+ * `pedigree start` shows them from its own handle; the user commands read
+ * through the client (client.ts).
  */
 export async function listRuns(pd: Pedigree, projectName: string | undefined, filter: RunFilter): Promise<{ runs: RunView[]; total: number }> {
   const projects = projectName ? [await pd.lineage.projectByName(projectName)] : await pd.lineage.projects();
   const pages = await Promise.all(projects.map((p) => pd.lineage.runs({ ...filter, projectId: p.id })));
+  return newestFirst(pages, filter.limit);
+}
+
+/** Pages of runs, one per project, merged: the newest `limit` of them, and how many there are in all. */
+export function newestFirst<Run extends { id: string; createdAt: Date }>(pages: readonly { runs: Run[]; total: number }[], limit: number): { runs: Run[]; total: number } {
   const runs = pages
     .flatMap((p) => p.runs)
     .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || a.id.localeCompare(b.id))
-    .slice(0, filter.limit);
+    .slice(0, limit);
   return { runs, total: pages.reduce((n, p) => n + p.total, 0) };
 }

@@ -6,7 +6,7 @@ import { choiceEnv, choiceOption, UsageError } from '../args.ts';
 import type { Command, Context } from '../command.ts';
 import { formatDuration } from '../format.ts';
 import { freeProjectName } from '../store.ts';
-import { openClient, progressSink } from './train.ts';
+import { progressSink, recordingClient } from './train.ts';
 
 export const DEMO_PROJECT = 'phi4-recipe';
 const SIZES = ['ci', 'quick', 'full'] as const;
@@ -25,7 +25,6 @@ export const demoCommand: Command = {
     { name: 'out', type: 'string', value: 'FILE', description: 'where results.md goes (default: ./results.md with --full; none otherwise)' },
     { name: 'checkpoints', type: 'string', value: 'DIR', description: 'where checkpoint files go (default: checkpoints/ in the store\'s directory, or ./checkpoints with --server)' },
     { name: 'backend', type: 'string', value: 'MODE', description: 'reference (default: plain TypeScript, the fastest at these sizes on a CPU; bench/train-step.ts), auto (the best gpu.js mode here), headlessgl, webasm or cpu ($PEDIGREE_DEMO_BACKEND)' },
-    { name: 'server', type: 'string', value: 'URL', description: 'record through a Pedigree server (http://…) instead of the embedded store' },
   ],
   async run(ctx) {
     const full = ctx.options.flag('full');
@@ -36,21 +35,16 @@ export const demoCommand: Command = {
     const backend = choiceOption(ctx.options, 'backend', BACKENDS) ?? fromEnv ?? 'reference';
     const requested = ctx.options.string('project');
     if (requested !== undefined && !requested.trim()) throw new UsageError('--project needs a name');
-    const server = ctx.options.string('server');
-    if (server !== undefined && !/^https?:\/\//.test(server)) throw new UsageError(`--server must start with http:// or https://, got ${JSON.stringify(server)}`);
+    const { server } = ctx;
     const out = ctx.options.string('out') ?? (size === 'full' ? 'results.md' : undefined);
     const checkpoints = ctx.options.string('checkpoints') ?? ('dir' in ctx.target && server === undefined ? path.join(ctx.target.dir, 'checkpoints') : 'checkpoints');
 
     const say = (line: string) => (ctx.json ? ctx.term.error(line) : ctx.term.line(line));
-    const pd = await openClient(ctx, server, say);
-    try {
-      const project = requested ?? freeProjectName(await pd.projects(), DEMO_PROJECT);
-      await assertEmpty(pd, project);
-      const result = await recordDemo(ctx, pd, { project, size, backend, checkpoints, out, server: server?.replace(/\/+$/, ''), say });
-      if (ctx.json) return ctx.term.json({ project, size, seconds: Math.round(result.seconds), backend: result.backend, results: out ? path.resolve(out) : null, stages: result.stages.map((s) => ({ name: s.name, kind: s.kind, runId: s.runId, evals: s.evals })) });
-    } finally {
-      await pd.close();
-    }
+    const pd = await recordingClient(ctx, say);
+    const project = requested ?? freeProjectName(await pd.projects(), DEMO_PROJECT);
+    await assertEmpty(pd, project);
+    const result = await recordDemo(ctx, pd, { project, size, backend, checkpoints, out, server, say });
+    if (ctx.json) return ctx.term.json({ project, size, seconds: Math.round(result.seconds), backend: result.backend, results: out ? path.resolve(out) : null, stages: result.stages.map((s) => ({ name: s.name, kind: s.kind, runId: s.runId, evals: s.evals })) });
   },
 };
 

@@ -1,5 +1,6 @@
 import type { Json } from '@pedigree/ledger';
 import type { LineageDiff, StageDiff, StageRef, ValueChange } from '@pedigree/lineage';
+import { getRun } from '../client.ts';
 import type { Command } from '../command.ts';
 import { formatJson, formatNumber, shortId, truncateAnsi, type Paint } from '../format.ts';
 import type { Terminal } from '../terminal.ts';
@@ -13,9 +14,9 @@ export const diffCommand: Command = {
   options: [{ name: 'all', type: 'boolean', description: 'show shared and identical stages, and unchanged metrics and evals' }],
   args: [{ name: 'a' }, { name: 'b' }],
   async run(ctx) {
-    const pd = await ctx.openStore();
-    const [a, b] = [await pd.lineage.resolveRunId(ctx.args[0]!), await pd.lineage.resolveRunId(ctx.args[1]!)];
-    const diff = await pd.lineage.diff(a, b, { showAll: ctx.options.flag('all') });
+    const client = await ctx.client();
+    const [a, b] = [await getRun(client, ctx.args[0]!), await getRun(client, ctx.args[1]!)];
+    const diff = await client.diff(a.id, b.id, { showAll: ctx.options.flag('all') });
     if (ctx.json) return ctx.term.json(diff);
     printDiff(ctx.term, diff);
   },

@@ -1,7 +1,11 @@
+import type { Pedigree as Client } from '@pedigree/client';
 import { streamIds, type StoredEvent } from '@pedigree/ledger';
+import { getRun } from '../client.ts';
 import type { Command } from '../command.ts';
 import { formatJson, formatNumber, formatTimestamp, shortId, table } from '../format.ts';
-import { resolveRun } from '../store.ts';
+
+/** The most events.stream answers per call. */
+const PAGE = 10_000;
 
 export const eventsCommand: Command = {
   name: 'events',
@@ -11,11 +15,12 @@ export const eventsCommand: Command = {
     "The run's stream as stored: version, event type, time recorded, the first characters of its hash, and what it said. Each event's hash covers the previous one's, which `pedigree verify` checks. --json prints the events whole.",
   args: [{ name: 'run' }],
   async run(ctx) {
-    const pd = await ctx.openStore();
-    const run = await resolveRun(pd, ctx.args[0]!);
-    const events = await pd.store.readStream(streamIds.run(run.id));
+    const client = await ctx.client();
+    const run = await getRun(client, ctx.args[0]!);
+    const events = await wholeStream(client, run.id);
     if (ctx.json) return ctx.term.json(events);
-    const artifactNames = new Map((await pd.lineage.artifacts(run.projectId)).map((a) => [a.id, a.name]));
+    const artifacts = await client.call('artifacts', () => client.api.artifacts.list.query({ project: run.projectId }));
+    const artifactNames = new Map(artifacts.map((a) => [a.id, a.name]));
     const { paint } = ctx.term;
     ctx.term.line(`${paint.bold(run.name)}  ${paint.dim(`stream ${streamIds.run(run.id)} · ${events.length} events`)}`);
     const lines = table(
@@ -32,6 +37,16 @@ export const eventsCommand: Command = {
     for (const line of lines) ctx.term.line(line);
   },
 };
+
+/** Every event of the run's stream, oldest first, a page at a time. */
+async function wholeStream(client: Client, runId: string): Promise<StoredEvent[]> {
+  const events: StoredEvent[] = [];
+  for (;;) {
+    const page = await client.events(runId, { fromVersion: events.length + 1, limit: PAGE });
+    events.push(...(page.events as StoredEvent[]));
+    if (page.events.length < PAGE) return events;
+  }
+}
 
 const MAX_LISTED = 4;
 const listed = (items: string[]) => (items.length > MAX_LISTED ? `${items.slice(0, MAX_LISTED).join(', ')}, … (${items.length})` : items.join(', '));

@@ -1,10 +1,9 @@
 import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { exportOpenLineage } from '@pedigree/api';
+import type { Pedigree as Client } from '@pedigree/client';
 import { UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Lines are written to a file in chunks of about this size. */
 const CHUNK = 64 * 1024;
 
@@ -25,9 +24,12 @@ export const exportCommand: Command = {
     if (projectRef !== undefined && !projectRef.trim()) throw new UsageError('--project needs a name');
     const out = ctx.options.string('out');
     if (out !== undefined && !out) throw new UsageError('--out needs a file name');
-    const pd = await ctx.openStore();
-    const projects = projectRef === undefined ? 'all' : [UUID.test(projectRef) ? (await pd.lineage.project(projectRef)).id : (await pd.lineage.projectByName(projectRef)).id];
-    const events = exportOpenLineage(pd, { projects });
+    const client = await ctx.client();
+    const projects =
+      projectRef === undefined
+        ? (await client.projects()).filter((p) => p.lifecycle === 'active').map((p) => p.id)
+        : [(await client.call('get project', () => client.api.projects.get.query({ project: projectRef }))).id];
+    const events = openLineageEvents(client, projects);
     if (out === undefined) {
       for await (const event of events) ctx.term.line(JSON.stringify(event));
       return;
@@ -59,3 +61,8 @@ export const exportCommand: Command = {
     ctx.term.line(`wrote ${count} OpenLineage events to ${target}`);
   },
 };
+
+/** The events of these projects, a project at a time (in creation order), each project's in time order. */
+async function* openLineageEvents(client: Client, projectIds: readonly string[]) {
+  for (const project of projectIds) yield* await client.call('export', () => client.api.lineage.openLineage.query({ project }));
+}

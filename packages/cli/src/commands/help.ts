@@ -57,6 +57,6 @@ export function commandHelp(command: Command, paint: Paint): string {
     ...(command.description ? ['', command.description] : []),
     ...(command.options?.length ? ['', paint.bold('Options:'), ...optionLines(command.options)] : []),
     '',
-    paint.dim('Global options: --home DIR, --url URL, --json, --help (see `pedigree --help`).'),
+    paint.dim('Global options: --home DIR, --url URL, --server URL, --json, --help (see `pedigree --help`).'),
   ].join('\n');
 }

@@ -1,7 +1,7 @@
 import type { LineageEdge, LineageGraph, LineageNode } from '@pedigree/lineage';
+import { getRun } from '../client.ts';
 import type { Command } from '../command.ts';
 import { renderTree, shortId, truncateAnsi, type Paint, type TreeNode } from '../format.ts';
-import { resolveRun } from '../store.ts';
 import type { Terminal } from '../terminal.ts';
 
 export const lineageCommand: Command = {
@@ -12,9 +12,9 @@ export const lineageCommand: Command = {
     'Draws where a run came from: the artifacts it used (with their roles), the runs that produced them, their inputs in turn, and the components of every data mix with their weights. A subtree already drawn is not repeated. --json prints the graph as nodes and edges.',
   args: [{ name: 'run' }],
   async run(ctx) {
-    const pd = await ctx.openStore();
-    const run = await resolveRun(pd, ctx.args[0]!);
-    const graph = await pd.lineage.ancestry(run.id);
+    const client = await ctx.client();
+    const run = await getRun(client, ctx.args[0]!);
+    const graph = await client.lineage(run.id);
     if (ctx.json) return ctx.term.json(graph);
     printLineageTree(ctx.term, graph);
   },

@@ -1,5 +1,6 @@
 import { migrate, openPglite, openPostgres } from '@pedigree/db';
 import type { Command } from '../command.ts';
+import { assertStoreFree } from '../server.ts';
 import { describeStore } from '../store.ts';
 
 export const migrateCommand: Command = {
@@ -10,7 +11,8 @@ export const migrateCommand: Command = {
     'Applies the migrations in prisma/migrations that the database does not have yet, each in its own transaction. An embedded store migrates itself when opened; a server is migrated only by this command, so that deploying a new version never changes a shared database by surprise.',
   async run(ctx) {
     // The migration runner itself rather than openPedigree({ migrate: true }): the same
-    // step, but it reports which migrations it applied.
+    // step, but it reports which migrations it applied. So the checks of ctx.openStore are made here.
+    assertStoreFree('migrate', ctx.target, ctx.options.string('server'));
     const db = 'url' in ctx.target ? await openPostgres(ctx.target.url) : await openPglite(ctx.target.dir);
     try {
       const result = await migrate(db);

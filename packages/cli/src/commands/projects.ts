@@ -16,16 +16,16 @@ export const projectsCommand: Command = {
     if (action !== undefined && action !== 'create') throw new UsageError(`projects: unknown action ${JSON.stringify(action)}; use \`projects\` to list or \`projects create <name>\``);
     if (action === 'create') {
       if (!name) throw new UsageError('projects create needs a <name>');
-      const pd = await ctx.openStore({ create: true });
-      const { projectId } = await pd.tracker.createProject({ name, description: ctx.options.string('description') }, { metadata: { actor: 'cli' } });
+      const client = await ctx.client({ create: true });
+      // No event id: then the name is checked first, and a name taken is said as such (a project's id follows from its name, so a retry never makes two).
+      const input = { name, description: ctx.options.string('description') };
+      const { projectId } = await client.call('create project', () => client.api.projects.create.mutate(input));
       if (ctx.json) return ctx.term.json({ id: projectId, name });
       ctx.term.line(`created project ${name} (${projectId})`);
       return;
     }
-    const pd = await ctx.openStore();
-    const projects = await Promise.all(
-      (await pd.lineage.projects()).map(async (p) => ({ ...p, runs: (await pd.lineage.runs({ projectId: p.id, limit: 1 })).total })),
-    );
+    const client = await ctx.client();
+    const projects = await Promise.all((await client.projects()).map(async (p) => ({ ...p, runs: (await client.runs({ project: p.id, limit: 1 })).total })));
     if (ctx.json) return ctx.term.json(projects);
     if (projects.length === 0) return ctx.term.line('No projects yet. Record a sample with `pedigree sample`.');
     const { paint } = ctx.term;

@@ -3,7 +3,7 @@ import type { RunView } from '@pedigree/lineage';
 import { choiceOption, intOption } from '../args.ts';
 import type { Command } from '../command.ts';
 import { formatAgo, formatJson, formatNumber, paintStatus, shortId, table, type Column } from '../format.ts';
-import { listRuns, projectNames } from '../store.ts';
+import { listRuns, projectNames } from '../client.ts';
 import type { Terminal } from '../terminal.ts';
 
 export const RUN_STATUSES = ['created', 'running', 'completed', 'failed'] as const;
@@ -28,14 +28,14 @@ export const runsCommand: Command = {
       tag: ctx.options.string('tag'),
       limit: intOption(ctx.options, 'limit', { min: 1, max: 1000 }) ?? DEFAULT_LIMIT,
     };
-    const pd = await ctx.openStore();
-    const { runs, total } = await listRuns(pd, ctx.options.string('project'), filter);
+    const client = await ctx.client();
+    const { runs, total } = await listRuns(client, ctx.options.string('project'), filter);
     if (ctx.json) return ctx.term.json(runs);
     if (runs.length === 0) {
       ctx.term.line(total === 0 && !filter.kind && !filter.status && !filter.tag ? 'No runs yet. Record a sample with `pedigree sample`.' : 'No runs match.');
       return;
     }
-    const names = await projectNames(pd);
+    const names = await projectNames(client);
     printRunsTable(ctx.term, runs, { projectNames: names.size > 1 ? names : undefined });
     if (total > runs.length) ctx.term.line(ctx.term.paint.dim(`${runs.length} of ${total} runs (--limit N for more)`));
   },

@@ -1,8 +1,8 @@
+import type { Pedigree as Client } from '@pedigree/client';
 import type { Json } from '@pedigree/ledger';
-import type { Pedigree, RunView } from '@pedigree/lineage';
+import { getRun } from '../client.ts';
 import type { Command } from '../command.ts';
 import { formatDuration, formatJson, formatNumber, formatTimestamp, paintStatus, shortId, table, truncateAnsi, type Column } from '../format.ts';
-import { resolveRun } from '../store.ts';
 import type { Terminal } from '../terminal.ts';
 
 export const showCommand: Command = {
@@ -12,8 +12,8 @@ export const showCommand: Command = {
   description: 'Everything recorded about one run. Hyperparameters changed during the run are listed with the step they changed at.',
   args: [{ name: 'run' }],
   async run(ctx) {
-    const pd = await ctx.openStore();
-    const details = await runDetails(pd, ctx.args[0]!);
+    const client = await ctx.client();
+    const details = await runDetails(client, ctx.args[0]!);
     if (ctx.json) return ctx.term.json(details);
     printRun(ctx.term, details);
   },
@@ -21,18 +21,21 @@ export const showCommand: Command = {
 
 type RunDetails = Awaited<ReturnType<typeof runDetails>>;
 
-async function runDetails(pd: Pedigree, idOrPrefix: string) {
-  const run = await resolveRun(pd, idOrPrefix);
-  const [project, hyperparameters, edges, metrics, evals, notes, forkedFrom] = await Promise.all([
-    pd.lineage.projects().then((ps) => ps.find((p) => p.id === run.projectId)),
-    pd.lineage.hyperparameterHistory(run.id),
-    pd.lineage.edgesOf(run.id),
-    pd.lineage.metricKeys(run.id),
-    pd.lineage.evals(run.id),
-    pd.lineage.notes(run.id),
-    run.forkedFromRunId ? pd.lineage.run(run.forkedFromRunId) : undefined,
+async function runDetails(client: Client, idOrPrefix: string) {
+  const run = await getRun(client, idOrPrefix);
+  const { api } = client;
+  const runId = { runId: run.id };
+  const [project, hyperparameters, edges, metrics, evals, notes, forkedFrom, artifactList] = await Promise.all([
+    client.call('get project', () => api.projects.get.query({ project: run.projectId })),
+    client.call('hyperparameters', () => api.runs.hyperparameters.query(runId)),
+    client.call('edges', () => api.runs.edges.query(runId)),
+    client.call('metric keys', () => api.metrics.keys.query(runId)),
+    client.evals(run.id),
+    client.call('notes', () => api.runs.notes.query(runId)),
+    run.forkedFromRunId ? client.run(run.forkedFromRunId) : undefined,
+    client.call('artifacts', () => api.artifacts.list.query({ project: run.projectId })),
   ]);
-  const artifacts = new Map((await pd.lineage.artifacts(run.projectId)).map((a) => [a.id, a]));
+  const artifacts = new Map(artifactList.map((a) => [a.id, a]));
   const withArtifact = (e: (typeof edges)[number]) => {
     const a = artifacts.get(e.artifactId);
     return { ...e, name: a?.name ?? null, kind: a?.kind ?? null, producedBy: a?.producedBy ?? null };

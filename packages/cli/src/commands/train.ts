@@ -2,7 +2,6 @@ import type { Pedigree as Client } from '@pedigree/client';
 import type { ProgressSink, TrainResult } from '@pedigree/trainer';
 import { UsageError } from '../args.ts';
 import type { Command, Context } from '../command.ts';
-import { servingProcess } from '../server.ts';
 
 export const trainCommand: Command = {
   name: 'train',
@@ -15,20 +14,16 @@ export const trainCommand: Command = {
     { name: 'set', type: 'string', value: 'KEY=VALUE,…', description: 'change config fields, e.g. optimizer.lr=3e-4,steps=100' },
     { name: 'resume', type: 'string', value: 'RUN', description: 'go on after a crash from the run\'s last checkpoint' },
     { name: 'fork', type: 'string', value: 'RUN[@CKPT]', description: 'a new run from a checkpoint of RUN (step, name or digest prefix; default the last)' },
-    { name: 'server', type: 'string', value: 'URL', description: 'record through a Pedigree server (http://…) instead of the embedded store' },
   ],
   async run(ctx) {
     const configFile = ctx.options.string('config');
     const resume = ctx.options.string('resume');
     const forkSpec = ctx.options.string('fork');
-    const server = ctx.options.string('server');
     const { splitAssignments } = await import('@pedigree/trainer');
     const set = splitAssignments(ctx.options.string('set') ?? '');
     if (resume !== undefined && forkSpec !== undefined) throw new UsageError('give --resume or --fork, not both');
     if (resume !== undefined && configFile !== undefined) throw new UsageError("--resume goes on with the crashed run's own config; change fields with --set, or --fork with a new --config");
     if (resume === undefined && forkSpec === undefined && configFile === undefined) throw new UsageError('train needs --config FILE (or --resume RUN, --fork RUN); see `pedigree train --help`');
-    if (server !== undefined && !/^https?:\/\//.test(server)) throw new UsageError(`--server must start with http:// or https://, got ${JSON.stringify(server)}`);
-    if (server !== undefined && (ctx.options.string('home') !== undefined || ctx.options.string('url') !== undefined)) throw new UsageError('--server and --home/--url name two different stores; give one');
     const fork = forkSpec === undefined ? undefined : parseFork(forkSpec);
 
     const trainer = await import('@pedigree/trainer');
@@ -41,21 +36,17 @@ export const trainCommand: Command = {
     }
 
     const say = (line: string) => (ctx.json ? ctx.term.error(line) : ctx.term.line(line));
-    const pd = await openClient(ctx, server, say);
-    try {
-      const result = await trainer
-        .train({ pd, config, set: config ? [] : set, resume, fork, progress: progressSink(ctx), log: say })
-        .catch((err: unknown) => {
-          if (err instanceof trainer.ConfigError) return err;
-          throw err;
-        });
-      if (result instanceof trainer.ConfigError) return printConfigError(ctx, result);
-      if (ctx.json) return ctx.term.json(summary(result));
-      const id = result.runId.slice(0, 8);
-      ctx.term.line(`Next: pedigree show ${id}  ·  pedigree events ${id}  ·  pedigree lineage ${id}`);
-    } finally {
-      await pd.close();
-    }
+    const pd = await recordingClient(ctx, say);
+    const result = await trainer
+      .train({ pd, config, set: config ? [] : set, resume, fork, progress: progressSink(ctx), log: say })
+      .catch((err: unknown) => {
+        if (err instanceof trainer.ConfigError) return err;
+        throw err;
+      });
+    if (result instanceof trainer.ConfigError) return printConfigError(ctx, result);
+    if (ctx.json) return ctx.term.json(summary(result));
+    const id = result.runId.slice(0, 8);
+    ctx.term.line(`Next: pedigree show ${id}  ·  pedigree events ${id}  ·  pedigree lineage ${id}`);
   },
 };
 
@@ -69,28 +60,24 @@ function parseFork(spec: string): { run: string; checkpoint?: string } {
 }
 
 /**
- * The trainer writes through the client: over HTTP with --server, else the
- * embedded store — or, when `pedigree start` is serving that store (PGlite
- * opens in one process at a time), through that server.
+ * The trainer writes through the client (ctx.client): over HTTP with
+ * --server, else the embedded store — or, when `pedigree start` is serving
+ * that store (PGlite opens in one process at a time), through that server.
+ * The dispatcher closes it (flushing what is buffered).
  */
-export async function openClient(ctx: Context, server: string | undefined, say: (line: string) => void): Promise<Client> {
-  const { connect } = await import('@pedigree/client');
-  if (server !== undefined) {
-    say(`Recording through the server at ${server}`);
-    return connect({ url: server });
+export async function recordingClient(ctx: Context, say: (line: string) => void): Promise<Client> {
+  const where = ctx.clientTarget();
+  if (where.kind === 'server') {
+    say(where.serving ? `The store in ${where.serving.dir} is served by \`pedigree start\` (pid ${where.serving.pid}): recording through ${where.url}` : `Recording through the server at ${where.url}`);
+    return ctx.client({ create: true, recording: true });
   }
-  if ('url' in ctx.target) {
+  if ('url' in where.store) {
     throw new UsageError(
       'train records through the Pedigree client, which opens an embedded store (--home) or talks to a server (--server http://…); to train into PostgreSQL, serve it (`pedigree start --url …`) and pass --server',
     );
   }
-  const serving = servingProcess(ctx.target.dir);
-  if (serving) {
-    say(`The store in ${ctx.target.dir} is served by \`pedigree start\` (pid ${serving.pid}): recording through ${serving.url}`);
-    return connect({ url: serving.url });
-  }
-  const pd = await connect({ embedded: ctx.target.dir });
-  say(`Recording into the embedded PGlite store in ${ctx.target.dir}`);
+  const pd = await ctx.client({ create: true, recording: true });
+  say(`Recording into the embedded PGlite store in ${where.store.dir}`);
   return pd;
 }
 
