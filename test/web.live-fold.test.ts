@@ -15,26 +15,7 @@ import { referenceBuckets } from './support/buckets.ts';
 type P = { key: string; step: number; value: number };
 
 /** Every point (in step order, a step's points as logged) into buckets of `width` from `from`. */
-function bucketsAt(points: P[], from: number, width: number): LiveBucket[] {
-  const sorted = points.map((p, i) => ({ ...p, i })).sort((a, b) => a.step - b.step || a.i - b.i);
-  const out = new Map<number, LiveBucket>();
-  for (const p of sorted) {
-    const k = Math.floor((p.step - from) / width);
-    const b = out.get(k);
-    if (!b) {
-      out.set(k, { fromStep: p.step, toStep: p.step, count: 1, min: p.value, max: p.value, last: p.value, lastStep: p.step });
-      continue;
-    }
-    b.count++;
-    b.toStep = b.lastStep = p.step;
-    b.last = p.value;
-    if (!Number.isNaN(p.value)) {
-      if (Number.isNaN(b.min) || p.value < b.min) b.min = p.value;
-      if (Number.isNaN(b.max) || p.value > b.max) b.max = p.value;
-    }
-  }
-  return [...out.entries()].sort(([a], [b]) => a - b).map(([, b]) => b);
-}
+const bucketsAt = (points: P[], from: number, width: number): LiveBucket[] => referenceBuckets(sortPoints(points), { buckets: 1 }, { from, width });
 
 const value = fc.oneof(fc.integer({ min: -50, max: 50 }), fc.constant(NaN));
 const batch = (min: number) => fc.array(fc.record({ key: fc.constantFrom('loss', 'other'), step: fc.integer({ min, max: min + 300 }), value }), { minLength: 1, maxLength: 40 });

@@ -1,14 +1,18 @@
 import type { Bucket } from '@pedigree/lineage';
 
-/** What a bucket query must return, from raw points in (step, position, idx) order. */
-export function referenceBuckets(points: { step: number; value: number }[], opts: { buckets: number; fromStep?: number; toStep?: number }): Bucket[] {
+/**
+ * What a bucket query must return, from raw points in (step, position, idx)
+ * order. `grid`: buckets of this width from this step instead of the query's
+ * own (what a live chart keeps while points arrive).
+ */
+export function referenceBuckets(points: { step: number; value: number }[], opts: { buckets: number; fromStep?: number; toStep?: number }, grid?: { from: number; width: number }): Bucket[] {
   if (points.length === 0) return [];
   const first = points[0]!.step;
   const last = points.at(-1)!.step;
-  const from = Math.max(opts.fromStep ?? first, first);
-  const to = Math.min(opts.toStep ?? last, last);
+  const from = grid?.from ?? Math.max(opts.fromStep ?? first, first);
+  const to = grid ? Infinity : Math.min(opts.toStep ?? last, last);
   if (to < from) return [];
-  const width = Math.max(1, Math.ceil((to - from + 1) / opts.buckets));
+  const width = grid?.width ?? Math.max(1, Math.ceil((to - from + 1) / opts.buckets));
   const out = new Map<number, Bucket>();
   for (const p of points) {
     if (p.step < from || p.step > to) continue;

@@ -8,15 +8,10 @@
  * a chart grown to twice the buckets it asked for.
  */
 
-export interface LiveBucket {
-  fromStep: number;
-  toStep: number;
-  count: number;
-  min: number;
-  max: number;
-  last: number;
-  lastStep: number;
-}
+import type { Outputs } from './trpc';
+
+/** A bucket as the server answers it (lineage's Bucket). */
+export type LiveBucket = Outputs['metrics']['buckets'][number];
 
 export interface ChartInput {
   buckets: number;
