@@ -1,5 +1,16 @@
 import { ValidationError, type Json } from '@pedigree/ledger';
-import type { ArtifactView, Lineage, RunView } from './queries.ts';
+import type { ArtifactView, ArtifactWithComponents, EdgeView, EvalView, HyperparameterView, MetricKeyView, RunView } from './views.ts';
+
+/** What the diff reads (the read models' summaries, never raw points); `Lineage` is one. */
+export interface DiffReader {
+  run(runId: string): Promise<RunView>;
+  artifact(artifactId: string): Promise<ArtifactWithComponents>;
+  edgesOf(runId: string): Promise<EdgeView[]>;
+  hyperparameterHistory(runId: string): Promise<HyperparameterView[]>;
+  metricKeys(runId: string): Promise<MetricKeyView[]>;
+  evals(runId: string): Promise<EvalView[]>;
+  resolveRunId(idOrPrefix: string): Promise<string>;
+}
 
 /**
  * What exactly differs between two runs' lineages.
@@ -142,7 +153,7 @@ interface Stage {
 }
 
 /** A run's chain of stages, root first: follow the checkpoint each started from back to its producer. */
-async function stagesOf(lineage: Lineage, runId: string): Promise<Stage[]> {
+async function stagesOf(lineage: DiffReader, runId: string): Promise<Stage[]> {
   const chain: Stage[] = [];
   const seen = new Set<string>();
   let current: string | null = runId;
@@ -214,7 +225,7 @@ function alignByKind(a: Stage[], b: Stage[]): [Stage | null, Stage | null][] {
 }
 
 /** The stage's own inputs by role, leaving out the checkpoint it started from (that is the chain itself). */
-async function inputsOf(lineage: Lineage, stage: Stage): Promise<Map<string, ArtifactView[]>> {
+async function inputsOf(lineage: DiffReader, stage: Stage): Promise<Map<string, ArtifactView[]>> {
   const byRole = new Map<string, ArtifactView[]>();
   for (const e of await lineage.edgesOf(stage.run.id)) {
     if (e.direction !== 'used' || e.artifactId === stage.init?.id) continue;
@@ -225,7 +236,7 @@ async function inputsOf(lineage: Lineage, stage: Stage): Promise<Map<string, Art
   return byRole;
 }
 
-async function diffMix(lineage: Lineage, a: ArtifactView, b: ArtifactView, depth = 0): Promise<ComponentDiff[]> {
+async function diffMix(lineage: DiffReader, a: ArtifactView, b: ArtifactView, depth = 0): Promise<ComponentDiff[]> {
   const components = async (mix: ArtifactView) => {
     const { components: cs } = await lineage.artifact(mix.id);
     return new Map(await Promise.all(cs.map(async (c) => [(await lineage.artifact(c.artifactId)).name, { ...c, artifact: await lineage.artifact(c.artifactId) }] as const)));
@@ -258,7 +269,7 @@ async function diffMix(lineage: Lineage, a: ArtifactView, b: ArtifactView, depth
   return out;
 }
 
-async function diffInputs(lineage: Lineage, a: Stage | null, b: Stage | null): Promise<InputDiff[]> {
+async function diffInputs(lineage: DiffReader, a: Stage | null, b: Stage | null): Promise<InputDiff[]> {
   const ia = a ? await inputsOf(lineage, a) : new Map<string, ArtifactView[]>();
   const ib = b ? await inputsOf(lineage, b) : new Map<string, ArtifactView[]>();
   const out: InputDiff[] = [];
@@ -292,11 +303,11 @@ async function diffInputs(lineage: Lineage, a: Stage | null, b: Stage | null): P
   return out;
 }
 
-async function metricSummaries(lineage: Lineage, runId: string): Promise<Map<string, MetricSummary>> {
+async function metricSummaries(lineage: DiffReader, runId: string): Promise<Map<string, MetricSummary>> {
   return new Map((await lineage.metricKeys(runId)).map((m) => [m.key, { last: m.last, min: m.min, max: m.max, count: m.count, lastStep: m.lastStep }]));
 }
 
-async function diffOutcomes(lineage: Lineage, a: Stage | null, b: Stage | null, showAll: boolean): Promise<{ metrics: MetricDiff[]; evals: EvalDiff[] }> {
+async function diffOutcomes(lineage: DiffReader, a: Stage | null, b: Stage | null, showAll: boolean): Promise<{ metrics: MetricDiff[]; evals: EvalDiff[] }> {
   const ma = a ? await metricSummaries(lineage, a.run.id) : new Map<string, MetricSummary>();
   const mb = b ? await metricSummaries(lineage, b.run.id) : new Map<string, MetricSummary>();
   const metrics: MetricDiff[] = [];
@@ -321,11 +332,11 @@ async function diffOutcomes(lineage: Lineage, a: Stage | null, b: Stage | null, 
   return { metrics, evals };
 }
 
-async function midRun(lineage: Lineage, runId: string): Promise<HyperparameterChangeAt[]> {
+async function midRun(lineage: DiffReader, runId: string): Promise<HyperparameterChangeAt[]> {
   return (await lineage.hyperparameterHistory(runId)).filter((h) => h.changed).map((h) => ({ key: h.key, value: h.value, step: h.step!, reason: h.reason }));
 }
 
-async function diffStage(lineage: Lineage, a: Stage | null, b: Stage | null, showAll: boolean): Promise<StageDiff> {
+async function diffStage(lineage: DiffReader, a: Stage | null, b: Stage | null, showAll: boolean): Promise<StageDiff> {
   const kind = (a ?? b)!.run.kind;
   const hyperparameters = diffValues((a?.run.hyperparameters ?? {}) as Json, (b?.run.hyperparameters ?? {}) as Json);
   const changesA = a ? await midRun(lineage, a.run.id) : [];
@@ -377,7 +388,7 @@ const sharedStage = (s: Stage, showAll: boolean): StageDiff => ({
   evals: [],
 });
 
-export async function diffLineage(lineage: Lineage, runA: string, runB: string, opts: DiffOptions = {}): Promise<LineageDiff> {
+export async function diffLineage(lineage: DiffReader, runA: string, runB: string, opts: DiffOptions = {}): Promise<LineageDiff> {
   const showAll = opts.showAll ?? false;
   const [idA, idB] = [await lineage.resolveRunId(runA), await lineage.resolveRunId(runB)];
   const [chainA, chainB] = [await stagesOf(lineage, idA), await stagesOf(lineage, idB)];

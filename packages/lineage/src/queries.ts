@@ -2,86 +2,13 @@ import type { Db, PrismaClient, Queryable } from '@pedigree/db';
 import { BLOCK_POINTS, CHUNK_READ_COLUMNS, chunkOfRow, clampDepth, decodeBlocks, decodeFloats, decodeSteps, NotFoundError, ValidationError, type ChunkRow, type Json } from '@pedigree/ledger';
 import { z } from 'zod';
 import { diffLineage, type DiffOptions, type LineageDiff } from './diff.ts';
+import type { ArtifactView, ArtifactWithComponents, Bucket, EdgeView, EvalView, HyperparameterView, LineageEdge, LineageGraph, LineageNode, MetricKeyView, ProjectView, RunView } from './views.ts';
 
-export interface RunView {
-  id: string;
-  projectId: string;
-  name: string;
-  kind: string;
-  status: string;
-  codeVersion: string | null;
-  environment: Record<string, Json>;
-  hyperparameters: Record<string, Json>;
-  summary: { points?: number; checkpoints?: number; evals?: number };
-  tags: string[];
-  forkedFromRunId: string | null;
-  forkedFromArtifactId: string | null;
-  forkedAtStep: number | null;
-  error: string | null;
-  createdAt: Date;
-  startedAt: Date | null;
-  endedAt: Date | null;
-  /** Last value of each metric. */
-  metrics: Record<string, number>;
-  /** active | deleted */
-  lifecycle: string;
-  /** Key–value tags (MLflow's); `tags` are plain labels. */
-  tagValues: Record<string, string>;
-  /** Failed because it was stopped from outside (MLflow's KILLED). */
-  killed: boolean;
-}
-
-export interface ArtifactView {
-  id: string;
-  projectId: string;
-  kind: string;
-  name: string;
-  digest: string;
-  spec: Record<string, Json>;
-  producedBy: string | null;
-  createdAt: Date;
-}
-
-export interface LineageNode {
-  id: string;
-  type: 'run' | 'artifact';
-  kind: string;
-  name: string;
-  status?: string;
-  digest?: string;
-}
-
-export interface LineageEdge {
-  /**
-   * Edges point the way data flows: artifact → run for "used", run → artifact
-   * for "produced", component → mix for "component", and parent run → run for
-   * "parent" (a nested run, or a fork that names no checkpoint).
-   */
-  from: string;
-  to: string;
-  relation: 'used' | 'produced' | 'component' | 'parent';
-  role: string;
-  weight?: number;
-}
-
-export interface LineageGraph {
-  root: string;
-  nodes: LineageNode[];
-  edges: LineageEdge[];
-}
+export type { ArtifactView, ArtifactWithComponents, Bucket, EdgeView, EvalView, HyperparameterView, LineageEdge, LineageGraph, LineageNode, MetricKeyView, ProjectView, RunView } from './views.ts';
 
 /** Most points metricPoints reads per query. */
 const METRIC_POINTS_PER_READ = 250_000;
 
-export interface Bucket {
-  fromStep: number;
-  toStep: number;
-  count: number;
-  min: number;
-  max: number;
-  last: number;
-  lastStep: number;
-}
 
 export const ListRunsInput = z.object({
   projectId: z.uuid(),
@@ -221,12 +148,12 @@ export class Lineage {
     return { runs: rows.map((r) => toRunView(r, metrics.get(r.id) ?? {})), total };
   }
 
-  async hyperparameterHistory(runId: string) {
+  async hyperparameterHistory(runId: string): Promise<HyperparameterView[]> {
     const rows = await this.prisma.hyperparameter.findMany({ where: { runId }, orderBy: [{ seq: 'asc' }, { key: 'asc' }] });
     return rows.map((h) => ({ key: h.key, value: clampDepth(h.value as Json), type: h.valueType, step: num(h.step), reason: h.reason, changed: h.step !== null }));
   }
 
-  async artifact(artifactId: string): Promise<ArtifactView & { components: { artifactId: string; weight: number; filter: Json }[] }> {
+  async artifact(artifactId: string): Promise<ArtifactWithComponents> {
     if (!uuidOk(artifactId)) throw new ValidationError(`artifact id must be a UUID, got ${JSON.stringify(artifactId)}`);
     const a = await this.prisma.artifact.findUnique({ where: { id: artifactId } });
     if (!a) throw new NotFoundError(`artifact ${artifactId}`);
@@ -239,7 +166,7 @@ export class Lineage {
     return rows.map(toArtifactView);
   }
 
-  async edgesOf(runId: string) {
+  async edgesOf(runId: string): Promise<EdgeView[]> {
     const rows = await this.prisma.edge.findMany({ where: { runId }, orderBy: { position: 'asc' } });
     const arts = await this.prisma.artifact.findMany({ where: { id: { in: [...new Set(rows.map((e) => e.artifactId))] } }, select: { id: true, name: true, kind: true } });
     const byId = new Map(arts.map((a) => [a.id, a]));
@@ -254,7 +181,7 @@ export class Lineage {
     }));
   }
 
-  async evals(runId: string) {
+  async evals(runId: string): Promise<EvalView[]> {
     const rows = await this.prisma.evalResult.findMany({ where: { runId }, orderBy: { seq: 'asc' } });
     return rows.map((e) => ({ suite: e.suite, task: e.task, contextLength: num(e.contextLength), score: e.score, n: num(e.n), step: num(e.step) }));
   }
@@ -264,7 +191,7 @@ export class Lineage {
     return rows.map((n) => ({ text: n.text, author: n.author, createdAt: n.createdAt }));
   }
 
-  async metricKeys(runId: string) {
+  async metricKeys(runId: string): Promise<MetricKeyView[]> {
     const rows = await this.prisma.metricSeries.findMany({ where: { runId }, orderBy: { key: 'asc' } });
     return rows.map((s) => ({ key: s.key, count: Number(s.count), firstStep: Number(s.firstStep), lastStep: Number(s.lastStep), last: s.lastValue, min: s.min, max: s.max }));
   }
@@ -508,15 +435,6 @@ export class Lineage {
   }
 }
 
-export interface ProjectView {
-  id: string;
-  name: string;
-  description: string | null;
-  createdAt: Date;
-  updatedAt: Date;
-  lifecycle: string;
-  tagValues: Record<string, string>;
-}
 
 function toProjectView(p: Awaited<ReturnType<PrismaClient['project']['findFirstOrThrow']>>): ProjectView {
   return { id: p.id, name: p.name, description: p.description, createdAt: p.createdAt, updatedAt: p.updatedAt ?? p.createdAt, lifecycle: p.lifecycle, tagValues: p.tagValues as Record<string, string> };
