@@ -14,7 +14,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
  *     before the code runs, so a cycle closed only by them cannot leave a
  *     module reading another one half-loaded. Such cycles exist (when this
  *     was written: api mlflow/artifacts ↔ tracking, client index ↔ run,
- *     lineage diff ↔ queries and index ↔ sample, trainer config ↔ data).
+ *     trainer config ↔ data).
  *  2. A package imports only the packages of its row in ALLOWED, type-only
  *     imports included: a type is an arrow too.
  *  3. Inside packages/trainer, a room imports only the rooms below it
@@ -35,15 +35,21 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 const root = path.resolve(import.meta.dirname, '..');
 
-/** Who may import whom: ledger ← lineage ← api ← client/web, the trainer through the client. */
+/**
+ * Who may import whom: ledger ← lineage ← api ← client/web, the trainer through
+ * the client. `ledger/vocabulary`: only packages/ledger/src/vocabulary.ts (the
+ * kinds, the data-filter schema, the weight tolerance, NaN/±Infinity), free of
+ * the store, which the client re-exports so that the trainer's configs are
+ * written in the ledger's words without loading the database code.
+ */
 const ALLOWED: Record<string, readonly string[]> = {
   db: [],
   ledger: ['db'],
   lineage: ['ledger', 'db'],
   api: ['lineage', 'ledger', 'db'],
   // AppRouter's types; its embedded mode runs api + lineage in-process on a db it opens
-  client: ['api', 'lineage', 'db'],
-  // reports through the client like any other user
+  client: ['api', 'lineage', 'db', 'ledger/vocabulary'],
+  // reports through the client like any other user (the ledger's vocabulary too, re-exported by it)
   trainer: ['client'],
   // user commands go through the client; operator commands (start, migrate, replay, verify, keys) hold a store
   cli: ['client', 'trainer', 'api', 'lineage', 'ledger', 'db'],
@@ -54,7 +60,7 @@ const ALLOWED: Record<string, readonly string[]> = {
 /** packages/trainer/src's rooms, lowest first; the files at src/ itself (config, rng) are shared by all. */
 const TRAINER_ROOMS = ['kernels', 'data', 'model', 'stages', 'recipe'] as const;
 
-const dirOf = (pkg: string) => (pkg === 'web' ? 'apps/web/' : `packages/${pkg}/`);
+const dirOf = (pkg: string) => (pkg === 'web' ? 'apps/web/' : pkg === 'ledger/vocabulary' ? 'packages/ledger/src/vocabulary\\.ts$' : `packages/${pkg}/`);
 const packageOf = (file: string) => (file.startsWith('apps/web/') ? 'web' : /^packages\/([^/]+)\//.exec(file)?.[1]);
 const alternatives = (items: readonly string[]) => `(${items.join('|')})`;
 

@@ -1,10 +1,11 @@
+import { RUN_KINDS } from '@pedigree/api';
 import { Suspense } from 'react';
 import { RunsPage } from './_components/RunsPage';
 
 export default function Home() {
   return (
     <Suspense>
-      <RunsPage />
+      <RunsPage kinds={RUN_KINDS} />
     </Suspense>
   );
 }

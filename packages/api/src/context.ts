@@ -9,7 +9,8 @@ import { redeemTicket } from './tickets.ts';
  * project. A request that carries a key is held to that key's project in
  * either mode.
  */
-export type AuthMode = 'open' | 'keys';
+export const AUTH_MODES = ['open', 'keys'] as const;
+export type AuthMode = (typeof AUTH_MODES)[number];
 
 export interface Context {
   pedigree: Pedigree;

@@ -11,7 +11,8 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { drainBody, FileStore, FileTooLargeError, fileStoreSettings, parseByteSize, UploadIncompleteError, DEFAULT_MAX_ARTIFACT_BYTES } from './files.ts';
+import { parseByteSize, readServerEnv } from './env.ts';
+import { drainBody, FileStore, FileTooLargeError, fileStoreSettings, UploadIncompleteError, DEFAULT_MAX_ARTIFACT_BYTES } from './files.ts';
 
 const sha = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -102,18 +103,26 @@ describe('FileStore', () => {
 
 describe('fileStoreSettings', () => {
   it('puts files in the embedded store, PEDIGREE_HOME or ./.pedigree for a server store, or PEDIGREE_ARTIFACTS_DIR', () => {
-    expect(fileStoreSettings({ kind: 'pglite', location: '/data/store' }, {})).toEqual({ dir: '/data/store/artifacts', maxBytes: DEFAULT_MAX_ARTIFACT_BYTES });
-    expect(fileStoreSettings({ kind: 'postgres', location: 'postgresql://h/db' }, { PEDIGREE_HOME: '/srv/pedigree' }).dir).toBe('/srv/pedigree/artifacts');
-    expect(fileStoreSettings({ kind: 'postgres', location: 'postgresql://h/db' }, {}).dir).toBe(path.resolve('.pedigree/artifacts'));
-    expect(fileStoreSettings({ kind: 'pglite', location: '/data/store' }, { PEDIGREE_ARTIFACTS_DIR: 'blobs' }).dir).toBe(path.resolve('blobs'));
-    expect(fileStoreSettings({ kind: 'pglite', location: ':memory:' }, {}).dir.startsWith(os.tmpdir())).toBe(true);
+    expect(fileStoreSettings({ kind: 'pglite', location: '/data/store' }, readServerEnv({}))).toEqual({ dir: '/data/store/artifacts', maxBytes: DEFAULT_MAX_ARTIFACT_BYTES });
+    expect(fileStoreSettings({ kind: 'postgres', location: 'postgresql://h/db' }, readServerEnv({ PEDIGREE_HOME: '/srv/pedigree' })).dir).toBe('/srv/pedigree/artifacts');
+    expect(fileStoreSettings({ kind: 'postgres', location: 'postgresql://h/db' }, readServerEnv({})).dir).toBe(path.resolve('.pedigree/artifacts'));
+    expect(fileStoreSettings({ kind: 'pglite', location: '/data/store' }, readServerEnv({ PEDIGREE_ARTIFACTS_DIR: 'blobs' })).dir).toBe(path.resolve('blobs'));
+    expect(fileStoreSettings({ kind: 'pglite', location: ':memory:' }, readServerEnv({})).dir.startsWith(os.tmpdir())).toBe(true);
   });
 
   it('reads PEDIGREE_MAX_ARTIFACT_BYTES as bytes or with a binary unit, and refuses anything else', () => {
-    expect(fileStoreSettings({ kind: 'pglite', location: '/s' }, { PEDIGREE_MAX_ARTIFACT_BYTES: '1048576' }).maxBytes).toBe(1048576);
+    expect(fileStoreSettings({ kind: 'pglite', location: '/s' }, readServerEnv({ PEDIGREE_MAX_ARTIFACT_BYTES: '1048576' })).maxBytes).toBe(1048576);
     expect(parseByteSize('512M', 'X')).toBe(512 * 1024 ** 2);
     expect(parseByteSize('5GiB', 'X')).toBe(5 * 1024 ** 3);
     expect(parseByteSize('2 kb', 'X')).toBe(2048);
     for (const bad of ['', '0', '-1', '1.5G', 'lots', '5 PB']) expect(() => parseByteSize(bad, 'PEDIGREE_MAX_ARTIFACT_BYTES')).toThrow(/PEDIGREE_MAX_ARTIFACT_BYTES/);
+  });
+});
+
+describe('readServerEnv', () => {
+  it('reads the server settings once, empty values as unset, and names every bad one', () => {
+    expect(readServerEnv({ PEDIGREE_AUTH: '', PEDIGREE_ARTIFACTS_DIR: '', PEDIGREE_MAX_ARTIFACT_BYTES: '', PEDIGREE_HOME: '/h' })).toEqual({ auth: undefined, artifactsDir: undefined, maxArtifactBytes: undefined, home: '/h' });
+    expect(readServerEnv({ PEDIGREE_AUTH: 'keys', PEDIGREE_MAX_ARTIFACT_BYTES: '2M' })).toMatchObject({ auth: 'keys', maxArtifactBytes: 2 * 1024 ** 2 });
+    expect(() => readServerEnv({ PEDIGREE_AUTH: 'closed', PEDIGREE_MAX_ARTIFACT_BYTES: 'lots' })).toThrow(/PEDIGREE_AUTH must be open or keys, got "closed"; PEDIGREE_MAX_ARTIFACT_BYTES must be a size in bytes/);
   });
 });

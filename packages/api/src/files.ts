@@ -4,7 +4,8 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { defaultHome, readEnv, type Db } from '@pedigree/db';
+import type { Db } from '@pedigree/db';
+import { readServerEnv, type ServerEnv } from './env.ts';
 
 /**
  * The bytes of the files runs upload (MLflow's artifacts), kept by content:
@@ -26,31 +27,21 @@ export const DEFAULT_MAX_ARTIFACT_BYTES = 5 * 1024 ** 3;
 const TEMP_DIR = 'tmp';
 const STALE_TEMP_MS = 24 * 3600_000;
 
-const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
-
-/** `5368709120`, `512M`, `5GiB`, `2 GB` (binary units: 1G = 1 GiB). */
-export function parseByteSize(raw: string, name: string): number {
-  const m = /^\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(raw);
-  const n = m ? Number(m[1]) * UNITS[m[2]!.toLowerCase()]! : NaN;
-  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be a size in bytes (e.g. 5368709120, 512M, 5GiB), got ${JSON.stringify(raw)}`);
-  return n;
-}
-
 /**
- * Where a server keeps files, read once where the server state is made:
+ * Where a server keeps files, worked out once where the server state is made:
  * PEDIGREE_ARTIFACTS_DIR if set; else `artifacts/` in the embedded store's
  * directory; else (a PostgreSQL server, or an in-memory store) in
  * `$PEDIGREE_HOME/artifacts` or `./.pedigree/artifacts` — in-memory stores
  * use a directory under the system's temp dir, since their runs vanish with
  * the process. PEDIGREE_MAX_ARTIFACT_BYTES bounds one file (default 5 GiB).
  */
-export function fileStoreSettings(db: Pick<Db, 'kind' | 'location'>, env: NodeJS.ProcessEnv = process.env): FileStoreSettings {
-  const maxBytes = env.PEDIGREE_MAX_ARTIFACT_BYTES ? parseByteSize(env.PEDIGREE_MAX_ARTIFACT_BYTES, 'PEDIGREE_MAX_ARTIFACT_BYTES') : DEFAULT_MAX_ARTIFACT_BYTES;
+export function fileStoreSettings(db: Pick<Db, 'kind' | 'location'>, env: ServerEnv = readServerEnv()): FileStoreSettings {
+  const maxBytes = env.maxArtifactBytes ?? DEFAULT_MAX_ARTIFACT_BYTES;
   let dir: string;
-  if (env.PEDIGREE_ARTIFACTS_DIR) dir = path.resolve(env.PEDIGREE_ARTIFACTS_DIR);
+  if (env.artifactsDir) dir = env.artifactsDir;
   else if (db.kind === 'pglite' && db.location !== ':memory:') dir = path.join(db.location, 'artifacts');
   else if (db.kind === 'pglite') dir = path.join(os.tmpdir(), `pedigree-artifacts-${process.pid}`);
-  else dir = path.join(defaultHome(readEnv(env)), 'artifacts');
+  else dir = path.join(env.home, 'artifacts');
   return { dir: path.resolve(dir), maxBytes };
 }
 

@@ -4,6 +4,7 @@ import { jsonTextDepth, MAX_JSON_DEPTH } from '@pedigree/ledger';
 import { TRPCError } from '@trpc/server';
 import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
 import { apiKeyFromHeaders, createContext, type AuthMode } from './context.ts';
+import { readServerEnv, type ServerEnv } from './env.ts';
 import { fileStoreSettings, type FileStoreSettings } from './files.ts';
 import { appRouter } from './router.ts';
 
@@ -37,17 +38,19 @@ export function uninstallServer(): void {
 }
 
 /** Embedded stores are single-user and open by default; a PostgreSQL server needs keys. PEDIGREE_AUTH=open|keys overrides. */
-export function defaultAuthMode(kind: 'pglite' | 'postgres', env: NodeJS.ProcessEnv = process.env): AuthMode {
-  const chosen = env.PEDIGREE_AUTH;
-  if (chosen === 'open' || chosen === 'keys') return chosen;
-  if (chosen) throw new Error(`PEDIGREE_AUTH must be open or keys, got ${JSON.stringify(chosen)}`);
-  return kind === 'pglite' ? 'open' : 'keys';
+export function defaultAuthMode(kind: 'pglite' | 'postgres', env: Pick<ServerEnv, 'auth'> = readServerEnv()): AuthMode {
+  return env.auth ?? (kind === 'pglite' ? 'open' : 'keys');
 }
 
 /** The installed server, or (under `next dev`) one opened from the environment on first use. */
 export function serverState(): Promise<ServerState> {
   const g = globalThis as Global;
-  g[STATE] ??= openPedigree(defaultTarget()).then((pedigree) => ({ pedigree, authMode: defaultAuthMode(pedigree.database.db.kind), files: fileStoreSettings(pedigree.database.db) }));
+  g[STATE] ??= (async () => {
+    const env = readServerEnv();
+    const pedigree = await openPedigree(defaultTarget());
+    const { db } = pedigree.database;
+    return { pedigree, authMode: defaultAuthMode(db.kind, env), files: fileStoreSettings(db, env) };
+  })();
   return g[STATE];
 }
 

@@ -1,3 +1,4 @@
+import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 import { artifactsRouter } from './routers/artifacts.ts';
 import { eventsRouter } from './routers/events.ts';
 import { lineageRouter } from './routers/lineage.ts';
@@ -18,5 +19,8 @@ export const appRouter = router({
 });
 
 export type AppRouter = typeof appRouter;
+/** Every procedure's input (`RouterInputs['runs']['create']`) and output: the only types a client needs. */
+export type RouterInputs = inferRouterInputs<AppRouter>;
+export type RouterOutputs = inferRouterOutputs<AppRouter>;
 
 export const createCaller = createCallerFactory(appRouter);

@@ -1,4 +1,4 @@
-import { streamIds, type StoredEvent } from '@pedigree/ledger';
+import { metricNumber, streamIds, type StoredEvent } from '@pedigree/ledger';
 import type { Pedigree } from '@pedigree/lineage';
 import { tracked } from '@trpc/server';
 
@@ -8,15 +8,13 @@ export type RunUpdate =
   | { type: 'checkpoint'; position: number; artifactId: string; step: number; name: string }
   | { type: 'eval'; position: number; suite: string; task: string; score: number; contextLength?: number };
 
-const NON_FINITE: Record<string, number> = { NaN: Number.NaN, Infinity: Number.POSITIVE_INFINITY, '-Infinity': Number.NEGATIVE_INFINITY };
-
 function toUpdate(e: StoredEvent): RunUpdate | null {
   switch (e.type) {
     case 'MetricsLogged':
       return {
         type: 'metrics',
         position: e.position,
-        points: e.data.points.map((p) => ({ key: p.key, step: p.step, value: typeof p.value === 'number' ? p.value : NON_FINITE[p.value]!, time: p.time })),
+        points: e.data.points.map((p) => ({ key: p.key, step: p.step, value: metricNumber(p.value), time: p.time })),
       };
     case 'RunStarted':
       return { type: 'status', position: e.position, status: 'running' };

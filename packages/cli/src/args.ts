@@ -107,9 +107,8 @@ export function choiceOption<T extends string>(parsed: ParsedArgs, name: string,
   return raw as T;
 }
 
-/** An environment variable that must be one of `allowed` when set. */
-export function choiceEnv<T extends string>(name: string, allowed: readonly T[]): T | undefined {
-  const raw = process.env[name];
+/** An environment variable's value (`raw`, see env.ts) that must be one of `allowed` when set. */
+export function choiceEnv<T extends string>(name: string, raw: string | undefined, allowed: readonly T[]): T | undefined {
   if (!raw) return undefined;
   if (!(allowed as readonly string[]).includes(raw)) throw new UsageError(`${name} must be one of ${allowed.join(', ')}; got ${JSON.stringify(raw)}`);
   return raw as T;

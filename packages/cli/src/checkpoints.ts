@@ -44,9 +44,9 @@ export interface CheckpointPlace {
   kind: 'pglite' | 'postgres';
 }
 
-/** The key file the operator named: the command's option, else PEDIGREE_CHECKPOINT_KEY (read here, at the command's entry). */
-export function namedKeyFile(option: string | undefined): string | undefined {
-  const named = option ?? (process.env.PEDIGREE_CHECKPOINT_KEY || undefined);
+/** The key file the operator named: the command's option, else `fromEnv` (PEDIGREE_CHECKPOINT_KEY, see env.ts). */
+export function namedKeyFile(option: string | undefined, fromEnv: string | undefined): string | undefined {
+  const named = option ?? fromEnv;
   if (named !== undefined && !named) throw new UsageError('--key needs a file');
   return named === undefined ? undefined : path.resolve(named);
 }

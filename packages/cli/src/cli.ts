@@ -9,6 +9,7 @@ import { clientErrorReason, clientTarget, connectClient, serverFrom } from './cl
 import type { Command, Context } from './command.ts';
 import { COMMANDS } from './commands/index.ts';
 import { commandHelp, globalHelp, unknownCommand } from './commands/help.ts';
+import { readCliEnv } from './env.ts';
 import { assertStoreFree } from './server.ts';
 import { targetFrom } from './store.ts';
 import type { Terminal } from './terminal.ts';
@@ -42,13 +43,15 @@ export async function runCli(argv: readonly string[], term: Terminal, commands: 
     const flags = { home: options.string('home'), url: options.string('url'), server: options.string('server') };
     const target = targetFrom(flags);
     // The environment of the user commands' client, read here once: the store's own settings are @pedigree/db's.
-    const server = serverFrom(flags, process.env.PEDIGREE_SERVER);
-    const apiKey = process.env.PEDIGREE_API_KEY || undefined;
+    const env = readCliEnv();
+    const server = serverFrom(flags, env.server);
+    const apiKey = env.apiKey;
     const ctx: Context = {
       args: options.positionals,
       options,
       json: options.flag('json'),
       term,
+      env,
       target,
       server,
       clientTarget: () => clientTarget(target, server),

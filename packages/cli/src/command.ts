@@ -3,6 +3,7 @@ import type { StoreTarget } from '@pedigree/db';
 import type { Pedigree } from '@pedigree/lineage';
 import type { OptionSpec, ParsedArgs } from './args.ts';
 import type { ClientTarget } from './client.ts';
+import type { CliEnv } from './env.ts';
 import type { Terminal } from './terminal.ts';
 
 export interface Command {
@@ -25,6 +26,8 @@ export interface Context {
   options: ParsedArgs;
   json: boolean;
   term: Terminal;
+  /** The CLI's environment, read once (env.ts). */
+  env: CliEnv;
   /** The store the global options and environment point at. */
   target: StoreTarget;
   /** The server --server or $PEDIGREE_SERVER names (checked: http:// or https://), if any. */

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
-import type { RunUpdate } from '@pedigree/api';
+import type { RouterInputs, RunUpdate } from '@pedigree/api';
+import { connectDefaults } from './env.ts';
 import { PedigreeError, toPedigreeError } from './errors.ts';
 import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.ts';
 import { Run } from './run.ts';
@@ -10,9 +11,15 @@ export { PedigreeError, isTransient } from './errors.ts';
 export { Run, type CheckpointInput, type EvalInput } from './run.ts';
 export type { RetryPolicy } from './retry.ts';
 export type { Api } from './transport.ts';
-export type { RunUpdate } from '@pedigree/api';
+export type { RouterInputs, RouterOutputs, RunUpdate } from '@pedigree/api';
+/** The ledger's vocabulary (run and artifact kinds, the data-filter schema, the weight tolerance, NaN/±Infinity spelled out), for code that reports through the client. */
+export { ARTIFACT_KINDS, DataFilter, isNonFinite, metricJson, metricNumber, NON_FINITE, RUN_KINDS, WEIGHT_TOLERANCE, type ArtifactKind, type MetricValueJson } from '@pedigree/ledger/vocabulary';
 
-export type RunKind = 'pretrain' | 'midtrain' | 'sft' | 'dpo' | 'pts' | 'eval' | 'data' | 'custom';
+type CreateRun = RouterInputs['runs']['create'];
+type ForkRun = RouterInputs['runs']['fork'];
+
+/** What a run is (pretrain, midtrain, sft, …): the ledger's RUN_KINDS. */
+export type RunKind = CreateRun['kind'];
 
 export interface ConnectOptions {
   /** A Pedigree server, e.g. http://127.0.0.1:4400 (default: $PEDIGREE_URL). */
@@ -43,27 +50,25 @@ export interface ConnectOptions {
   handleSignals?: boolean;
 }
 
+/** `runs.create`'s input, by project name (created when missing) and without the ids the client fixes itself. */
 export interface StartRunInput {
+  /** The project's name; created when missing. */
   project: string;
-  name: string;
+  name: CreateRun['name'];
   kind: RunKind;
-  hyperparameters?: Record<string, unknown>;
+  hyperparameters?: CreateRun['hyperparameters'];
   /** Artifacts the run reads: `{ artifactId, role }` (roles: init, train-mix, eval-set, pairs, …). */
-  inputs?: { artifactId: string; role: string }[];
-  tags?: string[];
-  codeVersion?: string;
+  inputs?: CreateRun['inputs'];
+  tags?: CreateRun['tags'];
+  codeVersion?: CreateRun['codeVersion'];
   /** Merged over what the client records itself (host, platform, runtime). */
-  environment?: Record<string, unknown>;
-  /** Start from another run (and one of its checkpoints), inheriting its hyperparameters unless told otherwise. */
-  forkOf?: { runId: string; checkpointId?: string; step?: number; inheritHyperparameters?: boolean };
+  environment?: CreateRun['environment'];
+  /** Start from another run (and one of its checkpoints), inheriting its hyperparameters unless told otherwise (`runs.fork`). */
+  forkOf?: { runId: ForkRun['fromRunId'] } & Pick<ForkRun, 'checkpointId' | 'step' | 'inheritHyperparameters'>;
 }
 
-export interface ArtifactInput {
-  project: string;
-  name: string;
-  spec: { kind: 'dataset' | 'datamix' | 'checkpoint' | 'evalset' | 'report'; [k: string]: unknown };
-  digest?: string;
-}
+/** `artifacts.register`'s input, by project name (created when missing): a dataset, data mix, checkpoint, eval set, report… */
+export type ArtifactInput = Omit<RouterInputs['artifacts']['register'], 'eventId'>;
 
 /** What Run needs from its client. */
 export interface ClientCore {
@@ -204,7 +209,7 @@ export class Pedigree implements ClientCore {
     return this.call('get run', () => this.api.runs.get.query({ runId }));
   }
 
-  runs(input: { project: string; kind?: string; status?: 'created' | 'running' | 'completed' | 'failed'; tag?: string; search?: string; limit?: number; offset?: number }) {
+  runs(input: RouterInputs['runs']['list']) {
     return this.call('list runs', () => this.api.runs.list.query(input));
   }
 
@@ -219,11 +224,11 @@ export class Pedigree implements ClientCore {
   }
 
   /** A metric's raw points (`limit` default 10,000), or `buckets` of min/max/last for a chart. */
-  metrics(runId: string, key: string, opts: { fromStep?: number; toStep?: number; limit?: number } = {}) {
+  metrics(runId: string, key: string, opts: Omit<RouterInputs['metrics']['points'], 'runId' | 'key'> = {}) {
     return this.call('metrics', () => this.api.metrics.points.query({ runId, key, ...opts }));
   }
 
-  metricBuckets(runId: string, key: string, buckets: number, opts: { fromStep?: number; toStep?: number } = {}) {
+  metricBuckets(runId: string, key: string, buckets: number, opts: Omit<RouterInputs['metrics']['buckets'], 'runId' | 'key' | 'buckets'> = {}) {
     return this.call('metric buckets', () => this.api.metrics.buckets.query({ runId, key, buckets, ...opts }));
   }
 
@@ -232,7 +237,7 @@ export class Pedigree implements ClientCore {
   }
 
   /** The run's audit log: every event, with its hash-chain link. */
-  events(runId: string, opts: { fromVersion?: number; limit?: number } = {}) {
+  events(runId: string, opts: Omit<Extract<RouterInputs['events']['stream'], { runId: string }>, 'runId'> = {}) {
     return this.call('events', () => this.api.events.stream.query({ runId, ...opts }));
   }
 
@@ -295,16 +300,16 @@ export class Pedigree implements ClientCore {
 
 /** Connects to a server (`url`), or opens a local store (`embedded`). */
 export async function connect(opts: ConnectOptions = {}): Promise<Pedigree> {
-  const env = typeof process !== 'undefined' ? process.env : {};
   if (opts.embedded !== undefined && opts.url) throw new PedigreeError('connect: give either url or embedded, not both', 'BAD_REQUEST', null);
   if (opts.embedded !== undefined) {
     const { api, close } = await embeddedApi(opts.embedded === true ? undefined : opts.embedded);
     return new Pedigree(api, opts, close);
   }
-  const url = opts.url ?? env.PEDIGREE_URL;
+  const env = connectDefaults();
+  const url = opts.url ?? env.url;
   if (!url) throw new PedigreeError('connect: no server: pass { url } (or set PEDIGREE_URL), or { embedded: dir } for a local store', 'BAD_REQUEST', null);
   if (!/^https?:\/\//.test(url)) throw new PedigreeError(`connect: url must start with http:// or https://, got ${JSON.stringify(url)}`, 'BAD_REQUEST', null);
-  const api = await remoteApi(url, opts.apiKey ?? env.PEDIGREE_API_KEY);
+  const api = await remoteApi(url, opts.apiKey ?? env.apiKey);
   const pd = new Pedigree(api, opts);
   // Fail now, with a clear reason (no server, a bad key), rather than at the first log call.
   await withRetry('connect', () => api.system.whoami.query(), { ...DEFAULT_RETRY, retryForMs: 5_000, ...opts.retry }).catch(async (err) => {

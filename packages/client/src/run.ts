@@ -1,26 +1,17 @@
 import { randomUUID } from 'node:crypto';
+import type { RouterInputs } from '@pedigree/api';
 import { PedigreeError } from './errors.ts';
 import type { ClientCore } from './index.ts';
 
-export interface CheckpointInput {
-  step: number;
-  /** `sha256:<64 hex>` of the checkpoint file. */
-  digest: string;
-  name?: string;
-  /** Tensor name → shape. */
-  manifest?: Record<string, number[]>;
-  path?: string;
-  bytes?: number;
-}
+/**
+ * `runs.saveCheckpoint`'s input, less the ids the run fills in: `step`,
+ * `digest` (`sha256:<64 hex>` of the checkpoint file), and optionally `name`,
+ * `manifest` (tensor name → shape), `path`, `bytes`.
+ */
+export type CheckpointInput = Omit<RouterInputs['runs']['saveCheckpoint'], 'runId' | 'eventId'>;
 
-export interface EvalInput {
-  suite: string;
-  task: string;
-  score: number;
-  contextLength?: number;
-  n?: number;
-  step?: number;
-}
+/** `runs.recordEval`'s input, less the ids the run fills in: `suite`, `task`, `score`, and optionally `contextLength`, `n`, `step`. */
+export type EvalInput = Omit<RouterInputs['runs']['recordEval'], 'runId' | 'eventId'>;
 
 interface Point {
   key: string;

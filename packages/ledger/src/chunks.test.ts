@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { canonicalJson, sha256Hex } from './canonical.ts';
-import { BLOCK_POINTS, chunkCanonicalJson, chunkOrder, chunkPoints, decodeBlocks, decodeFloats, decodeSteps, encodeBlocks, encodeFloats, encodeSteps, inChunkOrder, metricJson, pointsOf, summarize } from './chunks.ts';
-import { EventSchemas, validMetricBatch } from './events.ts';
+import { BLOCK_POINTS, chunkCanonicalJson, chunkOrder, chunkPoints, decodeBlocks, decodeFloats, decodeSteps, encodeBlocks, encodeFloats, encodeSteps, inChunkOrder, pointsOf, summarize } from './chunks.ts';
+import { EventSchemas, metricJson, validMetricBatch } from './events.ts';
 
 const value = fc.oneof(fc.double(), fc.constantFrom(0, -0, Number.MAX_VALUE, -Number.MIN_VALUE, 1e21, 1e-7, NaN, Infinity, -Infinity));
 const point = fc.record({ key: fc.constantFrom('loss', 'lr', 'eval/acc@1', 'a b'), step: fc.nat({ max: 2 ** 53 - 1 }), value, time: fc.double({ min: 0, noNaN: true, noDefaultInfinity: true }) });

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { metricJson, metricNumber, type MetricValueJson } from './events.ts';
 
 /**
  * Metric storage v2: a MetricsLogged event's points are stored once, as
@@ -18,9 +19,6 @@ import { createHash } from 'node:crypto';
  * summary of every block of BLOCK_POINTS points (in stored order), so a chart
  * opens only the blocks at its bucket edges.
  */
-
-/** A metric value as events carry it: JSON has no NaN or Infinity. */
-export type MetricValueJson = number | 'NaN' | 'Infinity' | '-Infinity';
 
 export interface MetricPointData {
   key: string;
@@ -43,15 +41,6 @@ export interface MetricChunk extends Summary {
 /** What a v2 MetricsLogged event's row holds as its data. */
 export interface ChunkManifest {
   chunks: { key: string; n: number; digest: string }[];
-}
-
-export function metricNumber(v: MetricValueJson | number): number {
-  return typeof v === 'number' ? v : Number(v);
-}
-
-export function metricJson(v: number): MetricValueJson {
-  if (Number.isFinite(v)) return v === 0 ? 0 : v; // no -0: JSON cannot carry it
-  return Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity';
 }
 
 /** ES Number-to-String is RFC 8785's number form (-0 is "0"); non-finite values are strings. */

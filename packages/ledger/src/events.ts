@@ -1,22 +1,27 @@
 import { z } from 'zod';
 import type { MetricPointData } from './chunks.ts';
+import { ARTIFACT_KINDS, DataFilter, isNonFinite, MAX_KEY, NON_FINITE, RUN_KINDS } from './vocabulary.ts';
+
+export * from './vocabulary.ts';
 
 /**
  * Every event type Pedigree stores, declared once. A stored event's shape
  * never changes: to change one, bump its version, keep the old schema, and
  * add an upcaster from the old version (see `upcasters`).
+ *
+ * The vocabulary the events are written in (run and artifact kinds, the
+ * data-filter schema, the data-mix weight tolerance, the spelling of NaN and
+ * ±Infinity) is defined beside them, in vocabulary.ts, and only there: every
+ * other package imports it (the dashboard through @pedigree/api, the client
+ * from @pedigree/ledger/vocabulary, the trainer through the client; see
+ * test/architecture.test.ts). test/vocabulary.test.ts holds them to it.
  */
 
-/** `data`: a data pipeline's run, as another producer reported it (OpenLineage). */
-export const RUN_KINDS = ['pretrain', 'midtrain', 'sft', 'dpo', 'pts', 'eval', 'data', 'custom'] as const;
-/** `file`: a file a run uploaded (MLflow's artifact store), stored by its SHA-256. */
-export const ARTIFACT_KINDS = ['dataset', 'datamix', 'checkpoint', 'evalset', 'report', 'file'] as const;
 /** A run's lifecycle: deleted runs and projects stay in the ledger, hidden from default listings, and can be restored. */
 export const LIFECYCLES = ['active', 'deleted'] as const;
 /** Longest tag value (MLflow's own limit). */
 export const MAX_TAG_VALUE = 8000;
 export const MAX_NAME = 200;
-export const MAX_KEY = 250;
 export const MAX_POINTS_PER_BATCH = 50_000;
 /** Stream versions are INTEGER columns. */
 export const MAX_STREAM_VERSION = 2 ** 31 - 1;
@@ -36,8 +41,9 @@ export const JsonValue: z.ZodType<Json> = z.lazy(() =>
   z.union([z.string(), z.number().refine(Number.isFinite, 'numbers must be finite'), z.boolean(), z.null(), z.array(JsonValue), z.record(z.string(), JsonValue)]),
 );
 
+
 /** A metric value: a finite number, or NaN/±Infinity spelled out (allowed only when the logger opts in). */
-export const MetricValue = z.union([z.number().refine(Number.isFinite, 'metric values must be finite (pass allowNonFinite to log NaN/Infinity)'), z.enum(['NaN', 'Infinity', '-Infinity'])]);
+export const MetricValue = z.union([z.number().refine(Number.isFinite, 'metric values must be finite (pass allowNonFinite to log NaN/Infinity)'), z.enum(NON_FINITE)]);
 
 /**
  * MetricsLogged's data when every point is valid, as its schema would parse
@@ -60,7 +66,7 @@ export function validMetricBatch(data: unknown): { points: MetricPointData[] } |
       lastKey = key;
     }
     if (!Number.isSafeInteger(step) || (step as number) < 0) return null;
-    if (!(typeof value === 'number' ? Number.isFinite(value) : value === 'NaN' || value === 'Infinity' || value === '-Infinity')) return null;
+    if (!(typeof value === 'number' ? Number.isFinite(value) : isNonFinite(value))) return null;
     if (!(typeof time === 'number' && Number.isFinite(time) && time >= 0)) return null;
     out[i] = { key, step: step as number, value: value as MetricPointData['value'], time };
   }
@@ -75,15 +81,6 @@ export const MetricPointSchema = z.object({
   time: z.number().finite().nonnegative(),
 });
 
-export const DataFilter = z
-  .object({
-    minTokens: z.number().int().nonnegative().optional(),
-    maxTokens: z.number().int().nonnegative().optional(),
-    /** Upweight documents longer than `tokens` by `factor`. */
-    upweight: z.object({ tokens: z.number().int().nonnegative(), factor: z.number().positive() }).optional(),
-    tags: z.array(z.string().max(MAX_KEY)).optional(),
-  })
-  .strict();
 
 export const DatamixComponentSchema = z.object({
   artifactId: Uuid,

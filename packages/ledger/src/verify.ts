@@ -1,8 +1,8 @@
 import type { Queryable } from '@pedigree/db';
 import { logTotals, pointsIn, readEventBatches, scanProgress, type BatchLimits, type ScanProgress } from './batches.ts';
 import { canonicalJson, GENESIS_HASH } from './canonical.ts';
-import { chunkDigest, decodeFloats, decodeSteps, encodeBlocks, metricNumber, summarize, type MetricValueJson } from './chunks.ts';
-import type { StoredEvent } from './events.ts';
+import { chunkDigest, decodeFloats, decodeSteps, encodeBlocks, summarize } from './chunks.ts';
+import { metricNumber, type MetricValueJson, type StoredEvent } from './events.ts';
 import { eventHash, type EventRow } from './store.ts';
 
 export interface BrokenEvent {

@@ -5,13 +5,13 @@ import {
   canonicalJson,
   chunkOrder,
   EVENT_COLUMNS,
-  EventSchemas,
   MAX_POINTS_PER_BATCH,
   metricJson,
   NotFoundError,
   streamIds,
   readEvents,
   ValidationError,
+  WEIGHT_TOLERANCE,
   zodIssues,
   type AppendResult,
   type ArtifactSpec,
@@ -20,12 +20,10 @@ import {
   type EventStore,
   type Json,
   type NewEvent,
+  type RunKind,
 } from '@pedigree/ledger';
 import { z } from 'zod';
 import { contentDigest, eventIds, nameUuid } from './ids.ts';
-
-/** Weights of a data mix must sum to 1 within this. */
-export const WEIGHT_TOLERANCE = 1e-6;
 
 /** What every command may carry: an id to make a retry idempotent, and who is acting. */
 export interface CommandOptions {
@@ -40,8 +38,6 @@ export interface CommandOptions {
    */
   evenIfEnded?: boolean;
 }
-
-export type RunKind = z.infer<typeof EventSchemas.RunCreated.schema>['kind'];
 
 export interface InputRef {
   artifactId: string;

@@ -1,6 +1,6 @@
-import type { Json } from '@pedigree/ledger';
+import type { Json, RunKind } from '@pedigree/ledger';
 import { contentDigest } from './ids.ts';
-import type { Pedigree } from './index.ts';
+import type { Tracker } from './commands.ts';
 
 /**
  * A small Phi-4-shaped history (see shared/RECIPE.md), recorded through the
@@ -9,7 +9,7 @@ import type { Pedigree } from './index.ts';
  * LR ÷10, 4× context) and one ablation fork, SFT, DPO, evals. Metrics are
  * synthetic curves, not training results; the trainer records real ones.
  */
-export async function recordSampleLineage(pd: Pedigree, opts: { project?: string; steps?: number; seed?: number } = {}) {
+export async function recordSampleLineage(pd: { tracker: Tracker }, opts: { project?: string; steps?: number; seed?: number } = {}) {
   const t = pd.tracker;
   const steps = opts.steps ?? 400;
   const projectId = await t.ensureProject(opts.project ?? 'phi4-toy');
@@ -61,7 +61,7 @@ export async function recordSampleLineage(pd: Pedigree, opts: { project?: string
   };
   const stage = async (
     name: string,
-    kind: 'pretrain' | 'midtrain' | 'sft' | 'dpo' | 'pts' | 'eval',
+    kind: RunKind,
     hp: Record<string, Json>,
     inputs: { artifactId: string; role: string }[],
     loss: [number, number],

@@ -4,15 +4,17 @@ import Link from 'next/link';
 import { useRouter, useSearchParams } from 'next/navigation';
 import { useMemo, useState } from 'react';
 import { shortId } from '../_lib/format';
-import { useTRPC, type Outputs } from '../_lib/trpc';
+import { useTRPC, type ArtifactKind, type Outputs } from '../_lib/trpc';
 import { ErrorBox, Loading } from './bits';
 
 type Artifact = Outputs['artifacts']['list'][number];
 type Use = { runId: string; runName: string; runKind: string; direction: 'used' | 'produced'; role: string; step: number | null };
-const KINDS = ['dataset', 'datamix', 'checkpoint', 'evalset', 'report'] as const;
 
-/** Datasets and data mixes of a project: digests, counts, length histograms, and the runs that used or produced each. */
-export function ArtifactsPage() {
+/**
+ * Datasets and data mixes of a project: digests, counts, length histograms, and the runs that used or produced each.
+ * `allKinds`: the artifact kinds to choose from (the ledger's ARTIFACT_KINDS, less some: handed down by the page, which runs on the server).
+ */
+export function ArtifactsPage({ allKinds }: { allKinds: readonly ArtifactKind[] }) {
   const trpc = useTRPC();
   const router = useRouter();
   const params = useSearchParams();
@@ -60,7 +62,7 @@ export function ArtifactsPage() {
             {projects.data?.map((p) => <option key={p.id} value={p.name}>{p.name}</option>)}
           </select>
         </label>
-        {KINDS.map((k) => (
+        {allKinds.map((k) => (
           <label key={k} className="small">
             <input type="checkbox" checked={kinds.includes(k)} onChange={(e) => setKinds((cur) => (e.target.checked ? [...cur, k] : cur.filter((x) => x !== k)))} /> {k}
             <span className="muted"> ({artifacts.data.filter((a) => a.kind === k).length})</span>

@@ -4,13 +4,12 @@ import Link from 'next/link';
 import { useRouter, useSearchParams } from 'next/navigation';
 import { useMemo, useState } from 'react';
 import { formatNumber, formatValue, shortId } from '../_lib/format';
-import { useTRPC, type RunView } from '../_lib/trpc';
+import { useTRPC, type Inputs, type RunKind, type RunView } from '../_lib/trpc';
 import { ErrorBox, StatusBadge } from './bits';
 
-const KINDS = ['pretrain', 'midtrain', 'sft', 'dpo', 'pts', 'eval', 'data', 'custom'];
-const STATUSES = ['created', 'running', 'completed', 'failed'] as const;
-type Status = (typeof STATUSES)[number];
-type Sort = 'createdAt' | 'name' | 'kind' | 'status';
+type Status = NonNullable<Inputs['runs']['list']['status']>;
+type Sort = NonNullable<Inputs['runs']['list']['sort']>;
+const STATUSES = ['created', 'running', 'completed', 'failed'] as const satisfies readonly Status[];
 /** The hyperparameters that tell stages apart, shown first until the user picks columns. */
 const PREFERRED_COLUMNS = ['lr', 'context', 'rope_base', 'batch', 'beta', 'epochs'];
 
@@ -21,7 +20,8 @@ function commonKeys(records: Record<string, unknown>[], n: number): string[] {
   return [...counts.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, n).map(([k]) => k);
 }
 
-export function RunsPage() {
+/** `kinds`: the run kinds to filter by, the ledger's RUN_KINDS (handed down by the page, which runs on the server). */
+export function RunsPage({ kinds }: { kinds: readonly RunKind[] }) {
   const trpc = useTRPC();
   const router = useRouter();
   const params = useSearchParams();
@@ -76,7 +76,7 @@ export function RunsPage() {
         <input aria-label="search runs" placeholder="search name…" value={search} onChange={(e) => setSearch(e.target.value)} />
         <select aria-label="kind" value={kind} onChange={(e) => setKind(e.target.value)}>
           <option value="">any kind</option>
-          {KINDS.map((k) => <option key={k}>{k}</option>)}
+          {kinds.map((k) => <option key={k}>{k}</option>)}
         </select>
         <select aria-label="status" value={status} onChange={(e) => setStatus(e.target.value as Status | '')}>
           <option value="">any status</option>

@@ -1,13 +1,14 @@
 'use client';
-import type { AppRouter } from '@pedigree/api';
-export type { RunUpdate } from '@pedigree/api';
-import type { inferRouterOutputs } from '@trpc/server';
+import type { AppRouter, RouterInputs, RouterOutputs } from '@pedigree/api';
+export type { ArtifactKind, RunKind, RunUpdate } from '@pedigree/api';
 import { createTRPCContext } from '@trpc/tanstack-react-query';
 
 /** Typed hooks for the whole API: `const trpc = useTRPC(); useQuery(trpc.runs.get.queryOptions({ runId }))`. */
 export const { TRPCProvider, useTRPC, useTRPCClient } = createTRPCContext<AppRouter>();
 
-export type Outputs = inferRouterOutputs<AppRouter>;
+/** What each procedure takes and returns: the API's own types (`Inputs['runs']['list']`, `Outputs['runs']['get']`). */
+export type Inputs = RouterInputs;
+export type Outputs = RouterOutputs;
 export type RunView = Outputs['runs']['get'];
 export type LineageDiff = Outputs['lineage']['diff'];
 

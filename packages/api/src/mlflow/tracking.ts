@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { canonicalJson, RUN_KINDS, type Json } from '@pedigree/ledger';
+import { canonicalJson, metricJson, RUN_KINDS, type Json, type RunKind } from '@pedigree/ledger';
 import { nameUuid, type ProjectView, type RunView } from '@pedigree/lineage';
 import type { Access } from '../access.ts';
 import type { Context } from '../context.ts';
@@ -7,7 +7,7 @@ import { listRunArtifacts } from './artifacts.ts';
 import { runOf } from './lookup.ts';
 import { invalid, MlflowError, notFound } from './errors.ts';
 import { decodePageToken, encodePageToken, matches, parseFilter, parseOrderBy, sortBy, type Searchable } from './search.ts';
-import { keyValues, list, metricValue, optionalInt, optionalString, requiredString, viewType, wireNumber, type Body, type KeyValue } from './wire.ts';
+import { keyValues, list, metricValue, optionalInt, optionalString, requiredString, viewType, type Body, type KeyValue } from './wire.ts';
 
 /**
  * MLflow's tracking REST API (mlflow/protos/service.proto) over Pedigree's
@@ -237,7 +237,7 @@ function runView(run: RunView, x: RunExtras): Body {
   return {
     info: runInfo(run),
     data: {
-      metrics: x.metrics.map((m) => ({ key: m.key, value: wireNumber(m.value), timestamp: Math.round(m.time), step: m.step })),
+      metrics: x.metrics.map((m) => ({ key: m.key, value: metricJson(m.value), timestamp: Math.round(m.time), step: m.step })),
       params: Object.entries(run.hyperparameters).map(([key, value]) => ({ key, value: paramString(value) })),
       tags: runTags(run),
     },
@@ -385,7 +385,7 @@ const runs: Record<string, Handler> = {
     const runId = nameUuid('mlflow-run', id);
     const name = runName || tagName || generatedName(id);
     const kindTag = tagMap.get('pedigree.kind');
-    const kind = kindTag && (RUN_KINDS as readonly string[]).includes(kindTag) ? (kindTag as (typeof RUN_KINDS)[number]) : 'custom';
+    const kind = kindTag && (RUN_KINDS as readonly string[]).includes(kindTag) ? (kindTag as RunKind) : 'custom';
     // A nested run (mlflow.parentRunId) is a stage after its parent: forked from it, in the same project.
     const parentRef = tagMap.get('mlflow.parentRunId');
     let forkOf: { runId: string } | undefined;
@@ -567,7 +567,7 @@ const runs: Record<string, Handler> = {
     const more = maxResults !== undefined && points.length > maxResults;
     const page = more ? points.slice(0, maxResults) : points;
     return {
-      metrics: page.map((p) => ({ key, value: wireNumber(p.value), timestamp: Math.round(p.time), step: Number(p.step) })),
+      metrics: page.map((p) => ({ key, value: metricJson(p.value), timestamp: Math.round(p.time), step: Number(p.step) })),
       ...(more ? { next_page_token: encodePageToken(offset + maxResults!) } : {}),
     };
   },

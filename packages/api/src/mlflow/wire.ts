@@ -1,3 +1,4 @@
+import { isNonFinite, metricNumber } from '@pedigree/ledger';
 import { invalid } from './errors.ts';
 
 /**
@@ -30,25 +31,21 @@ export function optionalInt(body: Body, field: string, opts: { min?: number } = 
   return n;
 }
 
-/** A metric value: a number, a numeric string, or NaN/±Infinity spelled out (protobuf JSON's doubles). */
+/**
+ * A metric value: a number, a numeric string, or NaN/±Infinity spelled out
+ * (protobuf JSON's doubles, spelled as our events spell them; Python's `inf`
+ * too). Written back with the ledger's metricJson.
+ */
 export function metricValue(v: unknown, where: string): number {
   if (typeof v === 'number') return v;
   if (typeof v === 'string') {
     const t = v.trim();
-    if (t === 'NaN') return NaN;
-    if (t === 'Infinity' || t === 'inf') return Infinity;
-    if (t === '-Infinity' || t === '-inf') return -Infinity;
+    if (isNonFinite(t)) return metricNumber(t);
+    if (t === 'inf') return Infinity;
+    if (t === '-inf') return -Infinity;
     if (t !== '' && Number.isFinite(Number(t))) return Number(t);
   }
   throw invalid(`${where} must be a number, got ${JSON.stringify(v)}`);
-}
-
-/** A number as protobuf JSON writes a double. */
-export function wireNumber(v: number): number | string {
-  if (Number.isNaN(v)) return 'NaN';
-  if (v === Infinity) return 'Infinity';
-  if (v === -Infinity) return '-Infinity';
-  return v;
 }
 
 export function list(body: Body, field: string): unknown[] {

@@ -44,7 +44,7 @@ export const checkpointCommand: Command = {
     { name: 'public-key', type: 'boolean', description: 'print the public key (PEM) and its verifier key instead; signs nothing' },
   ],
   async run(ctx) {
-    const place = checkpointPlace(ctx.target, namedKeyFile(ctx.options.string('key')));
+    const place = checkpointPlace(ctx.target, namedKeyFile(ctx.options.string('key'), ctx.env.checkpointKey));
     const out = ctx.options.string('out');
     if (out !== undefined && !out) throw new UsageError('--out needs a file');
     const { term } = ctx;
@@ -164,7 +164,7 @@ export function withCheckpointVerification(command: Command): Command {
       }
       if (!file) throw new UsageError('--checkpoint needs a file');
       // Before the store is opened: the file and the key.
-      const place = checkpointPlace(ctx.target, namedKeyFile(ctx.options.string('key')));
+      const place = checkpointPlace(ctx.target, namedKeyFile(ctx.options.string('key'), ctx.env.checkpointKey));
       let note: string;
       try {
         note = readFileSync(file, 'utf8');
@@ -258,9 +258,9 @@ const DEFAULT_EVERY = '10m';
 
 /** The settings `start` checks before it opens anything. */
 export function checkpointStartSettings(ctx: Context): { everyMs: number | null; place: CheckpointPlace } {
-  const raw = ctx.options.string('checkpoint-every') ?? (process.env.PEDIGREE_CHECKPOINT_EVERY || DEFAULT_EVERY);
-  const everyMs = parseInterval(raw, ctx.options.string('checkpoint-every') === undefined && process.env.PEDIGREE_CHECKPOINT_EVERY ? 'PEDIGREE_CHECKPOINT_EVERY' : '--checkpoint-every');
-  return { everyMs, place: checkpointPlace(ctx.target, namedKeyFile(ctx.options.string('checkpoint-key'))) };
+  const raw = ctx.options.string('checkpoint-every') ?? ctx.env.checkpointEvery ?? DEFAULT_EVERY;
+  const everyMs = parseInterval(raw, ctx.options.string('checkpoint-every') === undefined && ctx.env.checkpointEvery ? 'PEDIGREE_CHECKPOINT_EVERY' : '--checkpoint-every');
+  return { everyMs, place: checkpointPlace(ctx.target, namedKeyFile(ctx.options.string('checkpoint-key'), ctx.env.checkpointKey)) };
 }
 
 /**

@@ -31,7 +31,7 @@ export const demoCommand: Command = {
     const sizeOption = choiceOption(ctx.options, 'size', SIZES);
     if (full && sizeOption && sizeOption !== 'full') throw new UsageError(`--full and --size ${sizeOption} disagree; give one`);
     const size: RecipeSize = full ? 'full' : (sizeOption ?? 'quick');
-    const fromEnv = choiceEnv('PEDIGREE_DEMO_BACKEND', BACKENDS);
+    const fromEnv = choiceEnv('PEDIGREE_DEMO_BACKEND', ctx.env.demoBackend, BACKENDS);
     const backend = choiceOption(ctx.options, 'backend', BACKENDS) ?? fromEnv ?? 'reference';
     const requested = ctx.options.string('project');
     if (requested !== undefined && !requested.trim()) throw new UsageError('--project needs a name');

@@ -4,6 +4,7 @@ import { createApiKey, defaultAuthMode, installServer, TRPC_ENDPOINT, uninstallS
 import { defaultHome } from '@pedigree/db';
 import type { Pedigree, RunView } from '@pedigree/lineage';
 import { choiceEnv, choiceOption, intOption, UsageError, type ParsedArgs } from '../args.ts';
+import type { CliEnv } from '../env.ts';
 import type { Command, Context } from '../command.ts';
 import { CHECKPOINT_START_OPTIONS, checkpointStartSettings, startCheckpointing } from './checkpoint.ts';
 import { formatCount, shortId } from '../format.ts';
@@ -36,7 +37,7 @@ export const startCommand: Command = {
     ...CHECKPOINT_START_OPTIONS,
   ],
   async run(ctx) {
-    const { host, port, auth, demo } = serveOptions(ctx.options);
+    const { host, port, auth, demo } = serveOptions(ctx.options, ctx.env);
     const checkpointSettings = checkpointStartSettings(ctx);
     const { term } = ctx;
     // From here on, Ctrl-C means a clean stop (once startup is done), never a store closed mid-write.
@@ -87,12 +88,12 @@ export const startCommand: Command = {
   },
 };
 
-function serveOptions(options: ParsedArgs): { host: string; port: number; auth: AuthMode | undefined; demo: DemoMode } {
+function serveOptions(options: ParsedArgs, env: CliEnv): { host: string; port: number; auth: AuthMode | undefined; demo: DemoMode } {
   const host = options.string('host') ?? DEFAULT_HOST;
   if (!host) throw new UsageError('--host needs an address');
-  const fromEnv = process.env.PEDIGREE_PORT;
+  const fromEnv = env.port;
   const port = intOption(options, 'port', { min: 0, max: 65535 }) ?? (fromEnv ? portFromEnv(fromEnv) : DEFAULT_PORT);
-  const demoEnv = choiceEnv('PEDIGREE_DEMO', DEMO_MODES);
+  const demoEnv = choiceEnv('PEDIGREE_DEMO', env.demo, DEMO_MODES);
   const demo = choiceOption(options, 'demo', DEMO_MODES) ?? demoEnv ?? 'quick';
   return { host, port, auth: choiceOption(options, 'auth', AUTH_MODES), demo };
 }
