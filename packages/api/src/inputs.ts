@@ -16,20 +16,24 @@ export const Step = z.number().int().min(0);
 export const JsonRecord = z.record(z.string().max(MAX_KEY), z.unknown());
 export const RunKind = z.enum(RUN_KINDS);
 
-/** Every number, NaN and ±Infinity included: the ledger refuses the non-finite ones unless `allowNonFinite`. */
-const AnyNumber = z.custom<number>((v) => typeof v === 'number', { error: 'must be a number' });
+/** A metric point as a client sends it (NaN and ±Infinity are numbers; `time` defaults to the server's clock). */
+export interface MetricPointInput {
+  key: string;
+  step: number;
+  value: number;
+  time?: number;
+}
 
-export const MetricPoint = z.object({
-  key: z.string().min(1).max(MAX_KEY),
-  step: Step,
-  value: AnyNumber,
-  time: z.number().nonnegative().optional(),
-});
-
+/**
+ * A batch of points. Only its size is checked here: each point is checked
+ * once, by the ledger as it stores the batch (its errors name the field,
+ * `points.<i>.<field>`, and the command refuses NaN/±Infinity unless
+ * `allowNonFinite`), not parsed into objects a second time on the way.
+ */
 export const MetricBatch = z
-  .array(MetricPoint)
+  .array(z.unknown())
   .min(1, 'at least one point')
-  .max(MAX_POINTS_PER_BATCH, `at most ${MAX_POINTS_PER_BATCH} points per call: split the batch`);
+  .max(MAX_POINTS_PER_BATCH, `at most ${MAX_POINTS_PER_BATCH} points per call: split the batch`) as unknown as z.ZodType<MetricPointInput[]>;
 
 export const InputRefs = z.array(z.object({ artifactId: Uuid, role: z.string().min(1).max(MAX_KEY) })).max(1000);
 export const Tags = z.array(z.string().min(1).max(MAX_KEY)).max(100);

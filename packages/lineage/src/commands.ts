@@ -6,6 +6,7 @@ import {
   chunkOrder,
   EVENT_COLUMNS,
   MAX_POINTS_PER_BATCH,
+  isNonFinite,
   metricJson,
   NotFoundError,
   streamIds,
@@ -347,7 +348,7 @@ export class Tracker {
     const filled = new Set<number>();
     const out = points.map((p, i) => {
       if (typeof p !== 'object' || p === null) throw new ValidationError(`points[${i}] must be an object`);
-      if (typeof p.value === 'number' && !Number.isFinite(p.value) && !opts.allowNonFinite) {
+      if ((typeof p.value === 'number' ? !Number.isFinite(p.value) : isNonFinite(p.value)) && !opts.allowNonFinite) {
         throw new ValidationError(`points[${i}].value is ${p.value}: metric values must be finite (pass allowNonFinite to log NaN/Infinity)`);
       }
       // As events carry it: NaN/±Infinity as strings, and no -0 (JSON has none: stored as 0 from the start, so every read agrees).
@@ -367,7 +368,16 @@ export class Tracker {
         })
       );
     };
-    return this.onRun(runId, [{ type: 'MetricsLogged', data: { points: out } }], opts, { allow: ['created', 'running'], verb: 'log metrics to', sameEvent: filled.size ? sameEvent : undefined });
+    try {
+      return await this.onRun(runId, [{ type: 'MetricsLogged', data: { points: out } }], opts, { allow: ['created', 'running'], verb: 'log metrics to', sameEvent: filled.size ? sameEvent : undefined });
+    } catch (err) {
+      // The ledger checks every point (once, on the way in); its issues are named as the caller sent them.
+      const prefix = 'events[0].data.';
+      if (err instanceof ValidationError && err.issues.length && err.issues.every((i) => i.path.startsWith(prefix))) {
+        throw new ValidationError('invalid metric points', err.issues.map((i) => ({ ...i, path: i.path.slice(prefix.length) })));
+      }
+      throw err;
+    }
   }
 
   async saveCheckpoint(
