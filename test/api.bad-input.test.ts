@@ -133,5 +133,11 @@ describe('bad input over raw HTTP, to the real server', () => {
     );
     // superjson's way of sending NaN: refused unless the caller opts in.
     await refused(post('runs.logMetrics', { json: { runId, points: [{ key: 'loss', step: 9, value: 'NaN' }] }, meta: { values: { 'points.0.value': ['number'] } } }), 400, /finite/);
+    // The API checks only the batch's size; the ledger checks each point: NaN spelled as a string needs the
+    // same opt-in, anything else that is not a number is refused by field, and nothing is stored.
+    await refused(post('runs.logMetrics', { json: { runId, points: [{ key: 'loss', step: 9, value: 'Infinity' }] } }), 400, /finite/);
+    await refused(post('runs.logMetrics', { json: { runId, points: [{ key: 'loss', step: 9, value: 1 }, { key: 'loss', step: 10, value: 'high' }] } }), 400, /points\.1\.value/);
+    await refused(post('runs.logMetrics', { json: { runId, points: [null] } }), 400, /points\[0\] must be an object/);
+    expect((await pointsOf('loss')).filter((p) => p.step >= 9)).toEqual([]);
   });
 });
