@@ -47,8 +47,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   ledger: ['db'],
   lineage: ['ledger', 'db'],
   api: ['lineage', 'ledger', 'db'],
-  // AppRouter's types; its embedded mode runs api + lineage in-process on a db it opens
-  client: ['api', 'lineage', 'db', 'ledger/vocabulary'],
+  // AppRouter's types; its embedded mode runs api in-process on a store it opens through lineage
+  client: ['api', 'lineage', 'ledger/vocabulary'],
   // reports through the client like any other user (the ledger's vocabulary too, re-exported by it)
   trainer: ['client'],
   // user commands go through the client; operator commands (start, migrate, replay, verify, keys) hold a store

@@ -33,7 +33,7 @@ export interface Access {
 }
 
 export function accessFor(ctx: Context): Access {
-  const db = ctx.pedigree.database.db;
+  const lineage = ctx.pedigree.lineage;
   /**
    * With a key, whatever is outside its project is answered exactly as what
    * does not exist at all (same status, same message, naming only what the
@@ -46,8 +46,7 @@ export function accessFor(ctx: Context): Access {
   };
   const access: Access = {
     async project(ref) {
-      const byId = UUID.test(ref);
-      const [row] = await db.query<ProjectRow>(`SELECT id, name FROM projects WHERE ${byId ? 'id = $1::uuid' : 'name = $1'}`, [byId ? ref.toLowerCase() : ref]);
+      const row = await lineage.projectRef(ref);
       if (!row) throw missing('project', ref);
       allowed(row.id, 'project', ref);
       return row;
@@ -63,17 +62,17 @@ export function accessFor(ctx: Context): Access {
         if ((err as { code?: string }).code === 'NOT_FOUND') throw missing('run', ref);
         throw err;
       }
-      const [row] = await db.query<{ id: string; project_id: string; status: string }>('SELECT id, project_id, status FROM runs WHERE id = $1', [id]);
+      const row = await lineage.runRef(id);
       if (!row) throw missing('run', ref);
-      allowed(row.project_id, 'run', ref);
-      return { id: row.id, projectId: row.project_id, status: row.status };
+      allowed(row.projectId, 'run', ref);
+      return row;
     },
     async artifact(id) {
       if (!UUID.test(id)) throw new TRPCError({ code: 'BAD_REQUEST', message: `artifactId must be a UUID, got ${JSON.stringify(id)}` });
-      const [row] = await db.query<{ id: string; project_id: string }>('SELECT id, project_id FROM artifacts WHERE id = $1', [id.toLowerCase()]);
+      const row = await lineage.artifactRef(id);
       if (!row) throw missing('artifact', id);
-      allowed(row.project_id, 'artifact', id);
-      return { id: row.id, projectId: row.project_id };
+      allowed(row.projectId, 'artifact', id);
+      return row;
     },
     async stream(streamId) {
       const m = /^(run|artifact|project)-(.+)$/.exec(streamId);

@@ -43,7 +43,7 @@ export async function remoteApi(url: string, apiKey: string | undefined): Promis
 
 /** The same client, calling the router in this process against a store it opens itself (a directory, or a PostgreSQL URL): no server. */
 export async function embeddedApi(store: string | undefined): Promise<{ api: Api; close: () => Promise<void> }> {
-  const [{ openPedigree }, { defaultHome }, api] = await Promise.all([import('@pedigree/lineage'), import('@pedigree/db'), import('@pedigree/api')]);
+  const [{ openPedigree, defaultHome }, api] = await Promise.all([import('@pedigree/lineage'), import('@pedigree/api')]);
   const pedigree = await openPedigree(store && /^postgres(ql)?:\/\//.test(store) ? { url: store } : { dir: store ?? defaultHome() });
   const client = createTRPCClient<AppRouter>({
     links: [

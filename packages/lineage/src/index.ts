@@ -1,4 +1,7 @@
 import { openDatabase, type Database, type OpenOptions, type StoreTarget } from '@pedigree/db';
+
+/** Where the embedded store lives by default ($PEDIGREE_HOME, else ./.pedigree): for those that open a store through lineage. */
+export { defaultHome } from '@pedigree/db';
 import { EventStore, rebuildProjections, subscribe, verifyChain, type RebuildOptions, type StoredEvent, type SubscribeOptions, type VerifyOptions } from '@pedigree/ledger';
 import { Tracker } from './commands.ts';
 import { lineageProjection } from './projection.ts';

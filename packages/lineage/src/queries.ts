@@ -113,6 +113,23 @@ export class Lineage {
     return toRunView(r, (await this.lastValues([r.id])).get(r.id) ?? {});
   }
 
+  /**
+   * What an access check needs to know of a project (by id or name), a run
+   * or an artifact: its id and its project; null when there is none.
+   */
+  async projectRef(idOrName: string): Promise<{ id: string; name: string } | null> {
+    const where = uuidOk(idOrName) ? { id: idOrName.toLowerCase() } : { name: idOrName };
+    return this.prisma.project.findUnique({ where, select: { id: true, name: true } });
+  }
+
+  async runRef(runId: string): Promise<{ id: string; projectId: string; status: string } | null> {
+    return uuidOk(runId) ? this.prisma.run.findUnique({ where: { id: runId.toLowerCase() }, select: { id: true, projectId: true, status: true } }) : null;
+  }
+
+  async artifactRef(artifactId: string): Promise<{ id: string; projectId: string } | null> {
+    return uuidOk(artifactId) ? this.prisma.artifact.findUnique({ where: { id: artifactId.toLowerCase() }, select: { id: true, projectId: true } }) : null;
+  }
+
   /** Runs whose id starts with `prefix` (what people paste from a table). */
   async resolveRunId(prefix: string, opts: { projectId?: string } = {}): Promise<string> {
     if (uuidOk(prefix)) return prefix.toLowerCase();
