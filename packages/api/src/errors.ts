@@ -52,3 +52,10 @@ export function ledgerIssuesOf(err: unknown): { path: string; message: string }[
   const cause = err instanceof TRPCError ? err.cause : err;
   return isLedgerError(cause) && Array.isArray(cause.details) ? (cause.details as { path: string; message: string }[]) : null;
 }
+
+/**
+ * After a 413 the rest of the body is unread: on a kept-alive connection the
+ * next request would be parsed from the middle of it. The connection closes
+ * once the answer is sent.
+ */
+export const CLOSE_AFTER: Record<string, string> = { connection: 'close' };

@@ -4,6 +4,7 @@ import { jsonTextDepth, MAX_JSON_DEPTH } from '@pedigree/ledger';
 import { TRPCError } from '@trpc/server';
 import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
 import { apiKeyFromHeaders, createContext, type AuthMode } from './context.ts';
+import { CLOSE_AFTER } from './errors.ts';
 import { readServerEnv, type ServerEnv } from './env.ts';
 import { fileStoreSettings, type FileStoreSettings } from './files.ts';
 import { appRouter } from './router.ts';
@@ -58,12 +59,6 @@ function jsonError(status: number, code: string, message: string): Response {
   return Response.json({ error: { json: { message, code: -32600, data: { code, httpStatus: status } } } }, { status, headers: status === 413 ? CLOSE_AFTER : undefined });
 }
 
-/**
- * After a 413 the rest of the body is unread: on a kept-alive connection the
- * next request would be parsed from the middle of it. The connection closes
- * once the answer is sent.
- */
-export const CLOSE_AFTER: Record<string, string> = { connection: 'close' };
 
 /** Allowing for the envelope (`{"json": {"values": …}}`), values may nest MAX_JSON_DEPTH levels. */
 const TOO_DEEP = `invalid input: JSON nested more than ${MAX_JSON_DEPTH} levels deep`;

@@ -4,7 +4,7 @@ import type { RouterInputs, RunUpdate } from '@pedigree/api';
 import { connectDefaults } from './env.ts';
 import { PedigreeError, toPedigreeError } from './errors.ts';
 import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.ts';
-import { Run } from './run.ts';
+import { Run, type ClientCore } from './run.ts';
 import { CLIENT_NAME, embeddedApi, remoteApi, type Api } from './transport.ts';
 
 export { PedigreeError, isTransient } from './errors.ts';
@@ -71,12 +71,6 @@ export interface StartRunInput {
 export type ArtifactInput = Omit<RouterInputs['artifacts']['register'], 'eventId'>;
 
 /** What Run needs from its client. */
-export interface ClientCore {
-  api: Api;
-  options: Required<Pick<ConnectOptions, 'batchSize' | 'flushIntervalMs'>> & Pick<ConnectOptions, 'allowNonFinite' | 'onError'>;
-  call<T>(what: string, fn: () => Promise<T>): Promise<T>;
-  forget(run: Run): void;
-}
 
 function environment(): Record<string, unknown> {
   const deno = (globalThis as { Deno?: { version?: { deno?: string } } }).Deno;

@@ -1,7 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { RouterInputs } from '@pedigree/api';
 import { PedigreeError } from './errors.ts';
-import type { ClientCore } from './index.ts';
+import type { Api } from './transport.ts';
+
+/** What a run needs of its connection (the client's `Pedigree` is one). */
+export interface ClientCore {
+  api: Api;
+  options: { batchSize: number; flushIntervalMs: number; allowNonFinite?: boolean; onError?: (err: PedigreeError) => void };
+  call<T>(what: string, fn: () => Promise<T>): Promise<T>;
+  forget(run: Run): void;
+}
 
 /**
  * `runs.saveCheckpoint`'s input, less the ids the run fills in: `step`,

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { metricJson, metricNumber, type MetricValueJson } from './events.ts';
+import { metricJson, metricNumber, type MetricValueJson } from './vocabulary.ts';
 
 /**
  * Metric storage v2: a MetricsLogged event's points are stored once, as

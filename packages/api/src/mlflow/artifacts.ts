@@ -5,7 +5,7 @@ import { invalid, MlflowError, notFound, toMlflowError } from './errors.ts';
 import { authenticate } from './auth.ts';
 import { decodePageToken, encodePageToken } from './search.ts';
 import { runOf } from './lookup.ts';
-import type { Call } from './tracking.ts';
+import type { Call } from './wire.ts';
 import { optionalString, queryBody, type Body } from './wire.ts';
 
 /**

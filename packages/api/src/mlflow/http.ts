@@ -1,4 +1,4 @@
-import { CLOSE_AFTER } from '../http.ts';
+import { CLOSE_AFTER } from '../errors.ts';
 import { authenticate, jsonBody } from './auth.ts';
 import { MlflowError, toMlflowError } from './errors.ts';
 import { TRACKING_ENDPOINTS } from './tracking.ts';

@@ -7,7 +7,7 @@ import { listRunArtifacts } from './artifacts.ts';
 import { runOf } from './lookup.ts';
 import { invalid, MlflowError, notFound } from './errors.ts';
 import { decodePageToken, encodePageToken, matches, parseFilter, parseOrderBy, sortBy, type Searchable } from './search.ts';
-import { keyValues, list, metricValue, optionalInt, optionalString, requiredString, viewType, type Body, type KeyValue } from './wire.ts';
+import { keyValues, list, metricValue, optionalInt, optionalString, requiredString, viewType, type Body, type Call, type KeyValue } from './wire.ts';
 
 /**
  * MLflow's tracking REST API (mlflow/protos/service.proto) over Pedigree's
@@ -16,11 +16,6 @@ import { keyValues, list, metricValue, optionalInt, optionalString, requiredStri
  * take the same write path as tRPC's `runs.logMetrics`. Nothing is removed:
  * deleting is an event and restoring another.
  */
-export interface Call {
-  ctx: Context;
-  access: Access;
-  body: Body;
-}
 
 type Handler = (call: Call) => Promise<Body>;
 

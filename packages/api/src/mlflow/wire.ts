@@ -1,4 +1,6 @@
 import { isNonFinite, metricNumber } from '@pedigree/ledger';
+import type { Access } from '../access.ts';
+import type { Context } from '../context.ts';
 import { invalid } from './errors.ts';
 
 /**
@@ -7,6 +9,13 @@ import { invalid } from './errors.ts';
  * GET requests carry the same fields in the query string.
  */
 export type Body = Record<string, unknown>;
+
+/** One MLflow request as a handler sees it: the caller's context and access, and the request's body. */
+export interface Call {
+  ctx: Context;
+  access: Access;
+  body: Body;
+}
 
 export function optionalString(body: Body, field: string, max = 1 << 20): string | undefined {
   const v = body[field];

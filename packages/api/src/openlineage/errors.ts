@@ -1,5 +1,5 @@
 import { TRPCError } from '@trpc/server';
-import { CLOSE_AFTER } from '../http.ts';
+import { CLOSE_AFTER } from '../errors.ts';
 
 /**
  * The OpenLineage endpoints' one error shape: an HTTP status and
