@@ -11,7 +11,7 @@
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { createBackend, OptimizerConfigSchema, TransformerModel, type BackendStats } from '@pedigree/trainer';
+import { createBackend, OptimizerConfigSchema, readTrainerEnv, TransformerModel, type BackendStats } from '@pedigree/trainer';
 import { fmtMs, type BenchContext, type Benchmark, type Figure } from './lib.ts';
 import { batches, describeSize, sharedDisplay, modelConfig, SIZES } from './train-step.ts';
 
@@ -44,7 +44,7 @@ export const memory: Benchmark = {
     const steps = ctx.quick ? STEPS.quick : STEPS.full;
     const size = SIZES.quick;
     await sharedDisplay();
-    const be = createBackend();
+    const be = createBackend({ mode: readTrainerEnv().gpuMode });
     const model = new TransformerModel(modelConfig(size), { backend: be });
     const opt = OptimizerConfigSchema.parse({});
     const next = batches(size, 7);

@@ -9,12 +9,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
  * apps/web/app, and this fails with the list of imports that break one of
  * three rules:
  *
- *  1. No runtime import cycle, inside a package or across packages. Imports
- *     written `import type` / `export type` are left out: they are erased
- *     before the code runs, so a cycle closed only by them cannot leave a
- *     module reading another one half-loaded. Such cycles exist (when this
- *     was written: api mlflow/artifacts ↔ tracking, client index ↔ run,
- *     trainer config ↔ data).
+ *  1. No import cycle, inside a package or across packages, type-only
+ *     imports included: a cycle closed only by `import type` cannot leave a
+ *     module half-loaded at run time, but it still says two modules cannot be
+ *     read apart (the last ones, api mlflow/artifacts ↔ tracking, client
+ *     index ↔ run, ledger chunks ↔ events, lineage diff ↔ queries and
+ *     index ↔ sample, trainer config ↔ data, were broken when this became
+ *     strict).
  *  2. A package imports only the packages of its row in ALLOWED, type-only
  *     imports included: a type is an arrow too.
  *  3. Inside packages/trainer, a room imports only the rooms below it
@@ -28,7 +29,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
  *    is still an arrow), and no cycle reported for it;
  *  - `import { runRecipe } from '../recipe/recipe.ts'`, used, in
  *    packages/trainer/src/stages/posttrain.ts (the cycle this test was written
- *    after) → "runtime cycle (2 files): packages/trainer/src/recipe/recipe.ts →
+ *    after) → "import cycle (2 files): packages/trainer/src/recipe/recipe.ts →
  *    packages/trainer/src/stages/posttrain.ts → packages/trainer/src/recipe/recipe.ts"
  *    and "… (trainer rooms: stages may not import recipe)".
  */
@@ -98,16 +99,15 @@ async function cruiseTree(): Promise<ICruiseResult> {
 }
 
 /**
- * Every runtime cycle, one line each: the strongly connected components of
- * the graph without its type-only imports (Tarjan), each shown as one loop
- * through it. Not dependency-cruiser's own `circular` rule: it attaches one
- * cycle to each import, found without regard to import kinds, so a runtime
- * loop that shares an import with a type-only one can go unreported.
+ * Every import cycle, one line each: the strongly connected components of
+ * the import graph (Tarjan), each shown as one loop through it. Not
+ * dependency-cruiser's own `circular` rule: it attaches one cycle to each
+ * import, so a second loop through the same import can go unreported.
  */
-function runtimeCycles(result: ICruiseResult): string[] {
+function importCycles(result: ICruiseResult): string[] {
   const edges = new Map<string, string[]>();
   for (const m of result.modules) {
-    edges.set(m.source, m.dependencies.filter((d) => !d.dependencyTypes.includes('type-only') && !d.couldNotResolve).map((d) => d.resolved));
+    edges.set(m.source, m.dependencies.filter((d) => !d.couldNotResolve).map((d) => d.resolved));
   }
   const index = new Map<string, number>();
   const low = new Map<string, number>();
@@ -149,7 +149,7 @@ function runtimeCycles(result: ICruiseResult): string[] {
       if (next.includes(start)) {
         const loop = [v];
         while (loop[0] !== start) loop.unshift(parent.get(loop[0]!)!);
-        return `runtime cycle (${component.length} files): ${[...loop, start].join(' → ')}`;
+        return `import cycle (${component.length} files): ${[...loop, start].join(' → ')}`;
       }
       for (const w of next) {
         if (parent.has(w) || w === start) continue;
@@ -157,7 +157,7 @@ function runtimeCycles(result: ICruiseResult): string[] {
         queue.push(w);
       }
     }
-    return `runtime cycle: ${component.join(', ')}`;
+    return `import cycle: ${component.join(', ')}`;
   });
 }
 
@@ -183,8 +183,8 @@ describe('architecture', () => {
     expect(tree.modules.some((m) => m.source.startsWith('packages/ledger/') && m.dependencies.some((d) => d.resolved.startsWith('packages/db/')))).toBe(true);
   });
 
-  it('has no runtime import cycle', () => {
-    expect(runtimeCycles(tree)).toEqual([]);
+  it('has no import cycle, type-only imports included', () => {
+    expect(importCycles(tree)).toEqual([]);
   });
 
   it('imports go only along the allowed arrows, and the trainer rooms downwards', () => {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { DataFilter as StoredDataFilter, RUN_KINDS, WEIGHT_TOLERANCE } from '@pedigree/client';
 import { z } from 'zod';
-import { GENERATORS, type GeneratorName } from './data/data.ts';
+import { DataConfigSchema, GENERATORS, type DataSourceConfig } from './data/data.ts';
 import type { GpuMode } from './kernels/backend.ts';
 
 /**
@@ -9,12 +10,13 @@ import type { GpuMode } from './kernels/backend.ts';
  * `--set key=value` changes one field on top of it.
  */
 
-export const RUN_KINDS = ['pretrain', 'midtrain', 'sft', 'dpo', 'pts', 'eval', 'custom'] as const;
+/** The kinds of run the trainer records: the ledger's, less `data` (a data pipeline's run, which others report). */
+const RunKind = z.enum(RUN_KINDS).exclude(['data']);
 /** `bigram`: the plain-TypeScript reference model (src/model/reference-model.ts); `transformer`: the gpu.js decoder. */
 export const ARCHS = ['bigram', 'transformer'] as const;
 /**
- * Where the model's kernels run: `auto` lets src/kernels/backend.ts pick the best gpu.js
- * mode (or PEDIGREE_GPU_MODE); a gpu.js mode forces it; `reference` forces the
+ * Where the model's kernels run: `auto` takes PEDIGREE_GPU_MODE (src/env.ts), else lets
+ * src/kernels/backend.ts pick the best gpu.js mode; a gpu.js mode forces it; `reference` forces the
  * plain-TypeScript ops.
  */
 export const BACKEND_MODES = ['auto', 'reference', 'headlessgl', 'webasm', 'cpu'] as const satisfies readonly ('auto' | 'reference' | GpuMode)[];
@@ -52,94 +54,14 @@ export const OptimizerConfigSchema = z
   .transform((o) => ({ ...o, minLr: o.minLr ?? Number((o.lr / 10).toPrecision(12)) })) // toPrecision: 3e-4, not 0.00030000000000000003
   .refine((o) => o.minLr <= o.lr, { message: 'minLr must not exceed lr', path: ['minLr'] });
 
-export const DataFilterSchema = z
-  .object({
-    minTokens: int(0).optional(), // drop documents shorter than this
-    maxTokens: int(0).optional(), // drop documents longer than this
-    upweight: z.object({ tokens: int(0), factor: positive() }).strict().optional(), // documents longer than `tokens` are drawn `factor`× as often
-  })
-  .strict();
-export type DataFilter = z.infer<typeof DataFilterSchema>;
-
-/** A source of training documents: a generator (a dataset), or a nested mix of sources (e.g. the 70% replay of the pretraining mix). */
-export interface DataSourceConfig {
-  name: string;
-  weight: number;
-  generator?: GeneratorName;
-  params: Record<string, unknown>;
-  docs: number;
-  filter?: DataFilter;
-  mix?: DataSourceConfig[];
-  /** Generates this source (or, on a nested mix, its sources, as a top-level mix would) from this seed instead of one derived from the data seed. */
-  seed?: number;
-}
-
-const WEIGHT_TOLERANCE = 1e-6;
-
-/** What is wrong with one level of a mix: weights that do not sum to 1, names used twice. */
-function mixIssues(sources: { name: string; weight: number }[]): { message: string; path: (string | number)[] }[] {
-  const issues: { message: string; path: (string | number)[] }[] = [];
-  const sum = sources.reduce((a, s) => a + s.weight, 0);
-  if (Math.abs(sum - 1) > WEIGHT_TOLERANCE) {
-    issues.push({ path: [], message: `weights must sum to 1, they sum to ${+sum.toFixed(9)} (${sources.map((s) => `${s.name} ${s.weight}`).join(', ')})` });
-  }
-  const seen = new Set<string>();
-  for (const [i, s] of sources.entries()) {
-    if (seen.has(s.name)) issues.push({ path: [i, 'name'], message: `two sources are named ${JSON.stringify(s.name)}` });
-    seen.add(s.name);
-  }
-  return issues;
-}
-
-const GENERATOR_NAMES = Object.keys(GENERATORS) as [GeneratorName, ...GeneratorName[]];
-
-export const DataSourceSchema: z.ZodType<DataSourceConfig, unknown> = z.lazy(() =>
-  z
-    .object({
-      name: z.string().trim().min(1).max(200).regex(/^[\w.\-:@ ]+$/, 'use letters, digits, spaces and _ . - : @'),
-      weight: z.number().finite().gt(0).lte(1), // share of training sequences drawn from this source
-      generator: z.enum(GENERATOR_NAMES).optional(), // src/data/data.ts GENERATORS
-      params: z.record(z.string(), z.unknown()).default({}), // the generator's own (checked against its schema)
-      docs: int(1, 1_000_000).default(512), // documents generated for the training split
-      filter: DataFilterSchema.optional(),
-      mix: z.array(DataSourceSchema).min(1).max(256).optional(),
-      seed: int(0, 0xffffffff).optional(), // e.g. a replay of the pretraining mix: its data seed, so the replay is the same data
-    })
-    .strict()
-    .superRefine((s, ctx) => {
-      if ((s.generator === undefined) === (s.mix === undefined)) {
-        ctx.addIssue({ code: 'custom', message: 'give either a generator or a nested mix', path: [] });
-        return;
-      }
-      if (s.mix) {
-        if (s.filter) ctx.addIssue({ code: 'custom', message: 'filters apply to generator sources, not to a nested mix', path: ['filter'] });
-        if (Object.keys(s.params).length) ctx.addIssue({ code: 'custom', message: 'a nested mix takes no params', path: ['params'] });
-        for (const issue of mixIssues(s.mix)) ctx.addIssue({ code: 'custom', message: issue.message, path: ['mix', ...issue.path] });
-        return;
-      }
-      const parsed = GENERATORS[s.generator!].params.safeParse(s.params);
-      if (!parsed.success) for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: ['params', ...issue.path] });
-    })
-    .transform((s) => (s.generator ? { ...s, params: GENERATORS[s.generator].params.parse(s.params) as Record<string, unknown> } : s)),
-);
-
-export const DataConfigSchema = z
-  .object({
-    seed: int(0, 0xffffffff).default(1234), // generates every source's documents, and the held-out split
-    name: z.string().trim().min(1).max(200).optional(), // the mix's artifact name (default: "<run name>-mix")
-    sources: z.array(DataSourceSchema).min(1).max(256)
-      .superRefine((sources, ctx) => {
-        for (const issue of mixIssues(sources)) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
-      }),
-    heldoutDocs: int(1, 1_000_000).default(64), // documents per source in the held-out split (eval/loss)
-  })
-  .strict();
+// The data sources' schemas live with the generators they name (data/data.ts).
+export { DataConfigSchema, DataFilterSchema, DataSourceSchema, type DataConfig, type DataFilter, type DataSourceConfig } from './data/data.ts';
 
 export const TrainConfigSchema = z
   .object({
     project: z.string().trim().min(1).max(200).default('pedigree-toy'),
     name: z.string().trim().min(1).max(200).default('pretrain'), // the run's name
-    kind: z.enum(RUN_KINDS).default('pretrain'),
+    kind: RunKind.default('pretrain'),
     tags: z.array(z.string().min(1).max(250)).default([]),
     model: ModelConfigSchema.prefault({}),
     optimizer: OptimizerConfigSchema.prefault({}),
@@ -149,6 +71,7 @@ export const TrainConfigSchema = z
     evalBatches: int(1, 10_000).default(4), // held-out batches per evaluation
     checkpointEvery: int(0).default(100), // steps between checkpoints (0: only at the end)
     logEvery: int(1).default(1), // steps between logged train/loss points
+    answerWeight: positive().default(1), // loss weight of answer tokens (values after ANSWER) against 1 for the rest, normalised; 1: plain LM loss
     data: DataConfigSchema,
     init: z.object({ checkpoint: z.string().min(1).optional() }).strict().prefault({}), // a checkpoint file to start from (weights only)
     outputDir: z.string().min(1).default('checkpoints'), // where checkpoint files go, named by digest (relative: to the working directory)
@@ -156,6 +79,19 @@ export const TrainConfigSchema = z
   })
   .strict()
   .refine((c) => c.optimizer.warmupSteps <= c.steps, { message: 'warmupSteps must not exceed steps', path: ['optimizer', 'warmupSteps'] })
+  .refine((c) => c.answerWeight === 1 || c.model.arch !== 'bigram', { message: 'the bigram reference model takes no loss weights: answerWeight must be 1', path: ['answerWeight'] })
+  .superRefine((c, ctx) => {
+    // a generator's documents need enough words (e.g. distinct 1-token keys: vocab ≥ 2 × pairs + 17)
+    const check = (sources: readonly DataSourceConfig[], path: (string | number)[]) =>
+      sources.forEach((s, i) => {
+        if (s.mix) return check(s.mix, [...path, i, 'mix']);
+        const need = s.generator ? (GENERATORS[s.generator] as { minVocab?: (p: unknown) => number }).minVocab?.(s.params) : undefined;
+        if (need !== undefined && c.model.vocab < need) {
+          ctx.addIssue({ code: 'custom', message: `${s.generator} source ${s.name} needs a vocabulary of at least ${need}; model.vocab is ${c.model.vocab}`, path: [...path, i, 'params'] });
+        }
+      });
+    check(c.data.sources, ['data', 'sources']);
+  })
   .refine((c) => c.model.arch !== 'bigram' || c.backend === 'auto' || c.backend === 'reference', {
     message: 'the bigram reference model runs in plain TypeScript only: use backend "auto" or "reference"',
     path: ['backend'],
@@ -165,7 +101,6 @@ export type TrainConfig = z.output<typeof TrainConfigSchema>;
 export type TrainConfigInput = z.input<typeof TrainConfigSchema>;
 export type ModelConfig = TrainConfig['model'];
 export type OptimizerConfig = TrainConfig['optimizer'];
-export type DataConfig = TrainConfig['data'];
 
 /** A config that does not validate: one line per bad field, each with its path. */
 export class ConfigError extends Error {
@@ -291,6 +226,7 @@ export function hyperparametersOf(cfg: TrainConfig): Record<string, string | num
     eval_every: cfg.evalEvery,
     eval_batches: cfg.evalBatches,
     checkpoint_every: cfg.checkpointEvery,
+    answer_weight: cfg.answerWeight,
     data_seed: cfg.data.seed,
   };
 }

@@ -7,7 +7,7 @@
  *   model/    the transformer, the bigram reference, checkpoints, sampling
  *   stages/   train (pretrain, midtrain, SFT), PTS, DPO, evals, progress
  *   recipe/   the Phi-4 recipe at toy scale, its presets and its report
- *   config.ts, rng.ts: the typed config and the seeded randomness, shared by the rooms
+ *   config.ts, rng.ts, env.ts: the typed config, the seeded randomness and the environment, shared by the rooms
  *
  * Rooms import downwards only (recipe → stages → model → data → kernels);
  * test/architecture.test.ts holds them to it.
@@ -15,16 +15,21 @@
 
 // the typed config
 export {
+  applyOverrides,
+  BACKEND_MODES,
   ConfigError,
   loadConfig,
   ModelConfigSchema,
   OptimizerConfigSchema,
+  parseConfig,
   splitAssignments,
   type ModelConfig,
   type OptimizerConfig,
   type TrainConfig,
 } from './config.ts';
 export { mulberry32 } from './rng.ts';
+// the environment, read once (PEDIGREE_GPU_MODE)
+export { readTrainerEnv, type TrainerEnv } from './env.ts';
 
 // kernels (the benchmarks time them against their references)
 export { Backend, createBackend, probeModes, startVirtualDisplay, type BackendStats, type Tensor } from './kernels/backend.ts';
@@ -41,8 +46,9 @@ export { TransformerModel } from './model/transformer.ts';
 export { loadPairs } from './stages/posttrain.ts';
 export type { ProgressSink } from './stages/progress.ts';
 export { train, type TrainOptions, type TrainResult } from './stages/train.ts';
+export { evalEvents, recallEval, type RecallResult } from './stages/evals.ts';
 
 // the recipe
 export { TOY, type RecipeSize } from './recipe/presets.ts';
-export { runRecipe, type RecipeOptions, type RecipeResult } from './recipe/recipe.ts';
+export { runRecipe, stageConfigs, type RecipeOptions, type RecipeResult } from './recipe/recipe.ts';
 export { checkClaims, resultsMarkdown } from './recipe/results.ts';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig, type DataConfig } from '../config.ts';
 import { Rng } from '../rng.ts';
-import { arithmeticAnswer, arithmeticQuestion, buildMix, checkArithmetic, DataMix, EOS, generateCorpus, getBatch, GENERATORS, KEY, kvDocument, lengthHistogram, QUERY, WeightedDocs, type Corpus } from './data.ts';
+import { ANSWER, arithmeticAnswer, arithmeticQuestion, buildMix, checkArithmetic, DataMix, EOS, generateCorpus, getBatch, GENERATORS, KEY, kvDocument, lengthHistogram, QUERY, WeightedDocs, type Corpus } from './data.ts';
 
 const VOCAB = 64;
 
@@ -190,5 +190,39 @@ describe('the data mix', () => {
         { name: 'b', generator: 'language', weight: 0.3 },
       ]),
     ).toThrow(/data\.sources: weights must sum to 1, they sum to 0\.9 \(a 0\.6, b 0\.3\)/);
+  });
+});
+
+describe('KV format for recall (issue 15)', () => {
+  it('with word values draws every key and value as a distinct word, and shuffled order asks the same queries', () => {
+    const inOrder = kvDocument(10, 6, 1, 1, new Rng(11), VOCAB, { values: 'words' });
+    const shuffled = kvDocument(10, 6, 1, 1, new Rng(11), VOCAB, { values: 'words', order: 'shuffled' });
+    const words = Array.from(inOrder.tokens.subarray(0, 40)).filter((_, i) => i % 2 === 1); // KEY k VAL v: k and v
+    expect(new Set(words).size).toBe(20);
+    expect(Array.from(shuffled.tokens.subarray(0, 40))).toEqual(Array.from(inOrder.tokens.subarray(0, 40))); // the same pairs
+    const depths = (d: typeof inOrder) => d.answers.map((a) => a.depth);
+    expect([...depths(shuffled)].sort()).toEqual([...depths(inOrder)].sort());
+    expect(depths(shuffled)).not.toEqual(depths(inOrder));
+  });
+
+  it('needs a vocabulary of 2 × pairs + 17 for 1-token keys, and a config that breaks it is refused', () => {
+    expect(() => kvDocument(24, 6, 1, 1, new Rng(1), VOCAB)).toThrow(/24 pairs of 1-token keys need a vocabulary of at least 65 .*vocabulary 64 has 47 words/);
+    expect(() => kvDocument(23, 6, 1, 1, new Rng(1), VOCAB, { values: 'words' })).not.toThrow();
+    const kv = { name: 'kv', generator: 'kv-recall', weight: 1, params: { keyLength: 1, valueLength: 1, maxPairs: 30 } };
+    expect(() => parseConfig({ model: { vocab: 64 }, data: { sources: [kv] } })).toThrow(/data\.sources\.0\.params: kv-recall source kv needs a vocabulary of at least 77; model\.vocab is 64/);
+    expect(() => parseConfig({ model: { vocab: 77 }, data: { sources: [kv] } })).not.toThrow();
+  });
+
+  it('marks the answer tokens of a batch at their target positions', () => {
+    const source = data([{ name: 'kv', generator: 'kv-recall', weight: 1, docs: 8, params: { keyLength: 1, valueLength: 2, maxPairs: 4, queries: 3 } }]).sources[0]!;
+    const mix = new DataMix([{ name: 'kv', weight: 1, source: new WeightedDocs(generateCorpus(source, 'kv', VOCAB, 3, 8)) }]);
+    const batch = getBatch(mix, 2, 40, new Rng(5));
+    let marked = 0;
+    for (let i = 0; i < batch.targets.length; i++) {
+      const afterAnswer = batch.inputs[i] === ANSWER || (i % 40 > 0 && batch.inputs[i - 1] === ANSWER);
+      expect(batch.answers[i], `position ${i}`).toBe(afterAnswer ? 1 : 0); // 2-token values: the two targets after ANSWER
+      marked += batch.answers[i]!;
+    }
+    expect(marked).toBeGreaterThan(0);
   });
 });

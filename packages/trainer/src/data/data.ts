@@ -1,6 +1,6 @@
 import type { Pedigree } from '@pedigree/client';
+import { DataFilter as StoredDataFilter, WEIGHT_TOLERANCE } from '@pedigree/client';
 import { z } from 'zod';
-import type { DataConfig, DataFilter, DataSourceConfig } from '../config.ts';
 import { deriveSeed, Rng, sampleCumulative } from '../rng.ts';
 
 /**
@@ -85,6 +85,8 @@ export interface Generator<P> {
   params: z.ZodType<P, unknown>;
   /** One document (no EOS: the mix adds it between documents). */
   generate(params: P, rng: Rng, vocab: number): Int32Array;
+  /** The smallest vocabulary these params can be generated in (configs are checked against it). */
+  minVocab?(params: P): number;
 }
 
 const language: Generator<{ minLength: number; maxLength: number; branching: number; grammarSeed: number }> = {
@@ -134,18 +136,38 @@ const concatShort: Generator<{ pieces: number; minLength: number; maxLength: num
   },
 };
 
-/** Distinct random keys of `keyLength` word tokens. */
-function kvKeys(pairs: number, keyLength: number, rng: Rng, words: number): number[][] {
-  if (words ** keyLength < pairs * 2) throw new Error(`kv-recall: ${words} words make too few distinct keys of ${keyLength} tokens for ${pairs} pairs`);
-  const keys: number[][] = [];
-  const seen = new Set<string>();
-  while (keys.length < pairs) {
-    const k = Array.from({ length: keyLength }, () => FIRST_WORD + rng.int(words));
+/**
+ * The smallest vocabulary a KV document of `pairs` pairs can be drawn from:
+ * its keys (and, with word values, its values) are distinct word sequences,
+ * and the words must make at least 2 × pairs of them, so with 1-token keys
+ * the vocabulary holds ≥ 2 × pairs + 17 tokens (17 = the structure tokens and digits).
+ */
+export const kvMinVocab = (pairs: number, keyLength: number) => FIRST_WORD + Math.ceil((2 * pairs) ** (1 / keyLength) - 1e-9);
+
+/** `count` distinct random sequences of `length` word tokens, none already in `seen` (which they join). */
+function distinctWords(count: number, length: number, rng: Rng, words: number, seen: Set<string>): number[][] {
+  const out: number[][] = [];
+  while (out.length < count) {
+    const k = Array.from({ length }, () => FIRST_WORD + rng.int(words));
     if (seen.has(k.join())) continue;
     seen.add(k.join());
-    keys.push(k);
+    out.push(k);
   }
-  return keys;
+  return out;
+}
+
+/** How a KV document's values are drawn, and in which order its queries are asked. */
+export interface KvFormat {
+  /** `digits`: each value is `valueLength` digits (chance 10^-valueLength); `words`: distinct word tokens, none a key (chance ≈ 1/words). */
+  values?: 'digits' | 'words';
+  /** `document`: queries in the order their pairs appear (gameable by position); `shuffled`: the same queries in a random order. */
+  order?: 'document' | 'shuffled';
+  /**
+   * `key-val`: pairs KEY k… VAL v…; `key`: pairs KEY k… v…, the value right
+   * after its key as a query's answer comes right after QUERY k… ANSWER, so
+   * one previous-token head serves both sides of the lookup.
+   */
+  layout?: 'key-val' | 'key';
 }
 
 export interface KvDocument {
@@ -157,16 +179,36 @@ export interface KvDocument {
 /**
  * One JSON-KV-style document (HELMET): `pairs` pairs KEY k… VAL v…, then
  * `queries` queries QUERY k… ANSWER v… for the keys at evenly spaced depths
- * (depth 0 = the first pair, 1 = the last).
+ * (depth 0 = the first pair, 1 = the last), asked in document order or
+ * shuffled (`format.order`; the keys and values do not depend on it).
  */
-export function kvDocument(pairs: number, queries: number, keyLength: number, valueLength: number, rng: Rng, vocab: number): KvDocument {
-  const keys = kvKeys(pairs, keyLength, rng, wordCount(vocab));
-  const values = keys.map(() => Array.from({ length: valueLength }, () => DIGIT0 + rng.int(10)));
+export function kvDocument(pairs: number, queries: number, keyLength: number, valueLength: number, rng: Rng, vocab: number, format: KvFormat = {}): KvDocument {
+  const words = wordCount(vocab);
+  if (words ** keyLength < pairs * 2) {
+    throw new Error(
+      `kv-recall: ${pairs} pairs of ${keyLength}-token keys need a vocabulary of at least ${kvMinVocab(pairs, keyLength)} (2 × pairs distinct keys${keyLength === 1 ? ' + 17' : ''}); vocabulary ${vocab} has ${words} words`,
+    );
+  }
+  const seen = new Set<string>();
+  const keys = distinctWords(pairs, keyLength, rng, words, seen);
+  const values =
+    format.values === 'words'
+      ? distinctWords(pairs, valueLength, rng, words, seen)
+      : keys.map(() => Array.from({ length: valueLength }, () => DIGIT0 + rng.int(10)));
   const out: number[] = [];
-  for (let i = 0; i < pairs; i++) out.push(KEY, ...keys[i]!, VAL, ...values[i]!);
+  for (let i = 0; i < pairs; i++) {
+    if (format.layout === 'key') out.push(KEY, ...keys[i]!, ...values[i]!);
+    else out.push(KEY, ...keys[i]!, VAL, ...values[i]!);
+  }
+  const depths = Array.from({ length: queries }, (_, j) => Math.min(pairs - 1, Math.floor(((j + 0.5) * pairs) / queries)));
+  if (format.order === 'shuffled') {
+    for (let i = depths.length - 1; i > 0; i--) {
+      const j = rng.int(i + 1);
+      [depths[i], depths[j]] = [depths[j]!, depths[i]!];
+    }
+  }
   const answers: KvDocument['answers'] = [];
-  for (let j = 0; j < queries; j++) {
-    const depth = Math.min(pairs - 1, Math.floor(((j + 0.5) * pairs) / queries));
+  for (const depth of depths) {
     out.push(QUERY, ...keys[depth]!, ANSWER);
     answers.push({ at: out.length, length: valueLength, depth: pairs > 1 ? depth / (pairs - 1) : 0 });
     out.push(...values[depth]!);
@@ -175,23 +217,34 @@ export function kvDocument(pairs: number, queries: number, keyLength: number, va
 }
 
 /** Tokens a KV document of `pairs` pairs and `queries` queries takes. */
-export const kvLength = (pairs: number, queries: number, keyLength: number, valueLength: number) => (pairs + queries) * (keyLength + valueLength + 2);
+export const kvLength = (pairs: number, queries: number, keyLength: number, valueLength: number, layout: KvFormat['layout'] = 'key-val') =>
+  pairs * (keyLength + valueLength + (layout === 'key' ? 1 : 2)) + queries * (keyLength + valueLength + 2);
+
+/** The most pairs a KV document of `tokens` tokens holds beside its `queries` queries (what the recall eval fills a context with). */
+export const kvPairsIn = (tokens: number, queries: number, keyLength: number, valueLength: number, layout: KvFormat['layout'] = 'key-val') =>
+  Math.floor((tokens - queries * (keyLength + valueLength + 2)) / (keyLength + valueLength + (layout === 'key' ? 1 : 2)));
 
 const KvParams = {
   minPairs: z.number().int().min(1).default(4),
   maxPairs: z.number().int().min(1).default(16),
   queries: z.number().int().min(1).default(4),
   keyLength: z.number().int().min(1).max(8).default(2), // word tokens per key
-  valueLength: z.number().int().min(1).max(8).default(2), // digits per value
+  valueLength: z.number().int().min(1).max(8).default(2), // tokens per value
+  values: z.enum(['digits', 'words']).default('digits'), // see KvFormat
+  order: z.enum(['document', 'shuffled']).default('document'), // query order; see KvFormat
+  layout: z.enum(['key-val', 'key']).default('key-val'), // see KvFormat
 };
 const pairsOrdered = { check: (p: { minPairs: number; maxPairs: number }) => p.minPairs <= p.maxPairs, message: 'minPairs must not exceed maxPairs' };
 
-const kvRecall: Generator<{ minPairs: number; maxPairs: number; queries: number; keyLength: number; valueLength: number }> = {
+type KvParamsOutput = { minPairs: number; maxPairs: number; queries: number; keyLength: number; valueLength: number; values: 'digits' | 'words'; order: 'document' | 'shuffled'; layout: 'key-val' | 'key' };
+
+const kvRecall: Generator<KvParamsOutput> = {
   description: 'native long documents in the style of HELMET JSON-KV: pairs KEY k… VAL v…, then QUERY k… ANSWER v… for keys at evenly spaced depths',
   params: z.object(KvParams).strict().refine(pairsOrdered.check, { message: pairsOrdered.message, path: ['minPairs'] }),
   generate(p, rng, vocab) {
-    return kvDocument(rng.between(p.minPairs, p.maxPairs), p.queries, p.keyLength, p.valueLength, rng, vocab).tokens;
+    return kvDocument(rng.between(p.minPairs, p.maxPairs), p.queries, p.keyLength, p.valueLength, rng, vocab, p).tokens;
   },
+  minVocab: (p) => kvMinVocab(p.maxPairs, p.keyLength),
 };
 
 /**
@@ -200,7 +253,7 @@ const kvRecall: Generator<{ minPairs: number; maxPairs: number; queries: number;
  * with its own queries, so every dependency is short-range (Phi-4 §3.3 found
  * such data worse than inherently long documents).
  */
-const kvConcat: Generator<{ minPairs: number; maxPairs: number; queries: number; keyLength: number; valueLength: number; piecePairs: number }> = {
+const kvConcat: Generator<KvParamsOutput & { piecePairs: number }> = {
   description: 'kv-recall content as concatenated short documents, each piece with its own queries (the ablation Phi-4 found worse than native long data)',
   params: z
     .object({ ...KvParams, piecePairs: z.number().int().min(1).default(8) })
@@ -214,10 +267,11 @@ const kvConcat: Generator<{ minPairs: number; maxPairs: number; queries: number;
     const out: number[] = []; // pieces back to back, as packing does (each starts at its KEY)
     for (let i = 0; i < pieces; i++) {
       const piece = Math.max(1, Math.round((pairs * (i + 1)) / pieces) - Math.round((pairs * i) / pieces));
-      out.push(...kvDocument(piece, queries, p.keyLength, p.valueLength, rng, vocab).tokens);
+      out.push(...kvDocument(piece, queries, p.keyLength, p.valueLength, rng, vocab, p).tokens);
     }
     return Int32Array.from(out);
   },
+  minVocab: (p) => kvMinVocab(Math.min(p.maxPairs, Math.ceil(1.5 * p.piecePairs) + 1), p.keyLength), // a piece holds up to ~1.5 × piecePairs
 };
 
 const arithmetic: Generator<{ digits: number }> = {
@@ -350,7 +404,7 @@ export class DataMix {
 
   constructor(readonly components: readonly { name: string; weight: number; source: WeightedDocs | DataMix }[]) {
     const sum = components.reduce((a, c) => a + c.weight, 0);
-    if (!components.length || Math.abs(sum - 1) > 1e-6) throw new Error(`data mix weights must sum to 1, they sum to ${sum}`);
+    if (!components.length || Math.abs(sum - 1) > WEIGHT_TOLERANCE) throw new Error(`data mix weights must sum to 1, they sum to ${sum}`);
     this.cumulative = new Float64Array(components.length);
     let total = 0;
     for (const [i, c] of components.entries()) this.cumulative[i] = total += c.weight;
@@ -375,22 +429,41 @@ export class DataMix {
 export interface Batch {
   inputs: Int32Array; // (B, T)
   targets: Int32Array; // (B, T): inputs shifted left by one
+  /** 1 where the target is an answer token (a value after ANSWER): the positions an answer loss weight scales. */
+  answers: Uint8Array; // (B, T)
   /** Per sequence, the source it came from. */
   sources: string[]; // (B)
+}
+
+/**
+ * Marks the answer tokens of a sequence (T + 1 tokens) at their target
+ * positions (T): every token after an ANSWER up to the next structure token
+ * (EOS, KEY, VAL, QUERY, …), i.e. the value a KV query asks for.
+ */
+export function markAnswers(out: Uint8Array, seq: ArrayLike<number>): void {
+  let inAnswer = false;
+  for (let i = 0; i < seq.length; i++) {
+    const t = seq[i]!;
+    if (t === ANSWER) inAnswer = true;
+    else if (t < DIGIT0) inAnswer = false;
+    else if (inAnswer && i > 0) out[i - 1] = 1;
+  }
 }
 
 /** B sequences of T + 1 tokens from the mix: inputs are the first T tokens of each, targets the last T. */
 export function getBatch(mix: DataMix, B: number, T: number, rng: Rng): Batch {
   const inputs = new Int32Array(B * T);
   const targets = new Int32Array(B * T);
+  const answers = new Uint8Array(B * T);
   const sources: string[] = [];
   const seq = new Int32Array(T + 1);
   for (let b = 0; b < B; b++) {
     sources.push(mix.fillSequence(seq, rng));
     inputs.set(seq.subarray(0, T), b * T);
     targets.set(seq.subarray(1), b * T);
+    markAnswers(answers.subarray(b * T, (b + 1) * T), seq);
   }
-  return { inputs, targets, sources };
+  return { inputs, targets, answers, sources };
 }
 
 export type Split = 'train' | 'heldout';
@@ -471,3 +544,85 @@ export async function registerData(pd: Pedigree, project: string, data: DataConf
   });
   return { mixId, evalsetId, datasets };
 }
+
+// ---- The data sources' schemas (a stage config's `data`): here, beside the generators they name.
+
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
+
+/** The filter a data-mix component stores (minTokens, maxTokens, upweight), less `tags`: generated documents have none. */
+export const DataFilterSchema = StoredDataFilter.omit({ tags: true });
+export type DataFilter = z.infer<typeof DataFilterSchema>;
+
+/** A source of training documents: a generator (a dataset), or a nested mix of sources (e.g. the 70% replay of the pretraining mix). */
+export interface DataSourceConfig {
+  name: string;
+  weight: number;
+  generator?: GeneratorName;
+  params: Record<string, unknown>;
+  docs: number;
+  filter?: DataFilter;
+  mix?: DataSourceConfig[];
+  /** Generates this source (or, on a nested mix, its sources, as a top-level mix would) from this seed instead of one derived from the data seed. */
+  seed?: number;
+}
+
+/** What is wrong with one level of a mix: weights that do not sum to 1, names used twice. */
+function mixIssues(sources: { name: string; weight: number }[]): { message: string; path: (string | number)[] }[] {
+  const issues: { message: string; path: (string | number)[] }[] = [];
+  const sum = sources.reduce((a, s) => a + s.weight, 0);
+  if (Math.abs(sum - 1) > WEIGHT_TOLERANCE) {
+    issues.push({ path: [], message: `weights must sum to 1, they sum to ${+sum.toFixed(9)} (${sources.map((s) => `${s.name} ${s.weight}`).join(', ')})` });
+  }
+  const seen = new Set<string>();
+  for (const [i, s] of sources.entries()) {
+    if (seen.has(s.name)) issues.push({ path: [i, 'name'], message: `two sources are named ${JSON.stringify(s.name)}` });
+    seen.add(s.name);
+  }
+  return issues;
+}
+
+const GENERATOR_NAMES = () => Object.keys(GENERATORS) as [GeneratorName, ...GeneratorName[]];
+
+export const DataSourceSchema: z.ZodType<DataSourceConfig, unknown> = z.lazy(() =>
+  z
+    .object({
+      name: z.string().trim().min(1).max(200).regex(/^[\w.\-:@ ]+$/, 'use letters, digits, spaces and _ . - : @'),
+      weight: z.number().finite().gt(0).lte(1), // share of training sequences drawn from this source
+      generator: z.enum(GENERATOR_NAMES()).optional(), // GENERATORS, above
+      params: z.record(z.string(), z.unknown()).default({}), // the generator's own (checked against its schema)
+      docs: int(1, 1_000_000).default(512), // documents generated for the training split
+      filter: DataFilterSchema.optional(),
+      mix: z.array(DataSourceSchema).min(1).max(256).optional(),
+      seed: int(0, 0xffffffff).optional(), // e.g. a replay of the pretraining mix: its data seed, so the replay is the same data
+    })
+    .strict()
+    .superRefine((s, ctx) => {
+      if ((s.generator === undefined) === (s.mix === undefined)) {
+        ctx.addIssue({ code: 'custom', message: 'give either a generator or a nested mix', path: [] });
+        return;
+      }
+      if (s.mix) {
+        if (s.filter) ctx.addIssue({ code: 'custom', message: 'filters apply to generator sources, not to a nested mix', path: ['filter'] });
+        if (Object.keys(s.params).length) ctx.addIssue({ code: 'custom', message: 'a nested mix takes no params', path: ['params'] });
+        for (const issue of mixIssues(s.mix)) ctx.addIssue({ code: 'custom', message: issue.message, path: ['mix', ...issue.path] });
+        return;
+      }
+      const parsed = GENERATORS[s.generator!].params.safeParse(s.params);
+      if (!parsed.success) for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: ['params', ...issue.path] });
+    })
+    .transform((s) => (s.generator ? { ...s, params: GENERATORS[s.generator].params.parse(s.params) as Record<string, unknown> } : s)),
+);
+
+export const DataConfigSchema = z
+  .object({
+    seed: int(0, 0xffffffff).default(1234), // generates every source's documents, and the held-out split
+    name: z.string().trim().min(1).max(200).optional(), // the mix's artifact name (default: "<run name>-mix")
+    sources: z.array(DataSourceSchema).min(1).max(256)
+      .superRefine((sources, ctx) => {
+        for (const issue of mixIssues(sources)) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+      }),
+    heldoutDocs: int(1, 1_000_000).default(64), // documents per source in the held-out split (eval/loss)
+  })
+  .strict();
+
+export type DataConfig = z.output<typeof DataConfigSchema>;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { readTrainerEnv } from '../env.ts';
 import { availableModes, createBackend, GPU_MODES, probeModes } from './backend.ts';
 import { testBackends } from './testing.ts';
 
@@ -14,24 +15,24 @@ describe('backend selection', () => {
   });
 
   it('picks the best available mode by default, and records it', () => {
-    const be = createBackend({ env: {} });
+    const be = createBackend();
     expect(be.mode).toBe(availableModes()[0]);
     expect(be.describe()).toEqual({ gpuMode: be.mode, detail: expect.any(String) });
     be.destroy();
   });
 
-  it('PEDIGREE_GPU_MODE overrides the default; the option overrides both', () => {
-    const fromEnv = createBackend({ env: { PEDIGREE_GPU_MODE: 'cpu' } });
+  it('PEDIGREE_GPU_MODE (read by src/env.ts) names the mode a model on `auto` asks for', () => {
+    expect(readTrainerEnv({}).gpuMode).toBeUndefined();
+    expect(readTrainerEnv({ PEDIGREE_GPU_MODE: ' ' }).gpuMode).toBeUndefined();
+    const fromEnv = createBackend({ mode: readTrainerEnv({ PEDIGREE_GPU_MODE: ' cpu ' }).gpuMode });
     expect(fromEnv.mode).toBe('cpu');
     expect(fromEnv.resident).toBe(false);
     fromEnv.destroy();
-    const explicit = createBackend({ mode: 'webasm', env: { PEDIGREE_GPU_MODE: 'cpu' } });
-    expect(explicit.mode).toBe('webasm');
-    explicit.destroy();
   });
 
   it('a bad or unusable requested mode is an error, not a silent downgrade', () => {
-    expect(() => createBackend({ env: { PEDIGREE_GPU_MODE: 'webgpu' } })).toThrow(/unknown gpu.js mode "webgpu" \(PEDIGREE_GPU_MODE\)/);
+    expect(() => readTrainerEnv({ PEDIGREE_GPU_MODE: 'webgpu' })).toThrow(/unknown gpu.js mode "webgpu" \(PEDIGREE_GPU_MODE\)/);
+    expect(() => createBackend({ mode: 'webgpu' as never })).toThrow(/unknown gpu.js mode "webgpu"/);
     const missing = probeModes().find((p) => !p.available);
     if (missing) expect(() => createBackend({ mode: missing.mode })).toThrow(/not usable here/);
   });

@@ -9,8 +9,8 @@
  *   cpu         gpu.js's transpiled JavaScript: the guaranteed fallback.
  * The default is the best mode that is actually usable here: headlessgl counts only when `gl`
  * loads, a GL context can be created and a tiny kernel returns the right numbers (without a
- * display `gl` returns null silently). `createBackend({ mode })` or `PEDIGREE_GPU_MODE` forces one;
- * a forced mode that is not usable is an error, never a silent downgrade. `backend.mode` is the
+ * display `gl` returns null silently). `createBackend({ mode })` forces one (a model whose backend
+ * is `auto` passes PEDIGREE_GPU_MODE, read by src/env.ts); a forced mode that is not usable is an error, never a silent downgrade. `backend.mode` is the
  * mode actually used: record it with the run.
  *
  * Tensors (`Tensor`) are flat, row-major, float32, and stay where the kernels put them:
@@ -124,19 +124,16 @@ function probeByKernel(mode: GpuMode): { available: boolean; detail: string } {
 }
 
 export interface BackendOptions {
-  /** Force a mode; default: `PEDIGREE_GPU_MODE`, else the best available. */
+  /** Force a mode (e.g. `readTrainerEnv().gpuMode`, PEDIGREE_GPU_MODE); default: the best available. */
   mode?: GpuMode;
-  /** Read instead of process.env (tests). */
-  env?: Record<string, string | undefined>;
 }
 
-/** Picks the mode (explicit option > PEDIGREE_GPU_MODE > best available) and creates the backend. */
+/** Picks the mode (the option, else the best available) and creates the backend. */
 export function createBackend(opts: BackendOptions = {}): Backend {
-  const fromEnv = (opts.env ?? process.env).PEDIGREE_GPU_MODE?.trim();
-  const requested = opts.mode ?? (fromEnv ? fromEnv : undefined);
+  const requested = opts.mode;
   if (requested !== undefined) {
     if (!(GPU_MODES as readonly string[]).includes(requested)) {
-      throw new Error(`unknown gpu.js mode "${requested}"${opts.mode ? '' : ' (PEDIGREE_GPU_MODE)'}; expected one of ${GPU_MODES.join(', ')}`);
+      throw new Error(`unknown gpu.js mode "${requested}"; expected one of ${GPU_MODES.join(', ')}`);
     }
     const probe = probeMode(requested as GpuMode);
     if (!probe.available) throw new Error(`gpu.js mode ${requested} was requested but is not usable here: ${probe.detail}`);

@@ -1,4 +1,5 @@
 import type { ModelConfig, OptimizerConfig } from '../config.ts';
+import { readTrainerEnv } from '../env.ts';
 import { adamwRef, adamwUpdate, type AdamWConfig } from '../kernels/adamw.ts';
 import { attentionBackward, attentionBackwardRef, attentionForward, attentionForwardRef } from '../kernels/attention.ts';
 import { createBackend, type Backend, type GpuMode, type Tensor } from '../kernels/backend.ts';
@@ -265,7 +266,7 @@ export function transformerLossRef<F extends Floats>(
 export type TransformerBackendMode = 'auto' | 'reference' | GpuMode;
 
 export interface TransformerOptions {
-  /** `reference`: plain TypeScript; a gpu.js mode forces it; `auto` (default): `createBackend()`'s pick (PEDIGREE_GPU_MODE, else the best mode usable here). */
+  /** `reference`: plain TypeScript; a gpu.js mode forces it; `auto` (default): PEDIGREE_GPU_MODE (src/env.ts), else `createBackend()`'s pick, the best mode usable here. */
   mode?: TransformerBackendMode;
   /** Run on this backend instead of creating one (tests share backends); overrides `mode`. */
   backend?: Backend;
@@ -320,7 +321,7 @@ export class TransformerModel implements Model {
       this.backend = 'reference (TypeScript)';
       this.grads = this.slots.map((s) => new Float32Array(s.tensor.data.length));
     } else {
-      this.be = opts.backend ?? createBackend(mode === 'auto' ? {} : { mode });
+      this.be = opts.backend ?? createBackend({ mode: mode === 'auto' ? readTrainerEnv().gpuMode : mode });
       this.ownsBackend = !opts.backend;
       this.backend = `gpu.js ${this.be.mode}`;
       this.syncFromHost();

@@ -9,6 +9,8 @@ export const RECIPE_SIZES = ['ci', 'quick', 'full'] as const satisfies readonly 
 
 export interface RecipePreset {
   model: { layers: number; dModel: number; heads: number; vocab: number };
+  /** Loss weight of answer tokens against 1 for the rest (pretraining and midtraining; TrainConfig.answerWeight). */
+  answerWeight: number;
   /** Documents generated per source (training split), and per source for held-out. */
   docs: number;
   heldoutDocs: number;
@@ -20,9 +22,18 @@ export interface RecipePreset {
   evals: { recallDocs: number; arithmeticQuestions: number; lossBatches: number };
 }
 
+/**
+ * The vocabulary: KV documents draw their 1-token keys as distinct words, so
+ * recall at L tokens needs 2 × pairs + 17 tokens (kvMinVocab), and
+ * the longest recall eval (8 × 64 = 512 tokens: 122 pairs and 6 queries of 4
+ * tokens) needs 261.
+ */
+export const TOY_VOCAB = 272;
+
 export const RECIPE_PRESETS: Record<RecipeSize, RecipePreset> = {
   ci: {
-    model: { layers: 1, dModel: 16, heads: 2, vocab: 64 },
+    model: { layers: 1, dModel: 16, heads: 2, vocab: TOY_VOCAB },
+    answerWeight: 8,
     docs: 48,
     heldoutDocs: 8,
     pretrain: { steps: 6, batch: 2, lr: 3e-3 },
@@ -33,7 +44,8 @@ export const RECIPE_PRESETS: Record<RecipeSize, RecipePreset> = {
     evals: { recallDocs: 1, arithmeticQuestions: 8, lossBatches: 1 },
   },
   quick: {
-    model: { layers: 2, dModel: 32, heads: 4, vocab: 64 },
+    model: { layers: 2, dModel: 32, heads: 4, vocab: TOY_VOCAB },
+    answerWeight: 8,
     docs: 256,
     heldoutDocs: 32,
     pretrain: { steps: 60, batch: 8, lr: 3e-3 },
@@ -44,10 +56,11 @@ export const RECIPE_PRESETS: Record<RecipeSize, RecipePreset> = {
     evals: { recallDocs: 2, arithmeticQuestions: 32, lossBatches: 2 },
   },
   full: {
-    model: { layers: 2, dModel: 32, heads: 4, vocab: 64 },
+    model: { layers: 2, dModel: 32, heads: 4, vocab: TOY_VOCAB },
+    answerWeight: 8,
     docs: 1024,
     heldoutDocs: 64,
-    pretrain: { steps: 500, batch: 8, lr: 6e-3 },
+    pretrain: { steps: 2400, batch: 8, lr: 1.5e-2 }, // docs/recall-tuning.md
     midtrain: { steps: 60, batch: 2 },
     sft: { steps: 250, batch: 8, context: 64, lr: 1e-2 },
     pts: { questions: 64, rollouts: 12 },
@@ -58,7 +71,7 @@ export const RECIPE_PRESETS: Record<RecipeSize, RecipePreset> = {
 
 /** Pretraining context and RoPE base, and what midtraining does to them (RECIPE.md's toy design). */
 export const TOY = {
-  pretrainContext: 128,
+  pretrainContext: 64,
   ropeBase: 500,
   contextFactor: 4, // 4K → 16K
   ropeFactor: 25, // 10K → 250K
@@ -66,6 +79,11 @@ export const TOY = {
   newLongShare: 0.3,
   replayShare: 0.7,
   recallContexts: [1, 2, 4, 8], // × the pretraining context
+  /**
+   * The KV format training and the recall eval share: 1-token keys (distinct words) and 1-digit values (chance 10%),
+   * 6 queries a document. Word values (chance ≈ 0.4%) did not start learning within the tuning budget (docs/recall-tuning.md).
+   */
+  kv: { keyLength: 1, valueLength: 1, values: 'digits', layout: 'key-val', queries: 6 },
   dataSeed: 1234,
   /** SFT, PTS and the pass rate: one-digit sums (a 2-layer toy learns them in minutes; two-digit sums it did not: 1% after SFT). */
   arithmeticDigits: 1,

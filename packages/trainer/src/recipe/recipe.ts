@@ -1,6 +1,6 @@
 import type { Pedigree, Run } from '@pedigree/client';
 import { parseConfig, type DataSourceConfig, type TrainConfig, type TrainConfigInput } from '../config.ts';
-import { buildMix } from '../data/data.ts';
+import { buildMix, kvPairsIn } from '../data/data.ts';
 import type { Model } from '../model/model.ts';
 import { arithmeticPassRate, arithmeticQuestions, arithmeticSampledPassRate, evalEvents, mixLoss, recallEval, type StageEvals } from '../stages/evals.ts';
 import type { StageOutcome } from '../stages/outcome.ts';
@@ -12,8 +12,8 @@ import { RECIPE_PRESETS, TOY, type RecipeSize } from './presets.ts';
 /**
  * The Phi-4 recipe (RECIPE.md) at toy scale, every stage a run in the store:
  *
- *   pretrain (context 128, RoPE base 500, Table 5's mix)
- *     └─ midtrain (context 512 = 4×, base ×25, lr ÷10; 30% native long KV documents
+ *   pretrain (context 64, RoPE base 500, Table 5's mix; answer tokens weighted)
+ *     └─ midtrain (context 256 = 4×, base ×25, lr ÷10; 30% native long KV documents
  *        │          filtered to the longest, the longest upweighted + 70% replay of the pretraining mix)
  *        └─ SFT (verifiable arithmetic) ─ PTS (pairs from pivotal tokens) ─ DPO (on those pairs)
  *   ablations, each a fork of the same pretraining checkpoint:
@@ -25,7 +25,7 @@ import { RECIPE_PRESETS, TOY, type RecipeSize } from './presets.ts';
  * context, short-context loss, arithmetic pass rate) on its own run, so
  * `pedigree diff midtrain midtrain-concat` shows exactly what differs, evals
  * included. Sizes: `ci` (seconds, for tests), `quick` (the demo a new user's
- * first `npm start` records, a couple of minutes), `full` (≤ 10 minutes on 2
+ * first `npm start` records, a couple of minutes), `full` (≤ 20 minutes on 2
  * cores, for results.md).
  */
 
@@ -33,14 +33,21 @@ import { RECIPE_PRESETS, TOY, type RecipeSize } from './presets.ts';
 
 /** Table 5's five sources, tagged, at toy scale. */
 export function pretrainSources(docs: number): DataSourceConfig[] {
+  const T = TOY.pretrainContext;
   return [
     { name: 'web', weight: 0.15, generator: 'language', params: {}, docs },
     { name: 'web_rewrites', weight: 0.15, generator: 'language', params: { branching: 2 }, docs },
-    { name: 'synthetic', weight: 0.4, generator: 'kv-recall', params: { minPairs: 2, maxPairs: 12 }, docs },
-    { name: 'code', weight: 0.2, generator: 'long-recall', params: { minLength: 32, maxLength: 128 }, docs },
+    // a curriculum of pair counts up to what fills the pretraining context (the recall eval's 1× document), queries shuffled
+    { name: 'synthetic', weight: 0.4, generator: 'kv-recall', params: { ...KV_FORMAT, minPairs: 2, maxPairs: pairsIn(T), order: 'shuffled' }, docs },
+    { name: 'code', weight: 0.2, generator: 'long-recall', params: { minLength: T / 4, maxLength: T }, docs },
     { name: 'acquired', weight: 0.1, generator: 'arithmetic', params: { digits: 2 }, docs },
   ];
 }
+
+/** The KV documents' format (TOY.kv) as kv-recall params. */
+const KV_FORMAT = { keyLength: TOY.kv.keyLength, valueLength: TOY.kv.valueLength, values: TOY.kv.values, layout: TOY.kv.layout, queries: TOY.kv.queries };
+/** The most pairs a KV document of `tokens` tokens holds beside its queries: what the recall eval fills a context with. */
+const pairsIn = (tokens: number) => kvPairsIn(tokens, TOY.kv.queries, TOY.kv.keyLength, TOY.kv.valueLength, TOY.kv.layout);
 
 /**
  * New long data: KV documents up to the midtraining context (longer ones would
@@ -50,12 +57,12 @@ export function pretrainSources(docs: number): DataSourceConfig[] {
  */
 export function longSource(docs: number, style: 'native' | 'concatenated'): DataSourceConfig {
   const T = TOY.pretrainContext;
-  const params = { minPairs: 8, maxPairs: Math.floor((T * TOY.contextFactor) / 6) - 7, queries: 6 };
+  const params = { ...KV_FORMAT, minPairs: 8, maxPairs: pairsIn(T * TOY.contextFactor), order: 'shuffled' };
   return {
     name: style === 'native' ? 'long-native' : 'long-concatenated',
     weight: TOY.newLongShare,
     generator: style === 'native' ? 'kv-recall' : 'kv-concat',
-    params: style === 'native' ? params : { ...params, piecePairs: 8 },
+    params: style === 'native' ? params : { ...params, piecePairs: pairsIn(T) },
     docs,
     filter: { minTokens: 2 * T, upweight: { tokens: 3 * T, factor: 2 } },
   };
@@ -107,6 +114,7 @@ export function stageConfigs(size: RecipeSize, project: string, opts: { outputDi
       optimizer: { lr: p.pretrain.lr, decay: 'linear', warmupSteps: Math.min(20, Math.floor(p.pretrain.steps / 10)) },
       steps: p.pretrain.steps,
       batchSize: p.pretrain.batch,
+      answerWeight: p.answerWeight,
       evalEvery: Math.max(1, Math.floor(p.pretrain.steps / 5)),
       checkpointEvery: 0,
       logEvery: 1,
@@ -124,6 +132,7 @@ export function stageConfigs(size: RecipeSize, project: string, opts: { outputDi
         optimizer: { lr: change.lr ?? p.pretrain.lr * TOY.lrFactor, decay: 'linear', warmupSteps: Math.min(5, Math.floor(p.midtrain.steps / 5)) },
         steps: p.midtrain.steps,
         batchSize: p.midtrain.batch,
+        answerWeight: p.answerWeight,
         evalEvery: 0,
         checkpointEvery: 0,
         logEvery: 1,
@@ -190,7 +199,7 @@ export async function runRecipe(opts: RecipeOptions): Promise<RecipeResult> {
   const recallContexts = TOY.recallContexts.map((f) => f * TOY.pretrainContext);
 
   const measure = (model: Model, which: { recall?: boolean; loss?: boolean; arithmetic?: boolean }): StageEvals => ({
-    ...(which.recall ? { recall: recallEval(model, recallContexts, { docs: preset.evals.recallDocs, queries: 6, seed: TOY.dataSeed + 4 }) } : {}),
+    ...(which.recall ? { recall: recallEval(model, recallContexts, { ...TOY.kv, docs: preset.evals.recallDocs, seed: TOY.dataSeed + 4 }) } : {}),
     ...(which.loss ? { shortContextLoss: mixLoss(model, shortHeldout, 4, TOY.pretrainContext, preset.evals.lossBatches, TOY.dataSeed + 5) } : {}),
     ...(which.arithmetic ? { arithmetic: arithmeticPassRate(model, questions), arithmeticSampled: arithmeticSampledPassRate(model, questions, { seed: TOY.dataSeed + 7 }) } : {}),
   });
@@ -268,7 +277,7 @@ export async function runRecipe(opts: RecipeOptions): Promise<RecipeResult> {
 
 export function describeEvals(e: StageEvals): string {
   const parts: string[] = [];
-  if (e.recall) parts.push(`recall ${e.recall.map((r) => `${r.contextLength}:${r.score.toFixed(0)}%`).join(' ')}`);
+  if (e.recall) parts.push(`recall (shuffled queries; in order) ${e.recall.map((r) => `${r.contextLength}:${r.score.toFixed(0)}%${r.inOrder === undefined ? '' : `;${r.inOrder.toFixed(0)}%`}`).join(' ')}`);
   if (e.shortContextLoss !== undefined) parts.push(`short-context loss ${e.shortContextLoss.toFixed(3)}`);
   if (e.arithmetic) parts.push(`arithmetic ${e.arithmetic.score.toFixed(1)}% of ${e.arithmetic.n} greedy`);
   if (e.arithmeticSampled) parts.push(`${e.arithmeticSampled.score.toFixed(1)}% of ${e.arithmeticSampled.n} sampled`);

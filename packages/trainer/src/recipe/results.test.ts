@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { RecallResult } from '../stages/evals.ts';
 import type { StageOutcome } from '../stages/outcome.ts';
+import { TOY } from './presets.ts';
 import type { RecipeResult } from './recipe.ts';
 import { checkClaims, clearlyGreater, resultsMarkdown } from './results.ts';
 
-const recall = (scores: number[], n = 48): RecallResult[] => scores.map((score, i) => ({ contextLength: 128 * 2 ** i, score, n }));
+const recall = (scores: number[], n = 48): RecallResult[] => scores.map((score, i) => ({ contextLength: TOY.pretrainContext * 2 ** i, score, n }));
 const stage = (name: string, evals: StageOutcome['evals']): StageOutcome => ({ name, kind: name.startsWith('midtrain') ? 'midtrain' : name, runId: `${name}-0000-run`, evals, seconds: 1 });
 const result = (stages: StageOutcome[]): RecipeResult => ({ project: 'p', size: 'ci', stages, seconds: 60, backend: 'reference (TypeScript)' });
 

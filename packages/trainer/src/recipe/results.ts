@@ -1,6 +1,7 @@
+import { FIRST_WORD } from '../data/data.ts';
 import type { StageEvals } from '../stages/evals.ts';
 import type { StageOutcome } from '../stages/outcome.ts';
-import { RECIPE_PRESETS, TOY } from './presets.ts';
+import { RECIPE_PRESETS, TOY, TOY_VOCAB } from './presets.ts';
 import type { RecipeResult } from './recipe.ts';
 
 /**
@@ -106,9 +107,11 @@ export function resultsMarkdown(result: RecipeResult, opts: { date?: Date } = {}
   for (const c of checks) lines.push(`| ${c.claim} | ${c.report} | ${c.toy} | ${verdict(c.held)} |`);
   lines.push('');
   const best = Math.max(0, ...result.stages.flatMap((st) => (st.evals.recall ?? []).map((r) => r.score)));
-  if (best < 10) {
+  // a guess scores chance: one value in 10 with digit values, one in the words with word values
+  const chance = TOY.kv.values === 'digits' ? 100 / 10 ** TOY.kv.valueLength : 100 / (TOY_VOCAB - FIRST_WORD);
+  if (best < 2 * chance) {
     lines.push(
-      `**No stage learned key–value recall** (the best score at any length is ${best.toFixed(1)}%): at this scale and budget the model never formed the retrieval it would need, so the recall claims are not tested here beyond that; they did not hold at toy scale. More steps, a larger model or an easier key–value format would be the next things to try.`,
+      `**No stage learned key–value recall** (the best score at any length is ${best.toFixed(1)}%, chance ${chance.toFixed(1)}%): at this scale and budget the model never formed the retrieval it would need, so the recall claims are not tested here beyond that; they did not hold at toy scale. More steps, a larger model or an easier key–value format would be the next things to try.`,
     );
     lines.push('');
   }
@@ -130,7 +133,7 @@ export function resultsMarkdown(result: RecipeResult, opts: { date?: Date } = {}
   }
   if (result.dpo) lines.push(`DPO: ${result.dpo.pairs} pairs; loss ${result.dpo.firstLoss.toFixed(3)} → ${result.dpo.lastLoss.toFixed(3)}, pairs ranked right ${(100 * (result.dpo.lastAccuracy || 0)).toFixed(0)}%.`);
   lines.push('');
-  lines.push('Recall is exact match of every value token of a query (6 queries per document at evenly spaced depths), teacher-forced, so it equals what greedy decoding would answer. ');
+  lines.push('Recall is exact match of every value token of a query (6 queries per document at evenly spaced depths, asked in a shuffled order so that a model cannot answer from a position; 1-token keys, 1-digit values: chance 10%), teacher-forced, so it equals what greedy decoding would answer. ');
   lines.push(`See what differs between two stages: \`pedigree diff <run> <run>\`, e.g. midtrain against midtrain-concat (${result.stages.find((s) => s.name === 'midtrain')?.runId.slice(0, 8) ?? '…'} vs ${result.stages.find((s) => s.name === 'midtrain-concat')?.runId.slice(0, 8) ?? '…'}).`);
   lines.push('');
   return lines.join('\n');

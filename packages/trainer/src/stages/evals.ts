@@ -1,4 +1,4 @@
-import { arithmeticQuestion, arithmeticQuestionOf, checkArithmetic, getBatch, kvDocument, kvLength, type DataMix } from '../data/data.ts';
+import { arithmeticQuestion, arithmeticQuestionOf, checkArithmetic, getBatch, kvDocument, kvPairsIn, type DataMix, type KvFormat } from '../data/data.ts';
 import type { Model } from '../model/model.ts';
 import { argmax, greedyCompletion, sampleCompletions, type LogitsModel } from '../model/sampling.ts';
 import { TransformerModel } from '../model/transformer.ts';
@@ -9,7 +9,8 @@ import { deriveSeed, Rng } from '../rng.ts';
  * `run.eval`:
  *   recall            HELMET JSON-KV style: a document of random key–value
  *                     pairs filling the context, queries at evenly spaced
- *                     depths; exact match of every value token (percent).
+ *                     depths asked in a shuffled order; exact match of every
+ *                     value token (percent). In document order as a diagnostic.
  *   short-context     held-out loss of the pretraining mix at the pretraining
  *                     context (does long-context training cost short skills?).
  *   arithmetic        pass rate (percent) of greedy answers to held-out
@@ -40,49 +41,62 @@ export interface RecallOptions {
   queries?: number;
   keyLength?: number;
   valueLength?: number;
+  /** How values are drawn (KvFormat): `digits`, or distinct `words` (chance ≈ 1/words). */
+  values?: KvFormat['values'];
+  /** How pairs are written (KvFormat): KEY k VAL v, or KEY k v. */
+  layout?: KvFormat['layout'];
   seed?: number;
 }
 
 export interface RecallResult {
   contextLength: number;
-  /** Percent of queries whose every value token the model predicts exactly (greedy, teacher-forced). */
+  /**
+   * Percent of queries whose every value token the model predicts exactly
+   * (greedy, teacher-forced), the queries asked in a shuffled order: THE
+   * recall number (a model cannot score by answering from a position).
+   */
   score: number;
-  /** Queries asked. */
+  /** The same documents with the queries in document order: a diagnostic (position alone can score here). */
+  inOrder?: number;
+  /** Queries asked (per order). */
   n: number;
 }
 
 /**
  * Recall at each context length: teacher-forced, so "every answer token is
  * the argmax given the true tokens before it", which is exactly what a greedy
- * decode of the answer would produce.
+ * decode of the answer would produce. Each document is asked twice from the
+ * same pairs: queries shuffled (the score) and in document order (`inOrder`).
  */
 export function recallEval(model: Model, contexts: readonly number[], opts: RecallOptions): RecallResult[] {
-  const { docs, queries = 4, keyLength = 2, valueLength = 2, seed = 4242 } = opts;
+  const { docs, queries = 4, keyLength = 2, valueLength = 2, values = 'digits', layout = 'key-val', seed = 4242 } = opts;
   const V = model.config.vocab;
+  const m = evaluator(model);
   return contexts.map((L) => {
-    let pairs = Math.floor(L / (keyLength + valueLength + 2)) - queries;
+    const pairs = kvPairsIn(L, queries, keyLength, valueLength, layout);
     if (pairs < queries) throw new Error(`recall at ${L} tokens: too short for ${queries} queries`);
-    while (kvLength(pairs, queries, keyLength, valueLength) > L) pairs--;
-    const rng = new Rng(deriveSeed(seed, 'recall', String(L)));
-    const documents = Array.from({ length: docs }, () => kvDocument(pairs, queries, keyLength, valueLength, rng, V));
-    const T = documents[0]!.tokens.length;
-    let hit = 0;
-    let asked = 0;
-    const B = 1; // one document at a time: at 8× the context, one attention matrix is already large
-    const m = evaluator(model);
-    for (const doc of documents) {
-      const logits = m.logits(doc.tokens, B, T); // (1,T,V)
-      for (const a of doc.answers) {
-        let exact = true;
-        for (let i = 0; i < a.length; i++) {
-          const pos = a.at + i - 1; // predicts the token at a.at + i
-          if (argmax(logits.subarray(pos * V, (pos + 1) * V)) !== doc.tokens[a.at + i]) exact = false;
+    const exactAnswers = (order: 'shuffled' | 'document') => {
+      let hit = 0;
+      let asked = 0;
+      for (let d = 0; d < docs; d++) {
+        // the same seed for both orders: the same pairs, asked in another order
+        const doc = kvDocument(pairs, queries, keyLength, valueLength, new Rng(deriveSeed(seed, 'recall', String(L), String(d))), V, { values, order, layout });
+        const T = doc.tokens.length;
+        const logits = m.logits(doc.tokens, 1, T); // (1,T,V): one document at a time, at 8× the context one attention matrix is already large
+        for (const a of doc.answers) {
+          let exact = true;
+          for (let i = 0; i < a.length; i++) {
+            const pos = a.at + i - 1; // predicts the token at a.at + i
+            if (argmax(logits.subarray(pos * V, (pos + 1) * V)) !== doc.tokens[a.at + i]) exact = false;
+          }
+          if (exact) hit++;
+          asked++;
         }
-        if (exact) hit++;
-        asked++;
       }
-    }
-    return { contextLength: L, score: (100 * hit) / asked, n: asked };
+      return { score: (100 * hit) / asked, n: asked };
+    };
+    const shuffled = exactAnswers('shuffled');
+    return { contextLength: L, score: shuffled.score, inOrder: exactAnswers('document').score, n: shuffled.n };
   });
 }
 
@@ -151,7 +165,10 @@ export const EVAL_SUITE = 'toy-recipe';
 /** `run.eval` inputs for a stage's evals. */
 export function evalEvents(evals: StageEvals, step: number): { suite: string; task: string; score: number; contextLength?: number; n?: number; step: number }[] {
   const out: ReturnType<typeof evalEvents> = [];
-  for (const r of evals.recall ?? []) out.push({ suite: EVAL_SUITE, task: 'kv-recall', contextLength: r.contextLength, score: round(r.score), n: r.n, step });
+  for (const r of evals.recall ?? []) {
+    out.push({ suite: EVAL_SUITE, task: 'kv-recall', contextLength: r.contextLength, score: round(r.score), n: r.n, step });
+    if (r.inOrder !== undefined) out.push({ suite: EVAL_SUITE, task: 'kv-recall-in-order', contextLength: r.contextLength, score: round(r.inOrder), n: r.n, step });
+  }
   if (evals.shortContextLoss !== undefined) out.push({ suite: EVAL_SUITE, task: 'short-context-loss', score: round(evals.shortContextLoss), step });
   if (evals.arithmetic) out.push({ suite: EVAL_SUITE, task: 'arithmetic-pass', score: round(evals.arithmetic.score), n: evals.arithmetic.n, step });
   if (evals.arithmeticSampled) out.push({ suite: EVAL_SUITE, task: 'arithmetic-pass-sampled', score: round(evals.arithmeticSampled.score), n: evals.arithmeticSampled.n, step });

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, type TrainConfigInput } from '../config.ts';
 import { saveCheckpoint } from '../model/checkpoint.ts';
 import { BigramModel } from '../model/reference-model.ts';
-import { train, type TrainResult } from './train.ts';
+import { lossWeights, train, type TrainResult } from './train.ts';
 
 /**
  * The trainer against a real embedded store, through the client, as a user
@@ -196,5 +196,13 @@ describe('train', () => {
   it('refuses to resume a completed run, and names the checkpoints a fork can start from', async () => {
     await expect(train({ pd, resume: first.runId })).rejects.toThrow(/completed; there is nothing to resume \(fork it to train on\)/);
     await expect(train({ pd, fork: { run: first.runId, checkpoint: '25' } })).rejects.toThrow(/has no checkpoint "25"; it has pretrain@20 \(step 20\), pretrain@40 \(step 40\)/);
+  });
+});
+
+describe('lossWeights', () => {
+  it('weights answer tokens answerWeight against 1, normalised to sum to 1, masked positions 0; none at weight 1', () => {
+    const batch = { targets: Int32Array.from([5, 6, -1, 7]), answers: Uint8Array.from([0, 1, 0, 0]) };
+    expect(lossWeights(batch, 1)).toBeUndefined();
+    expect(Array.from(lossWeights(batch, 4)!)).toEqual([1 / 6, 4 / 6, 0, 1 / 6].map(Math.fround));
   });
 });

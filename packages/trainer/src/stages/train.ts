@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Pedigree, Run, StartRunInput } from '@pedigree/client';
 import packageJson from '../../package.json' with { type: 'json' };
 import { applyOverrides, hyperparametersOf, parseConfig, type TrainConfig } from '../config.ts';
-import { buildMix, getBatch, registerData, type DataMix } from '../data/data.ts';
+import { buildMix, getBatch, registerData, type Batch, type DataMix } from '../data/data.ts';
 import { copyInto, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from '../model/checkpoint.ts';
 import { parameterCount, type Model } from '../model/model.ts';
 import { BigramModel } from '../model/reference-model.ts';
@@ -120,6 +120,26 @@ export function estimateLoss(model: Model, mix: DataMix, cfg: TrainConfig): numb
   return sum / cfg.evalBatches;
 }
 
+/**
+ * Per-position loss weights (B,T) for forwardBackward: answer tokens count
+ * `answerWeight`, the other counted positions 1, normalised to sum to 1 (the
+ * plain mean's 1/N when every weight is 1). Undefined at weight 1: the model's
+ * own mean.
+ */
+export function lossWeights(batch: Pick<Batch, 'targets' | 'answers'>, answerWeight: number): Float32Array | undefined {
+  if (answerWeight === 1) return undefined;
+  const weights = new Float32Array(batch.targets.length); // (B,T)
+  let total = 0;
+  for (let i = 0; i < weights.length; i++) {
+    if (batch.targets[i]! < 0) continue; // masked positions stay 0
+    const w = batch.answers[i] ? answerWeight : 1;
+    weights[i] = w;
+    total += w;
+  }
+  if (total > 0) for (let i = 0; i < weights.length; i++) weights[i] = weights[i]! / total;
+  return weights;
+}
+
 /** Runs one stage; see the file's comment for fresh / fork / resume. */
 export async function train(opts: TrainOptions): Promise<TrainResult> {
   const { pd } = opts;
@@ -209,7 +229,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       }
       const lr = getLr(step, cfg);
       const batch = getBatch(trainData.mix, B, T, dataRng); // inputs, targets (B, T)
-      const loss = model.forwardBackward(batch.inputs, batch.targets, B, T);
+      const loss = model.forwardBackward(batch.inputs, batch.targets, B, T, lossWeights(batch, cfg.answerWeight));
       if (!Number.isFinite(loss)) throw new Error(`train/loss is ${loss} at step ${step}`);
       const gradNorm = model.step(lr, step + 1, cfg.optimizer);
       if (step === startStep) firstLoss = loss;

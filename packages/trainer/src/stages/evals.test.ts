@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import { ANSWER, KEY, VAL } from '../data/data.ts';
+import type { Model } from '../model/model.ts';
+import { recallEval } from './evals.ts';
+
+/**
+ * The recall eval scored on planted models, whose answers are known: one
+ * that looks each queried key up in the document (true recall), and ones that
+ * answer from a position instead. Legend: T = time, V = vocab.
+ */
+
+const V = 272;
+
+/** A model whose logits at each ANSWER put all their mass on `answer(tokens, at)`: the token it "recalls". */
+function planted(answer: (tokens: Int32Array, answerAt: number) => number): Model {
+  return {
+    backend: 'planted',
+    config: { vocab: V },
+    logits(tokens: Int32Array, B: number, T: number) {
+      const out = new Float32Array(B * T * V); // (B,T,V)
+      for (let t = 0; t < T; t++) if (tokens[t] === ANSWER) out[t * V + answer(tokens, t)] = 1;
+      return out;
+    },
+  } as unknown as Model;
+}
+
+/** Where the pairs are: the positions of each pair's KEY, in document order. */
+const pairStarts = (tokens: Int32Array, before: number) => Array.from(tokens.subarray(0, before).keys()).filter((i) => tokens[i] === KEY && tokens[i + 2] === VAL);
+/** The pair a query (QUERY k ANSWER, 1-token keys) asks for: the index of its key among the pairs. */
+const queried = (tokens: Int32Array, answerAt: number) => {
+  const pairs = pairStarts(tokens, answerAt);
+  return { pairs, index: pairs.findIndex((p) => tokens[p + 1] === tokens[answerAt - 1]) };
+};
+const valueOf = (tokens: Int32Array, pair: number) => tokens[pair + 3]!;
+
+describe('recall eval on planted models', () => {
+  const opts = { docs: 4, queries: 6, keyLength: 1, valueLength: 1, values: 'words' as const, seed: 7 };
+  const contexts = [64, 128, 256];
+
+  it('scores a model that looks the key up at 100%, in either order', () => {
+    const lookup = planted((tokens, at) => {
+      const { pairs, index } = queried(tokens, at);
+      return valueOf(tokens, pairs[index]!);
+    });
+    for (const r of recallEval(lookup, contexts, opts)) {
+      expect(r).toMatchObject({ score: 100, inOrder: 100 });
+      expect(r.n).toBe(24);
+    }
+  });
+
+  it('scores a model that copies the wrong pair (the one before the queried one) at 0', () => {
+    const previous = planted((tokens, at) => {
+      const { pairs, index } = queried(tokens, at);
+      return valueOf(tokens, pairs[(index + pairs.length - 1) % pairs.length]!);
+    });
+    for (const r of recallEval(previous, contexts, opts)) expect(r).toMatchObject({ score: 0, inOrder: 0 });
+  });
+
+  it('scores a model that always copies the most recent pair only where the last pair is queried (≤ 1 query in 6)', () => {
+    const mostRecent = planted((tokens, at) => valueOf(tokens, pairStarts(tokens, at).at(-1)!));
+    const scores = recallEval(mostRecent, contexts, opts).map((r) => r.score);
+    expect(scores[0]).toBeCloseTo(100 / 6, 6); // 10 pairs: the last query's depth is the last pair
+    expect(scores.slice(1)).toEqual([0, 0]); // 26, 58 pairs: no query reaches the last pair
+  });
+
+  it('does not let position alone score: answering by query number scores in order but not shuffled', () => {
+    // the j-th query answered with the pair at the j-th evenly spaced depth: exactly the in-order layout
+    const byPosition = planted((tokens, at) => {
+      const pairs = pairStarts(tokens, at);
+      const j = Array.from(tokens.subarray(0, at)).filter((t) => t === ANSWER).length;
+      return valueOf(tokens, pairs[Math.min(pairs.length - 1, Math.floor(((j + 0.5) * pairs.length) / opts.queries))]!);
+    });
+    for (const r of recallEval(byPosition, contexts, opts)) {
+      expect(r.inOrder).toBe(100);
+      expect(r.score).toBeLessThan(50);
+    }
+  });
+
+  it('says which vocabulary 1-token keys need when the context asks for more pairs', () => {
+    const lookup = planted(() => 0);
+    expect(() => recallEval(lookup, [1024], opts)).toThrow(/vocabulary of at least 517/);
+  });
+});
