@@ -19,7 +19,7 @@
  */
 import { streamIds } from '@pedigree/ledger';
 import { openPedigree, type Pedigree } from '@pedigree/lineage';
-import { fmtInt, fmtMs, fmtRate, fmtRatio, profileLines, profileQueries, summarize, targetLine, timeIt, withServerDatabase, type BenchContext, type Benchmark, type Figure } from './lib.ts';
+import { fmtInt, fmtMs, fmtRate, fmtRatio, inTurn, profileLines, profileQueries, summarize, targetLine, timeIt, withServerDatabase, type BenchContext, type Benchmark, type Figure } from './lib.ts';
 
 const WRITERS = 8;
 const TARGET = 1.5;
@@ -88,13 +88,7 @@ async function compare(ctx: BenchContext, label: string, writers: Writer[], tota
       await analyze();
       manyMs.push(await timed(writers, total, way));
     };
-    if (r % 2 === 0) {
-      await one();
-      await many();
-    } else {
-      await many();
-      await one();
-    }
+    await inTurn(r, one, many);
   }
   const one = summarize(oneMs).median;
   const many = summarize(manyMs).median;

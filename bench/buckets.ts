@@ -13,7 +13,7 @@
  * and checks that the buckets keep the series' extremes exactly.
  */
 import { openPedigree, type MetricPointInput, type Pedigree } from '@pedigree/lineage';
-import { fmtInt, fmtMeasurement, fmtMs, fmtRate, fmtRatio, measure, rng, summarize, targetLine, timeIt, withServerDatabase, type BenchContext, type Benchmark, type Figure } from './lib.ts';
+import { fmtInt, fmtMeasurement, fmtMs, fmtRate, fmtRatio, inTurn, measure, rng, summarize, targetLine, timeIt, withServerDatabase, type BenchContext, type Benchmark, type Figure } from './lib.ts';
 
 const KEY = 'train/loss';
 /** Points per logMetrics call, for both series: the client's default batch size (PEDIGREE_BENCH_BUCKETS_BATCH to try another, ≤ 50,000). */
@@ -99,13 +99,7 @@ async function compare(ctx: BenchContext, label: string, pd: Pedigree, long: Loa
   for (let i = 0; i < reps.buckets; i++) {
     const a = async () => longMs.push((await timeIt(async () => (buckets = await pd.lineage.metricBuckets(long.runId, KEY, { buckets: BUCKETS })))).ms);
     const b = async () => shortMs.push((await timeIt(async () => (shortBuckets = await pd.lineage.metricBuckets(short.runId, KEY, { buckets: BUCKETS })))).ms);
-    if (i % 2) {
-      await b();
-      await a();
-    } else {
-      await a();
-      await b();
-    }
+    await inTurn(i, a, b);
   }
   const bucketMs = summarize(longMs);
   const shortBucketMs = summarize(shortMs);

@@ -11,7 +11,7 @@ import postgres from 'postgres';
 import { connect } from '@pedigree/client';
 import { pedigreeCommand, pedigreeServer } from '../test/support/server.ts';
 import { copyPoints, makeBatches } from './ingest.ts';
-import { fmtInt, fmtMs, fmtRate, fmtRatio, summarize, targetLine, timeIt, withServerDatabase, type Benchmark, type Figure } from './lib.ts';
+import { fmtInt, fmtMs, fmtRate, fmtRatio, inTurn, summarize, targetLine, timeIt, withServerDatabase, type Benchmark, type Figure } from './lib.ts';
 
 const RUNS = 4;
 const BATCH = 10_000;
@@ -67,13 +67,11 @@ export const client: Benchmark = {
         const clientMs: number[] = [];
         const copyMs: number[] = [];
         for (let r = 0; r < reps; r++) {
-          if (r % 2 === 0) {
-            copyMs.push(await viaCopy());
-            clientMs.push(await viaClient(r));
-          } else {
-            clientMs.push(await viaClient(r));
-            copyMs.push(await viaCopy());
-          }
+          await inTurn(
+            r,
+            async () => copyMs.push(await viaCopy()),
+            async () => clientMs.push(await viaClient(r)),
+          );
         }
         const [{ stored }] = (await sql<{ stored: number }[]>`SELECT coalesce(sum(n), 0)::int AS stored FROM metric_chunks`) as unknown as [{ stored: number }];
         const expected = total * reps + batches[0]!.length;

@@ -13,7 +13,7 @@ import type { Writable } from 'node:stream';
 import { postgresOf } from '@pedigree/db';
 import { chunkCanonicalJson, sha256Hex } from '@pedigree/ledger';
 import { openPedigree, type MetricPointInput, type Pedigree } from '@pedigree/lineage';
-import { fmtInt, fmtMs, fmtRate, fmtRatio, measure, profileLines, profileQueries, rng, summarize, targetLine, timeIt, withServerDatabase, type Benchmark, type Figure } from './lib.ts';
+import { fmtInt, fmtMs, fmtRate, fmtRatio, inTurn, measure, profileLines, profileQueries, rng, summarize, targetLine, timeIt, withServerDatabase, type Benchmark, type Figure } from './lib.ts';
 
 const BATCH = 10_000;
 const KEYS = ['train/loss', 'lr'] as const;
@@ -101,13 +101,7 @@ export const ingest: Benchmark = {
         for (let r = 0; r < reps; r++) {
           const doCopy = async () => copyMs.push((await timeIt(() => copyOnce(crypto.randomUUID()))).ms);
           const doLedger = async () => ledgerMs.push(await ledgerIngest(pd, projectId, batches, `ingest-${r}`));
-          if (r % 2 === 0) {
-            await doCopy();
-            await doLedger();
-          } else {
-            await doLedger();
-            await doCopy();
-          }
+          await inTurn(r, doCopy, doLedger);
         }
         const [{ copied, stored }] = (await sql<{ copied: number; stored: number }[]>`
           SELECT (SELECT count(*)::int FROM metric_copy) AS copied, (SELECT coalesce(sum(n), 0)::int FROM metric_chunks) AS stored`) as unknown as [{ copied: number; stored: number }];

@@ -175,6 +175,17 @@ export async function copyAppends(pd: Pedigree, appends: Iterable<BulkAppend>, o
 
 // ---------------------------------------------------------------- timing
 
+/**
+ * Runs `a` then `b` on even repetitions and `b` then `a` on odd ones: the
+ * target and its baseline take turns going first, so neither always gets the
+ * warmer (or the busier) machine.
+ */
+export async function inTurn(rep: number, a: () => Promise<unknown>, b: () => Promise<unknown>): Promise<void> {
+  const [first, second] = rep % 2 === 0 ? [a, b] : [b, a];
+  await first();
+  await second();
+}
+
 export async function timeIt<T>(fn: () => Promise<T> | T): Promise<{ ms: number; result: T }> {
   const t0 = performance.now();
   const result = await fn();

@@ -161,7 +161,8 @@ export function inChunkOrder<P extends { key: string }>(points: readonly P[]): P
 export const BLOCK_POINTS = 64;
 /** A block summary's bytes: first step, last step (int8), min, max, last value (float8). */
 export const BLOCK_BYTES = 40;
-const POINT_BYTES = 8;
+/** A point's bytes in each column (int8 step, float8 value, float8 time). */
+export const POINT_BYTES = 8;
 const TWO_32 = 2 ** 32;
 
 /** The columns of a chunk as the store writes them: hex of the bytea values. */
@@ -206,14 +207,14 @@ function viewOf(bytes: Uint8Array): DataView {
 
 export function decodeSteps(bytes: Uint8Array): number[] {
   const view = viewOf(bytes);
-  const out = new Array<number>(bytes.byteLength >>> 3);
+  const out = new Array<number>(bytes.byteLength / POINT_BYTES);
   for (let i = 0; i < out.length; i++) out[i] = readInt8(view, i * POINT_BYTES);
   return out;
 }
 
 export function decodeFloats(bytes: Uint8Array): number[] {
   const view = viewOf(bytes);
-  const out = new Array<number>(bytes.byteLength >>> 3);
+  const out = new Array<number>(bytes.byteLength / POINT_BYTES);
   for (let i = 0; i < out.length; i++) out[i] = view.getFloat64(i * POINT_BYTES);
   return out;
 }

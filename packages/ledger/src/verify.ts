@@ -1,7 +1,7 @@
 import type { Queryable } from '@pedigree/db';
 import { logTotals, pointsIn, readEventBatches, scanProgress, type BatchLimits, type ScanProgress } from './batches.ts';
 import { canonicalJson, GENESIS_HASH } from './canonical.ts';
-import { chunkDigest, decodeFloats, decodeSteps, encodeBlocks, summarize } from './chunks.ts';
+import { chunkDigest, decodeFloats, decodeSteps, encodeBlocks, POINT_BYTES, summarize } from './chunks.ts';
 import { metricNumber, type MetricValueJson, type StoredEvent } from './events.ts';
 import { eventHash, type EventRow } from './store.ts';
 
@@ -235,7 +235,7 @@ const same = (a: number, b: number) => a === b || (Number.isNaN(a) && Number.isN
 function chunkWrong(c: CheckedChunk, inline: { step: number; value: MetricValueJson; time: number }[] | null): string | null {
   const name = `metric chunk ${c.idx} (${c.key})`;
   const bytes = c.steps.byteLength;
-  if (bytes % 8 !== 0 || c.vals.byteLength !== bytes || c.times.byteLength !== bytes || bytes === 0) return `${name}: its columns differ in length (altered after it was written)`;
+  if (bytes % POINT_BYTES !== 0 || c.vals.byteLength !== bytes || c.times.byteLength !== bytes || bytes === 0) return `${name}: its columns differ in length (altered after it was written)`;
   const steps = decodeSteps(c.steps);
   const values = decodeFloats(c.vals);
   const times = decodeFloats(c.times);

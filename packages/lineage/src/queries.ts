@@ -1,5 +1,5 @@
 import type { Db, PrismaClient, Queryable } from '@pedigree/db';
-import { BLOCK_POINTS, CHUNK_READ_COLUMNS, chunkOfRow, clampDepth, decodeBlocks, decodeFloats, decodeSteps, NotFoundError, ValidationError, type ChunkRow, type Json } from '@pedigree/ledger';
+import { BLOCK_POINTS, CHUNK_READ_COLUMNS, POINT_BYTES, chunkOfRow, clampDepth, decodeBlocks, decodeFloats, decodeSteps, NotFoundError, ValidationError, type ChunkRow, type Json } from '@pedigree/ledger';
 import { z } from 'zod';
 import { diffLineage, type DiffOptions, type LineageDiff } from './diff.ts';
 import type { ArtifactView, ArtifactWithComponents, Bucket, EdgeView, EvalView, HyperparameterView, LineageEdge, LineageGraph, LineageNode, MetricKeyView, ProjectView, RunView } from './views.ts';
@@ -8,7 +8,6 @@ export type { ArtifactView, ArtifactWithComponents, Bucket, EdgeView, EvalView, 
 
 /** Most points metricPoints reads per query. */
 const METRIC_POINTS_PER_READ = 250_000;
-
 
 export const ListRunsInput = z.object({
   projectId: z.uuid(),
@@ -428,7 +427,7 @@ export class Lineage {
       }
     }
     if (slices.length) {
-      const bytes = BLOCK_POINTS * 8;
+      const bytes = BLOCK_POINTS * POINT_BYTES;
       const opened = await q.query<{ position: number; k: number; steps: Uint8Array; vals: Uint8Array }>(
         `SELECT u.position, u.k, substring(m.steps FROM u.k * ${bytes} + 1 FOR u.blocks * ${bytes}) AS steps, substring(m.vals FROM u.k * ${bytes} + 1 FOR u.blocks * ${bytes}) AS vals
          FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::int4[]) AS u(position, idx, k, blocks) JOIN metric_chunks m USING (position, idx)`,
@@ -452,7 +451,6 @@ export class Lineage {
   }
 }
 
-
 function toProjectView(p: Awaited<ReturnType<PrismaClient['project']['findFirstOrThrow']>>): ProjectView {
   return { id: p.id, name: p.name, description: p.description, createdAt: p.createdAt, updatedAt: p.updatedAt ?? p.createdAt, lifecycle: p.lifecycle, tagValues: p.tagValues as Record<string, string> };
 }
@@ -468,8 +466,8 @@ interface BucketAcc extends Omit<Bucket, 'lastStep'> {
 }
 
 /**
- * Adds a part of a series (a whole chunk's summary, or one point) to its
- * bucket: min and max ignore NaN (NaN when a bucket has nothing else); the
+ * Adds a part of a series (a chunk's or a block's summary, or one point) to
+ * its bucket: min and max ignore NaN (NaN when a bucket has nothing else); the
  * last value is the one at the highest step, the later event, then the later
  * point, winning a tie.
  */
