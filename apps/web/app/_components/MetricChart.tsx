@@ -4,7 +4,7 @@ import { useEffect, useMemo, useRef, useState } from 'react';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { formatNumber } from '../_lib/format';
-import { foldUpdate, type LivePoint } from '../_lib/live';
+import { foldUpdate, type LiveChart, type LivePoint } from '../_lib/live';
 import { useTRPC } from '../_lib/trpc';
 
 /** How many step ranges a chart asks for: the server returns each range's exact min, max and last value. */
@@ -54,14 +54,20 @@ export function MetricChart({ series, metricKey, markers = [], height = 220, liv
   });
 
   // A live run's points since its chart was read are folded in here (no refetch); `stale`: a series they cannot be folded into.
+  // Each series' fold is kept and taken up where it stopped, so a new update folds only its own points.
+  const folds = useRef(new Map<number, { data: LiveChart; applied: number; last: LiveMetrics['updates'][number] | undefined; chart: LiveChart }>());
   const liveCount = live?.updates.length ?? 0;
   const { folded, stale } = useMemo(() => {
     const stale: number[] = [];
     const folded = results.map((r, i) => {
       if (!r.data) return [];
       if (!live || series[i]?.runId !== live.runId) return r.data.buckets;
-      let chart = r.data;
-      for (const u of live.updates) {
+      const held = folds.current.get(i);
+      const resume = held && held.data === r.data && held.applied <= live.updates.length && live.updates[held.applied - 1] === held.last;
+      let chart: LiveChart = resume ? held.chart : r.data;
+      let applied = resume ? held.applied : 0;
+      for (; applied < live.updates.length; applied++) {
+        const u = live.updates[applied]!;
         const next = foldUpdate(chart, inputs[i]!, metricKey, u.position, u.points);
         if (next === 'refetch') {
           stale.push(i);
@@ -69,6 +75,7 @@ export function MetricChart({ series, metricKey, markers = [], height = 220, liv
         }
         if (next !== 'unchanged') chart = next;
       }
+      folds.current.set(i, { data: r.data, applied, last: live.updates[applied - 1], chart });
       return chart.buckets;
     });
     return { folded, stale };

@@ -14,6 +14,9 @@ import { MetricChart, type ChartSeries, type LiveMetrics, type StepMarker } from
 /** Live metric points held for folding into the charts before they are read again instead. */
 const LIVE_POINTS_HELD = 200_000;
 
+/** What a live update makes the page read again: what it cannot be drawn from. */
+type Refetched = 'run' | 'keys' | 'evals' | 'outputs' | 'charts';
+
 export function RunPage({ runId }: { runId: string }) {
   const trpc = useTRPC();
   const router = useRouter();
@@ -35,9 +38,9 @@ export function RunPage({ runId }: { runId: string }) {
   // MetricChart), a new key adds its chart; only what they cannot give is refetched (the run's
   // status, evals, checkpoints and lineage), at most every 500 ms since updates come in bursts.
   const [liveMetrics, setLiveMetrics] = useState<LiveMetrics>({ runId, updates: [] });
-  const stale = useRef(new Set<string>());
+  const stale = useRef(new Set<Refetched>());
   const pendingRefresh = useRef<ReturnType<typeof setTimeout> | null>(null);
-  const refresh = (what: 'run' | 'keys' | 'evals' | 'outputs' | 'charts') => {
+  const refresh = (what: Refetched) => {
     stale.current.add(what);
     if (pendingRefresh.current) return;
     pendingRefresh.current = setTimeout(() => {
@@ -49,7 +52,7 @@ export function RunPage({ runId }: { runId: string }) {
         outputs: [trpc.runs.lineage.queryFilter({ runId }), trpc.runs.edges.queryFilter({ runId })],
         charts: [trpc.metrics.chart.pathFilter()],
       };
-      for (const w of stale.current) for (const filter of filters[w as keyof typeof filters]) void queryClient.invalidateQueries(filter);
+      for (const w of stale.current) for (const filter of filters[w]) void queryClient.invalidateQueries(filter);
       stale.current.clear();
     }, 500);
   };
