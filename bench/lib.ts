@@ -95,7 +95,7 @@ function copyText(v: string): string {
 
 /** The columns copyAppends writes, in order (tx_id is left to its default). */
 export const COPY_EVENT_COLUMNS = 'position, stream_id, stream_version, event_id, project_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash';
-export const COPY_CHUNK_COLUMNS = 'position, idx, project_id, run_id, key, n, first_step, last_step, min, max, last_value, steps, vals, times, blocks, digest';
+export const COPY_CHUNK_COLUMNS = 'position, idx, project_id, run_id, key, n, first_step, last_step, min, max, last_value, steps, vals, times, blocks, digest, stride';
 
 /** A segment of COPY text is sent once it holds this many characters (events and chunks together). */
 const SEGMENT_CHARS = 8 << 20;
@@ -150,7 +150,7 @@ export async function copyAppends(pd: Pedigree, appends: Iterable<BulkAppend>, o
         if (p.chunks) {
           if (!runId) throw new Error(`metrics belong to a run stream, not ${streamId}`);
           p.chunks.forEach((c, idx) => {
-            chunks += `${position}\t${idx}\t${projectId}\t${runId}\t${copyText(c.key)}\t${c.n}\t${c.firstStep}\t${c.lastStep}\t${c.min}\t${c.max}\t${c.lastValue}\t\\\\x${c.columns.steps}\t\\\\x${c.columns.values}\t\\\\x${c.columns.times}\t\\\\x${c.columns.blocks}\t${c.digest}\n`;
+            chunks += `${position}\t${idx}\t${projectId}\t${runId}\t${copyText(c.key)}\t${c.n}\t${c.firstStep}\t${c.lastStep}\t${c.min}\t${c.max}\t${c.lastValue}\t\\\\x${c.columns.steps.toString('hex')}\t\\\\x${c.columns.vals.toString('hex')}\t\\\\x${c.columns.times.toString('hex')}\t\\\\x${c.columns.blocks.toString('hex')}\t${c.digest}\t${c.stride ?? '\\N'}\n`;
           });
         }
         head.version = base.streamVersion;

@@ -108,6 +108,28 @@ for (const { backend, skip } of await backends()) {
       }
     });
 
+    it('matches the raw points for chunks with a stride (steps from the index), overlapping and re-logged', async () => {
+      // Strides 1 and 10, chunks whose step ranges overlap, a later chunk re-logging steps of an earlier one
+      // (ties on step: the later event's point is the last), a one-point chunk, and one chunk without a stride
+      // among them: a step misplaced by the index arithmetic, or a value read from the wrong offset, shows here.
+      const key = 'strided';
+      const batches = [
+        Array.from({ length: 700 }, (_, i) => ({ step: 100 + i, value: Math.cos(i / 9) })),
+        Array.from({ length: 300 }, (_, i) => ({ step: 5 + 10 * i, value: i % 50 === 0 ? 40 + i : -Math.sin(i / 7) })),
+        Array.from({ length: 130 }, (_, i) => ({ step: 600 + i, value: i === 64 ? NaN : 1000 + i })),
+        [{ step: 3000, value: -7 }],
+        [{ step: 2, value: 3 }, { step: 1, value: 4 }, { step: 2, value: 5 }],
+      ];
+      for (const b of batches) await pd.tracker.logMetrics(runId, b.map((p) => ({ key, ...p })), { allowNonFinite: true });
+      const strides = await pd.database.db.query<{ stride: number | null }>(`SELECT stride FROM metric_chunks WHERE run_id = $1 AND key = $2 ORDER BY position`, [runId, key]);
+      expect(strides.map((s) => s.stride)).toEqual([1, 10, 1, 1, null]);
+      const stored = (await pd.lineage.metricPoints(runId, key)).map((p) => ({ step: p.step, value: p.value }));
+      expect(stored).toHaveLength(1134);
+      for (const c of [{ buckets: 1 }, { buckets: 13 }, { buckets: 64 }, { buckets: 333 }, { buckets: 3000 }, { buckets: 10_000 }, { buckets: 17, fromStep: 640, toStep: 700 }, { buckets: 5, fromStep: 2999 }]) {
+        expect(await pd.lineage.metricBuckets(runId, key, c), JSON.stringify(c)).toEqual(referenceBuckets(stored, c));
+      }
+    });
+
     it('keeps the extremes and the last point logged at a step', async () => {
       const all = await pd.lineage.metricBuckets(runId, 'loss', { buckets: 5 });
       expect(Math.max(...all.map((b) => b.max))).toBe(Infinity);

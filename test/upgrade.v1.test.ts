@@ -27,6 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { brotliDecompressSync } from 'node:zlib';
 import { PGlite } from '@electric-sql/pglite';
 import { loadMigrations, migrate, openPostgres } from '@pedigree/db';
+import { decodeSteps, strideOf } from '@pedigree/ledger';
 import { openPedigree, type MetricPointInput, type Pedigree } from '@pedigree/lineage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -202,6 +203,16 @@ for (const store of [pgliteStore, await postgresStore()]) {
       expect(expected.writtenBy.lastMigration).toBe(V1_LAST_MIGRATION);
       const done = await pd.database.db.query<{ name: string }>('SELECT name FROM "_pedigree_migrations" ORDER BY name');
       expect(done.map((r) => r.name)).toEqual(loadMigrations().map((m) => m.name));
+    });
+
+    it('gives every old chunk its stride: that of its steps, or none', async () => {
+      // The migration computes it in SQL; here it is recomputed from the points in JS.
+      const chunks = await pd.database.db.query<{ steps: Uint8Array; stride: number | null }>('SELECT steps, stride FROM metric_chunks');
+      expect(chunks.length).toBeGreaterThan(0);
+      const strides = chunks.map((c) => ({ stored: c.stride, expected: strideOf(decodeSteps(c.steps)) }));
+      for (const s of strides) expect(s.stored).toBe(s.expected);
+      expect(strides.some((s) => s.expected !== null)).toBe(true);
+      expect(strides.some((s) => s.expected === null)).toBe(true);
     });
 
     it('answers every read as the version that wrote it did', async () => {

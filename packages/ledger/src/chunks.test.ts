@@ -1,23 +1,46 @@
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { canonicalJson, sha256Hex } from './canonical.ts';
-import { BLOCK_POINTS, chunkCanonicalJson, chunkOrder, chunkPoints, decodeBlocks, decodeFloats, decodeSteps, encodeBlocks, encodeFloats, encodeSteps, inChunkOrder, pointsOf, summarize } from './chunks.ts';
+import { BLOCK_POINTS, chunkCanonicalJson, chunkOrder, COLUMNS_DIGEST, columnsDigest, digestOf, jsonChunkDigest, chunkPoints, decodeBlocks, decodeFloats, decodeSteps, encodeBlocks, encodeFloats, encodeSteps, inChunkOrder, pointsOf, summarize } from './chunks.ts';
 import { EventSchemas, metricJson, validMetricBatch } from './events.ts';
 
 const value = fc.oneof(fc.double(), fc.constantFrom(0, -0, Number.MAX_VALUE, -Number.MIN_VALUE, 1e21, 1e-7, NaN, Infinity, -Infinity));
 const point = fc.record({ key: fc.constantFrom('loss', 'lr', 'eval/acc@1', 'a b'), step: fc.nat({ max: 2 ** 53 - 1 }), value, time: fc.double({ min: 0, noNaN: true, noDefaultInfinity: true }) });
 
 describe('metric chunks', () => {
-  it('hash the canonical JSON (RFC 8785) of their columns, non-finite values as strings', () => {
+  it('hash their bytes as stored: the key length-prefixed, then steps, vals and times', () => {
+    fc.assert(
+      fc.property(fc.array(point, { minLength: 1, maxLength: 50 }), (points) => {
+        for (const c of chunkPoints(points.map((p) => ({ ...p, value: metricJson(p.value) })))) {
+          const key = Buffer.from(c.key, 'utf8');
+          const length = Buffer.alloc(4);
+          length.writeUInt32BE(key.byteLength);
+          const bytes = Buffer.concat([length, key, encodeSteps(c.steps), encodeFloats(c.values), encodeFloats(c.times)]);
+          expect(c.digest).toBe(`${COLUMNS_DIGEST}${createHash('sha256').update(bytes).digest('hex')}`); // as chunkPoints makes it
+          expect(digestOf(c.digest, c.key, c.columns, () => { throw new Error('a columns digest needs no decoding'); })).toBe(c.digest);
+        }
+      }),
+    );
+  });
+
+  it('written before the columns digest: hash the canonical JSON (RFC 8785) of their points, non-finite values as strings', () => {
     fc.assert(
       fc.property(fc.array(point, { minLength: 1, maxLength: 50 }), (points) => {
         for (const c of chunkPoints(points.map((p) => ({ ...p, value: metricJson(p.value) })))) {
           const expected = canonicalJson({ key: c.key, steps: c.steps, times: c.times, values: c.values.map(metricJson) });
           expect(chunkCanonicalJson(c.key, c.steps, c.values, c.times)).toBe(expected);
-          expect(c.digest).toBe(`sha256:${sha256Hex(expected)}`); // as chunkPoints makes it
+          const legacy = jsonChunkDigest(c.key, c.steps, c.values, c.times);
+          expect(legacy).toBe(`sha256:${sha256Hex(expected)}`);
+          expect(digestOf(legacy, c.key, { steps: new Uint8Array(), vals: new Uint8Array(), times: new Uint8Array() }, () => c)).toBe(legacy);
         }
       }),
     );
+  });
+
+  it('name a key by its UTF-8 length, so no two keys and columns run together', () => {
+    const one = new Uint8Array(8);
+    expect(columnsDigest('ab', one, one, one)).not.toBe(columnsDigest('a', one, one, one));
   });
 
   it('give back every point, grouped by key in first-appearance order, and summarise them exactly', () => {

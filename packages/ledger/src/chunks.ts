@@ -8,10 +8,15 @@ import { metricJson, metricNumber, type MetricValueJson } from './vocabulary.ts'
  * row keeps a manifest naming every chunk's key, size and digest; the event's
  * hash covers the manifest, so it covers the points through their digests.
  *
- * A chunk's digest is `sha256:` + the hex SHA-256 of its canonical JSON
- * (RFC 8785): {"key":…,"steps":[…],"times":[…],"values":[…]}, non-finite
- * values written as the strings "NaN", "Infinity", "-Infinity" (as events
- * carry them). docs/ledger-verification.md says the same for other verifiers.
+ * A chunk's digest is `sha256-columns:` + the hex SHA-256 of its bytes as
+ * stored: the key's UTF-8 length (uint32, big-endian), the key, then the
+ * steps, vals and times columns (see columnsDigest; SQL can compute it too).
+ * Chunks written before it (metric storage v2's first layout) carry
+ * `sha256:` + the hex SHA-256 of their canonical JSON (RFC 8785),
+ * {"key":…,"steps":[…],"times":[…],"values":[…]}, non-finite values written
+ * as the strings "NaN", "Infinity", "-Infinity" (jsonChunkDigest); the event's
+ * hash covers the digest's prefix, so the scheme cannot be swapped.
+ * docs/ledger-verification.md says the same for other verifiers.
  *
  * The columns are bytea, big-endian: steps as int8, values and times as
  * float8, 8 bytes a point, stored out of line uncompressed, so a reader can
@@ -34,7 +39,9 @@ export interface MetricChunk extends Summary {
   values: number[];
   times: number[];
   digest: string;
-  /** The columns as the store writes them, hex-encoded (made once, here). */
+  /** s when point i's step is firstStep + i·s for every i (s ≥ 1; 1 for one point), else null: see strideOf. */
+  stride: number | null;
+  /** The columns' bytes as the store writes them (made once, here). */
   columns: ChunkColumns;
 }
 
@@ -62,8 +69,30 @@ export function chunkCanonicalJson(key: string, steps: ArrayLike<number>, values
   return `{"key":${JSON.stringify(key)},"steps":${jsonNumbers(steps)},"times":${jsonNumbers(times)},"values":${jsonNumbers(values)}}`;
 }
 
-export function chunkDigest(key: string, steps: ArrayLike<number>, values: ArrayLike<number>, times: ArrayLike<number>): string {
+/** The digest of a chunk written before columnsDigest: over its canonical JSON. */
+export function jsonChunkDigest(key: string, steps: ArrayLike<number>, values: ArrayLike<number>, times: ArrayLike<number>): string {
   return `sha256:${createHash('sha256').update(chunkCanonicalJson(key, steps, values, times)).digest('hex')}`;
+}
+
+/** How a digest over the columns' bytes starts (one over the canonical JSON starts `sha256:`). */
+export const COLUMNS_DIGEST = 'sha256-columns:';
+
+/**
+ * A chunk's digest over its bytes as stored, the same in SQL:
+ * `sha256(int4send(octet_length(convert_to(key, 'UTF8'))) || convert_to(key, 'UTF8') || steps || vals || times)`.
+ */
+export function columnsDigest(key: string, steps: Uint8Array, vals: Uint8Array, times: Uint8Array): string {
+  const name = Buffer.from(key, 'utf8');
+  const length = Buffer.allocUnsafe(4);
+  length.writeUInt32BE(name.byteLength);
+  return `${COLUMNS_DIGEST}${createHash('sha256').update(length).update(name).update(steps).update(vals).update(times).digest('hex')}`;
+}
+
+/** A stored chunk's digest recomputed by the scheme it names. */
+export function digestOf(scheme: string, key: string, columns: { steps: Uint8Array; vals: Uint8Array; times: Uint8Array }, decoded: () => { steps: ArrayLike<number>; values: ArrayLike<number>; times: ArrayLike<number> }): string {
+  if (scheme.startsWith(COLUMNS_DIGEST)) return columnsDigest(key, columns.steps, columns.vals, columns.times);
+  const d = decoded();
+  return jsonChunkDigest(key, d.steps, d.values, d.times);
 }
 
 /** Count, step range, min and max (NaN aside) and last value of a series or of a part of it. */
@@ -103,6 +132,21 @@ export function summarize(steps: ArrayLike<number>, values: ArrayLike<number>, f
   return s;
 }
 
+/**
+ * The chunk's stride: s when its steps are first, first + s, first + 2s, …
+ * in stored order (s ≥ 1; a single point has stride 1), else null. Most
+ * series are logged so (every step, or every s steps); a chart then knows
+ * every point's step from its index and reads only values at bucket edges.
+ */
+export function strideOf(steps: ArrayLike<number>): number | null {
+  if (steps.length < 2) return steps.length ? 1 : null;
+  const first = steps[0]!;
+  const stride = steps[1]! - first;
+  if (!(stride >= 1)) return null;
+  for (let i = 2; i < steps.length; i++) if (steps[i] !== first + i * stride) return null;
+  return stride;
+}
+
 /** Splits a batch into one chunk per key, in first-appearance order. */
 export function chunkPoints(points: readonly MetricPointData[]): MetricChunk[] {
   const byKey = new Map<string, { steps: number[]; values: number[]; times: number[] }>();
@@ -114,13 +158,11 @@ export function chunkPoints(points: readonly MetricPointData[]): MetricChunk[] {
     c.times.push(p.time);
   }
   return [...byKey].map(([key, c]) => {
-    const columns = {
-      steps: encodeSteps(c.steps).toString('hex'),
-      values: encodeFloats(c.values).toString('hex'),
-      times: encodeFloats(c.times).toString('hex'),
-      blocks: encodeBlocks(c.steps, c.values).toString('hex'),
-    };
-    return { key, ...c, ...summarize(c.steps, c.values), digest: chunkDigest(key, c.steps, c.values, c.times), columns };
+    const steps = encodeSteps(c.steps);
+    const vals = encodeFloats(c.values);
+    const times = encodeFloats(c.times);
+    const columns = { steps, vals, times, blocks: encodeBlocks(c.steps, c.values) };
+    return { key, ...c, ...summarize(c.steps, c.values), digest: columnsDigest(key, steps, vals, times), stride: strideOf(c.steps), columns };
   });
 }
 
@@ -144,12 +186,15 @@ export function pointsOf(chunks: readonly Pick<MetricChunk, 'key' | 'steps' | 'v
  */
 export function chunkOrder(keys: readonly string[]): number[] {
   const byKey = new Map<string, number[]>();
-  keys.forEach((k, i) => {
-    const list = byKey.get(k);
+  for (let i = 0; i < keys.length; i++) {
+    const list = byKey.get(keys[i]!);
     if (list) list.push(i);
-    else byKey.set(k, [i]);
-  });
-  return [...byKey.values()].flat();
+    else byKey.set(keys[i]!, [i]);
+  }
+  const order = new Array<number>(keys.length);
+  let j = 0;
+  for (const list of byKey.values()) for (const i of list) order[j++] = i;
+  return order;
 }
 
 /** A batch as a v2 event reads back: in chunk order, so a retry's proposal compares equal to it. */
@@ -165,12 +210,12 @@ export const BLOCK_BYTES = 40;
 export const POINT_BYTES = 8;
 const TWO_32 = 2 ** 32;
 
-/** The columns of a chunk as the store writes them: hex of the bytea values. */
+/** The columns of a chunk as the store writes them: the bytea values. */
 export interface ChunkColumns {
-  steps: string;
-  values: string;
-  times: string;
-  blocks: string;
+  steps: Buffer;
+  vals: Buffer;
+  times: Buffer;
+  blocks: Buffer;
 }
 
 /** Steps as big-endian int8 (whole numbers within ±2^53). */
@@ -197,7 +242,8 @@ function writeInt8(buf: Buffer, at: number, v: number): void {
   buf.writeUInt32BE(v - hi * TWO_32, at + 4);
 }
 
-function readInt8(view: DataView, at: number): number {
+/** A big-endian int8 at `at` as a number (exact within ±2^53). */
+export function readInt8(view: DataView, at: number): number {
   return view.getInt32(at) * TWO_32 + view.getUint32(at + 4);
 }
 

@@ -55,15 +55,15 @@ export function validMetricBatch(data: unknown): { points: MetricPointData[] } |
   const points = (data as { points?: unknown } | null)?.points;
   if (!Array.isArray(points) || points.length < 1 || points.length > MAX_POINTS_PER_BATCH) return null;
   const out = new Array<MetricPointData>(points.length);
-  let lastKey: string | undefined; // the last key found valid: a batch repeats a few keys
+  const valid = new Set<string>(); // the keys found valid: a batch repeats a few keys, often interleaved
   for (let i = 0; i < points.length; i++) {
     const p = points[i] as { key?: unknown; step?: unknown; value?: unknown; time?: unknown } | null;
     if (typeof p !== 'object' || p === null) return null;
     const { key, step, value, time } = p;
     if (typeof key !== 'string') return null;
-    if (key !== lastKey) {
+    if (!valid.has(key)) {
       if (key.length < 1 || key.length > MAX_KEY || !KEY_PATTERN.test(key)) return null;
-      lastKey = key;
+      valid.add(key);
     }
     if (!Number.isSafeInteger(step) || (step as number) < 0) return null;
     if (!(typeof value === 'number' ? Number.isFinite(value) : isNonFinite(value))) return null;

@@ -102,7 +102,8 @@ const MAX_EVENTS_PER_APPEND = 1000;
 const STREAM_ID = /^(project|run|artifact)-[0-9a-f-]{36}$/;
 const UUID = z.uuid();
 
-interface Prepared {
+/** An event validated and canonicalised, ready to append (what `prepare` returns). */
+export interface Prepared {
   eventId: string;
   type: EventType;
   schemaVersion: number;
@@ -445,33 +446,33 @@ export class EventStore {
   }
 }
 
-/** The chunks of an append's metric batches, all in one statement. */
+/** Columns of a metric_chunks row as appends write it, in order. */
+const CHUNK_INSERT_COLUMNS = 'position, idx, project_id, run_id, key, n, first_step, last_step, min, max, last_value, steps, vals, times, blocks, digest, stride';
+const CHUNK_INSERT_WIDTH = CHUNK_INSERT_COLUMNS.split(',').length;
+
+/** Rows per INSERT: a statement takes at most 65,534 parameters (postgres.js; PostgreSQL 65,535). */
+const CHUNK_INSERT_ROWS = Math.floor(65_534 / CHUNK_INSERT_WIDTH);
+
+/**
+ * The chunks of an append's metric batches, in one statement (a batch has one
+ * row per metric key; more than CHUNK_INSERT_ROWS keys take more). The
+ * columns go as bytea parameters: no text encoding of the bytes on our side,
+ * no array escaping in the driver.
+ */
 async function insertChunks(tx: Queryable, streamId: string, projectId: string, prepared: readonly Prepared[], first: number): Promise<void> {
-  const rows: { position: number; idx: number; c: MetricChunk }[] = [];
-  prepared.forEach((p, i) => p.chunks?.forEach((c, idx) => rows.push({ position: first + i, idx, c })));
-  if (rows.length === 0) return;
-  await tx.query(
-    `INSERT INTO metric_chunks (position, idx, project_id, run_id, key, n, first_step, last_step, min, max, last_value, steps, vals, times, blocks, digest)
-     SELECT p, i, $2::uuid, $3::uuid, k, n, fs, ls, mn::float8, mx::float8, lv::float8, decode(s, 'hex'), decode(v, 'hex'), decode(t, 'hex'), decode(b, 'hex'), d
-     FROM unnest($1::int8[], $4::int4[], $5::text[], $6::int4[], $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
-       AS u(p, i, k, n, fs, ls, mn, mx, lv, s, v, t, b, d)`,
-    [
-      rows.map((r) => r.position),
-      projectId,
-      streamId.slice(4),
-      rows.map((r) => r.idx),
-      rows.map((r) => r.c.key),
-      rows.map((r) => r.c.n),
-      rows.map((r) => r.c.firstStep),
-      rows.map((r) => r.c.lastStep),
-      rows.map((r) => String(r.c.min)),
-      rows.map((r) => String(r.c.max)),
-      rows.map((r) => String(r.c.lastValue)),
-      rows.map((r) => r.c.columns.steps),
-      rows.map((r) => r.c.columns.values),
-      rows.map((r) => r.c.columns.times),
-      rows.map((r) => r.c.columns.blocks),
-      rows.map((r) => r.c.digest),
-    ],
+  const rows: unknown[][] = [];
+  prepared.forEach((p, i) =>
+    p.chunks?.forEach((c, idx) => {
+      // Summaries as text: NaN and ±Infinity are float8 input as PostgreSQL spells them.
+      rows.push([first + i, idx, projectId, streamId.slice(4), c.key, c.n, c.firstStep, c.lastStep, String(c.min), String(c.max), String(c.lastValue), c.columns.steps, c.columns.vals, c.columns.times, c.columns.blocks, c.digest, c.stride]);
+    }),
   );
+  for (let at = 0; at < rows.length; at += CHUNK_INSERT_ROWS) {
+    const group = rows.slice(at, at + CHUNK_INSERT_ROWS);
+    const values = group.map((_, r) => `(${CHUNK_PARAM_TYPES.map((type, j) => `$${r * CHUNK_INSERT_WIDTH + j + 1}${type}`).join(', ')})`);
+    await tx.query(`INSERT INTO metric_chunks (${CHUNK_INSERT_COLUMNS}) VALUES ${values.join(', ')}`, group.flat());
+  }
 }
+
+/** Each column's parameter type, spelled out (the driver need not infer them). */
+const CHUNK_PARAM_TYPES = ['::int8', '::int4', '::uuid', '::uuid', '::text', '::int4', '::int8', '::int8', '::float8', '::float8', '::float8', '::bytea', '::bytea', '::bytea', '::bytea', '::text', '::int8'];

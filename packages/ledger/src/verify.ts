@@ -1,7 +1,7 @@
 import type { Queryable } from '@pedigree/db';
 import { logTotals, pointsIn, readEventBatches, scanProgress, type BatchLimits, type ScanProgress } from './batches.ts';
 import { canonicalJson, GENESIS_HASH } from './canonical.ts';
-import { chunkDigest, decodeFloats, decodeSteps, encodeBlocks, POINT_BYTES, summarize } from './chunks.ts';
+import { decodeFloats, decodeSteps, digestOf, encodeBlocks, jsonChunkDigest, POINT_BYTES, strideOf, summarize } from './chunks.ts';
 import { metricNumber, type MetricValueJson, type StoredEvent } from './events.ts';
 import { eventHash, type EventRow } from './store.ts';
 
@@ -141,6 +141,7 @@ interface CheckedChunk {
   times: Uint8Array;
   blocks: Uint8Array;
   digest: string | null;
+  stride: number | null;
   stream_id: string | null;
   stream_version: number | null;
   event_id: string | null;
@@ -195,7 +196,7 @@ export async function verifyChunks(db: Queryable, opts: { streamId?: string; aft
     }
     const rows = await db.query<CheckedChunk>(
       `SELECT c.position, c.idx, c.key, c.n, c.first_step, c.last_step, c.min, c.max, c.last_value,
-              c.steps, c.vals, c.times, c.blocks, c.digest,
+              c.steps, c.vals, c.times, c.blocks, c.digest, c.stride,
               e.stream_id, e.stream_version, e.event_id, e.type, e.schema_version, e.entry
        FROM metric_chunks c
        -- One index probe per chunk (LIMIT keeps the planner from turning this into a scan of every event).
@@ -239,21 +240,22 @@ function chunkWrong(c: CheckedChunk, inline: { step: number; value: MetricValueJ
   const steps = decodeSteps(c.steps);
   const values = decodeFloats(c.vals);
   const times = decodeFloats(c.times);
-  const digest = chunkDigest(c.key, steps, values, times);
   if (inline) {
     if (c.digest !== null) return `${name}: a digest on a chunk of an event that holds its points inline (altered)`;
-    const expected = chunkDigest(c.key, inline.map((p) => p.step), inline.map((p) => metricNumber(p.value)), inline.map((p) => p.time));
-    if (digest !== expected) return `${name} does not hold the points its event holds (altered after it was written)`;
+    const expected = jsonChunkDigest(c.key, inline.map((p) => p.step), inline.map((p) => metricNumber(p.value)), inline.map((p) => p.time));
+    if (jsonChunkDigest(c.key, steps, values, times) !== expected) return `${name} does not hold the points its event holds (altered after it was written)`;
   } else {
     const entry = c.entry;
-    if (!entry || entry.key !== c.key || entry.n !== steps.length || entry.digest !== c.digest) return `${name} is not the chunk its event names (altered after it was written)`;
-    if (digest !== c.digest) return `${name} does not match its digest (altered after it was written)`;
+    if (!entry || entry.key !== c.key || entry.n !== steps.length || entry.digest !== c.digest || c.digest === null) return `${name} is not the chunk its event names (altered after it was written)`;
+    if (digestOf(c.digest, c.key, c, () => ({ steps, values, times })) !== c.digest) return `${name} does not match its digest (altered after it was written)`;
   }
   const s = summarize(steps, values);
   if (c.n !== s.n || c.first_step !== s.firstStep || c.last_step !== s.lastStep || !same(c.min, s.min) || !same(c.max, s.max) || !same(c.last_value, s.lastValue)) {
     return `${name}: its summary (count, steps, min, max, last) is not its points' (altered after it was written)`;
   }
   if (!encodeBlocks(steps, values).equals(c.blocks)) return `${name}: its block summaries are not its points' (altered after it was written)`;
+  // No stride only costs a chart speed; a wrong one would misplace points.
+  if (c.stride !== null && c.stride !== strideOf(steps)) return `${name}: its stride is not its steps' (altered after it was written)`;
   return null;
 }
 
