@@ -1,6 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Db } from '@pedigree/db';
 import { NotFoundError, ValidationError } from '@pedigree/ledger';
+import { ProjectionReader } from '@pedigree/lineage';
 
 /**
  * API keys, one project each. Only a SHA-256 of the secret is stored (the key
@@ -52,8 +53,7 @@ const toView = (r: KeyRow): ApiKeyView => ({
 export async function createApiKey(db: Db, projectId: string, name: string): Promise<{ key: string } & ApiKeyView> {
   const label = name.trim();
   if (!label || label.length > 100) throw new ValidationError('a key name must be 1 to 100 characters');
-  const [project] = await db.query('SELECT 1 FROM projects WHERE id = $1', [projectId]);
-  if (!project) throw new NotFoundError(`project ${projectId}`);
+  if (!(await new ProjectionReader(db).project(projectId))) throw new NotFoundError(`project ${projectId}`);
   const key = KEY_PREFIX + randomBytes(32).toString('base64url');
   const [row] = await db.query<KeyRow>(
     `INSERT INTO api_keys (id, project_id, name, hint, hash) VALUES ($1, $2, $3, $4, $5)

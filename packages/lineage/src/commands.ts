@@ -25,6 +25,7 @@ import {
 } from '@pedigree/ledger';
 import { z } from 'zod';
 import { contentDigest, eventIds, nameUuid } from './ids.ts';
+import { ProjectionReader, type RunState } from './reader.ts';
 
 /** What every command may carry: an id to make a retry idempotent, and who is acting. */
 export interface CommandOptions {
@@ -80,13 +81,6 @@ export interface RegisterArtifactInput {
   digest?: string;
 }
 
-interface RunRow {
-  id: string;
-  project_id: string;
-  status: string;
-  lifecycle: string;
-}
-
 function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
   const r = schema.safeParse(value);
   if (!r.success) throw new ValidationError(`invalid ${what}`, zodIssues(r.error));
@@ -99,12 +93,16 @@ function uuid(value: unknown, what: string): string {
   return String(value).toLowerCase();
 }
 
+/** The projection tables as `q` sees them: the append's transaction in a check, else the pool. */
+const read = (q: Queryable) => new ProjectionReader(q);
+
 /**
  * The write side: each command validates its input, reads the state it needs,
  * decides the events, and appends them. Checks run inside the append's
  * transaction: those that read other streams under the store-wide check
  * lock, those that read only the run's own row under its stream's lock, so
- * they cannot race.
+ * they cannot race. Every read of the read models goes through
+ * `ProjectionReader` (reader.ts), the tables' one read path.
  */
 export class Tracker {
   constructor(readonly store: EventStore) {}
@@ -117,8 +115,7 @@ export class Tracker {
     const projectId = input.projectId ? uuid(input.projectId, 'projectId') : nameUuid('project', input.name);
     const [ev] = eventIds(opts.eventId, 1);
     const clash = async (q: Queryable) => {
-      const [row] = await q.query<{ id: string }>('SELECT id FROM projects WHERE name = $1 OR id = $2', [input.name, projectId]);
-      if (row) throw new ValidationError(`a project named ${JSON.stringify(input.name)} already exists`);
+      if (await read(q).projectClashing(input.name, projectId)) throw new ValidationError(`a project named ${JSON.stringify(input.name)} already exists`);
     };
     if (!opts.eventId) await clash(this.db);
     const res = await this.store.append(
@@ -136,12 +133,12 @@ export class Tracker {
 
   /** The project with this name, created if missing. */
   async ensureProject(name: string): Promise<string> {
-    const [row] = await this.db.query<{ id: string }>('SELECT id FROM projects WHERE name = $1', [name]);
+    const row = await read(this.db).projectNamed(name);
     if (row) return row.id;
     try {
       return (await this.createProject({ name })).projectId;
     } catch (err) {
-      const [again] = await this.db.query<{ id: string }>('SELECT id FROM projects WHERE name = $1', [name]);
+      const again = await read(this.db).projectNamed(name);
       if (again) return again.id;
       throw err;
     }
@@ -157,8 +154,7 @@ export class Tracker {
       const twice = spec.components.map((c) => c.artifactId.toLowerCase()).find((id, i, all) => all.indexOf(id) !== i);
       if (twice) throw new ValidationError(`data mix lists artifact ${twice} twice: give each component once, with its whole weight`);
     }
-    const [existing] = await this.db.query<{ id: string }>('SELECT id FROM artifacts WHERE id = $1', [artifactId]);
-    if (existing) return { artifactId, digest, existed: true };
+    if (await read(this.db).artifact(artifactId)) return { artifactId, digest, existed: true };
     const [ev] = eventIds(opts.eventId, 1);
     const res = await this.store.append(
       streamIds.artifact(artifactId),
@@ -171,7 +167,7 @@ export class Tracker {
           await assertProject(tx, projectId);
           if (spec.kind === 'datamix') {
             const ids = spec.components.map((c) => c.artifactId);
-            const rows = await tx.query<{ id: string; kind: string }>('SELECT id, kind FROM artifacts WHERE id = ANY($1::uuid[]) AND project_id = $2', [ids, projectId]);
+            const rows = await read(tx).artifactKindsIn(projectId, ids);
             const found = new Map(rows.map((r) => [r.id, r.kind]));
             for (const id of ids) {
               if (!found.has(id)) throw new NotFoundError(`data mix component ${id} (in this project)`);
@@ -213,11 +209,10 @@ export class Tracker {
         metadata: opts.metadata,
         check: async (tx) => {
           await assertProject(tx, projectId);
-          const [clash] = await tx.query('SELECT 1 FROM runs WHERE id = $1', [runId]);
-          if (clash) throw new ValidationError(`run ${runId} already exists`);
+          if (await read(tx).runState(runId)) throw new ValidationError(`run ${runId} already exists`);
           if (input.forkOf) {
             const parent = await getRunRow(tx, input.forkOf.runId);
-            if (parent.project_id !== projectId) throw new ValidationError('a run can only be forked within its project');
+            if (parent.projectId !== projectId) throw new ValidationError('a run can only be forked within its project');
           }
           await assertArtifacts(tx, projectId, inputs.map((i) => i.artifactId));
         },
@@ -233,16 +228,15 @@ export class Tracker {
     opts: CommandOptions = {},
   ): Promise<{ runId: string } & AppendResult> {
     const parent = await getRunRow(this.db, fromRunId);
-    const [p] = await this.db.query<{ kind: RunKind; hyperparameters: Record<string, Json> }>('SELECT kind, hyperparameters FROM runs WHERE id = $1', [parent.id]);
+    const p = await read(this.db).run(parent.id);
     if (input.checkpointId) {
-      const [edge] = await this.db.query('SELECT 1 FROM edges WHERE run_id = $1 AND artifact_id = $2 AND direction = $3', [parent.id, uuid(input.checkpointId, 'checkpointId'), 'produced']);
-      if (!edge) throw new ValidationError(`artifact ${input.checkpointId} was not produced by run ${parent.id}`);
+      if (!(await read(this.db).hasEdge(parent.id, uuid(input.checkpointId, 'checkpointId'), 'produced'))) throw new ValidationError(`artifact ${input.checkpointId} was not produced by run ${parent.id}`);
     }
     return this.createRun(
       {
         ...input,
-        projectId: parent.project_id,
-        kind: input.kind ?? p!.kind,
+        projectId: parent.projectId,
+        kind: input.kind ?? (p!.kind as RunKind),
         hyperparameters: input.inheritHyperparameters === false ? input.hyperparameters : { ...p!.hyperparameters, ...input.hyperparameters },
         forkOf: { runId: parent.id, artifactId: input.checkpointId, step: input.step },
       },
@@ -267,10 +261,10 @@ export class Tracker {
   async declareHyperparametersOnce(runId: string, values: Record<string, Json>, opts: CommandOptions = {}): Promise<AppendResult | null> {
     const id = uuid(runId, 'runId');
     const changed = async (q: Queryable) => {
-      const [row] = await q.query<{ hyperparameters: Record<string, Json> }>('SELECT hyperparameters FROM runs WHERE id = $1', [id]);
+      const stored = await read(q).runHyperparameters(id);
       const fresh: Record<string, Json> = {};
       for (const [key, value] of Object.entries(values)) {
-        const before = row?.hyperparameters[key];
+        const before = stored?.[key];
         if (before === undefined) fresh[key] = value;
         else if (canonicalJson(before) !== canonicalJson(value)) {
           throw new ValidationError(
@@ -301,19 +295,10 @@ export class Tracker {
       allow: ['created', 'running'],
       verb: 'add inputs to',
       check: async (tx, run) => {
-        await assertArtifacts(tx, run.project_id, [artifactId]);
+        await assertArtifacts(tx, run.projectId, [artifactId]);
         // A cycle: the artifact descends from this run (made by it, or by a run downstream of it).
-        const [cycle] = await tx.query<{ run_id: string }>(
-          `WITH RECURSIVE downstream(run_id) AS (
-             SELECT $1::uuid
-             UNION
-             SELECT u.run_id FROM downstream d
-               JOIN edges p ON p.run_id = d.run_id AND p.direction = 'produced'
-               JOIN edges u ON u.artifact_id = p.artifact_id AND u.direction = 'used')
-           SELECT d.run_id FROM downstream d JOIN edges p ON p.run_id = d.run_id AND p.direction = 'produced' AND p.artifact_id = $2 LIMIT 1`,
-          [run.id, artifactId],
-        );
-        if (cycle) throw new ValidationError(`using artifact ${artifactId} in run ${run.id} would create a cycle (it was produced by run ${cycle.run_id}, downstream of this run)`);
+        const producer = await read(tx).downstreamProducer(run.id, artifactId);
+        if (producer) throw new ValidationError(`using artifact ${artifactId} in run ${run.id} would create a cycle (it was produced by run ${producer}, downstream of this run)`);
       },
     });
   }
@@ -324,11 +309,10 @@ export class Tracker {
       allow: ['created', 'running'],
       verb: 'add outputs to',
       check: async (tx, run) => {
-        await assertArtifacts(tx, run.project_id, [artifactId]);
-        const [used] = await tx.query('SELECT 1 FROM edges WHERE run_id = $1 AND artifact_id = $2 AND direction = $3', [run.id, artifactId, 'used']);
-        if (used) throw new ValidationError(`run ${run.id} cannot produce artifact ${artifactId}: it already uses it (a cycle)`);
-        const [made] = await tx.query<{ produced_by: string | null }>('SELECT produced_by FROM artifacts WHERE id = $1', [artifactId]);
-        if (made?.produced_by && made.produced_by !== run.id) throw new ValidationError(`artifact ${artifactId} was already produced by run ${made.produced_by}`);
+        await assertArtifacts(tx, run.projectId, [artifactId]);
+        if (await read(tx).hasEdge(run.id, artifactId, 'used')) throw new ValidationError(`run ${run.id} cannot produce artifact ${artifactId}: it already uses it (a cycle)`);
+        const made = await read(tx).artifact(artifactId);
+        if (made?.producedBy && made.producedBy !== run.id) throw new ValidationError(`artifact ${artifactId} was already produced by run ${made.producedBy}`);
       },
     });
   }
@@ -386,7 +370,7 @@ export class Tracker {
     opts: CommandOptions = {},
   ): Promise<AppendResult & { artifactId: string }> {
     const run = await getRunRow(this.db, runId);
-    const artifactId = nameUuid('artifact', run.project_id, 'checkpoint', input.digest);
+    const artifactId = nameUuid('artifact', run.projectId, 'checkpoint', input.digest);
     const spec = { kind: 'checkpoint' as const, manifest: input.manifest ?? {}, path: input.path, bytes: input.bytes };
     const res = await this.onRun(
       run.id,
@@ -396,8 +380,8 @@ export class Tracker {
         allow: ['created', 'running'],
         verb: 'save checkpoints of',
         check: async (tx) => {
-          const [made] = await tx.query<{ produced_by: string | null }>('SELECT produced_by FROM artifacts WHERE id = $1', [artifactId]);
-          if (made && made.produced_by !== run.id) throw new ValidationError(`checkpoint ${input.digest} was already saved by another run (${made.produced_by})`);
+          const made = await read(tx).artifact(artifactId);
+          if (made && made.producedBy !== run.id) throw new ValidationError(`checkpoint ${input.digest} was already saved by another run (${made.producedBy})`);
         },
       },
     );
@@ -440,8 +424,7 @@ export class Tracker {
     return this.onRun(runId, [{ type: 'TagRemoved', data: { key } }], opts, {
       verb: 'untag',
       check: async (tx, run) => {
-        const [row] = await tx.query<{ has: boolean }>('SELECT tag_values ? $2 AS has FROM runs WHERE id = $1', [run.id, key]);
-        if (!row?.has) throw new NotFoundError(`tag ${JSON.stringify(key)} on run ${run.id}`);
+        if (!(await read(tx).runHasTag(run.id, key))) throw new NotFoundError(`tag ${JSON.stringify(key)} on run ${run.id}`);
       },
     });
   }
@@ -449,7 +432,7 @@ export class Tracker {
   /** A file the run uploaded (its bytes are stored by the caller, by digest): an artifact of kind `file` the run produced. */
   async recordFile(runId: string, file: { path: string; digest: string; bytes: number }, opts: CommandOptions = {}): Promise<AppendResult & { artifactId: string }> {
     const run = await getRunRow(this.db, runId);
-    const artifactId = nameUuid('artifact', run.project_id, 'file', file.digest);
+    const artifactId = nameUuid('artifact', run.projectId, 'file', file.digest);
     const res = await this.onRun(run.id, [{ type: 'FileUploaded', data: { artifactId, path: file.path, digest: file.digest, bytes: file.bytes } }], { ...opts, evenIfEnded: true }, { verb: 'upload files to' });
     return { ...res, artifactId };
   }
@@ -457,8 +440,8 @@ export class Tracker {
   /** Renames a project; names stay unique. */
   async renameProject(projectId: string, name: string, opts: CommandOptions = {}) {
     return this.onProject(projectId, [{ type: 'ProjectRenamed', data: { name } }], opts, async (tx, id) => {
-      const [clash] = await tx.query<{ id: string }>('SELECT id FROM projects WHERE name = $1 AND id <> $2', [name, id]);
-      if (clash) throw new ValidationError(`a project named ${JSON.stringify(name)} already exists`);
+      const holder = await read(tx).projectNamed(name);
+      if (holder && holder.id !== id) throw new ValidationError(`a project named ${JSON.stringify(name)} already exists`);
     });
   }
 
@@ -522,7 +505,7 @@ export class Tracker {
     runId: string,
     events: NewEvent[],
     opts: CommandOptions,
-    rule: { allow?: string[]; verb: string; lifecycle?: 'active' | 'deleted'; check?: (tx: Queryable, run: RunRow) => Promise<void>; sameEvent?: (index: number, storedData: unknown) => boolean },
+    rule: { allow?: string[]; verb: string; lifecycle?: 'active' | 'deleted'; check?: (tx: Queryable, run: RunState) => Promise<void>; sameEvent?: (index: number, storedData: unknown) => boolean },
   ): Promise<AppendResult> {
     const id = uuid(runId, 'runId');
     const run = await getRunRow(this.db, id);
@@ -531,7 +514,7 @@ export class Tracker {
       streamIds.run(id),
       events.map((e, i) => ({ ...e, eventId: ids[i] }) as NewEvent),
       {
-        projectId: run.project_id,
+        projectId: run.projectId,
         expectedVersion: opts.expectedVersion ?? 'any',
         metadata: opts.metadata,
         sameEvent: rule.sameEvent,
@@ -559,28 +542,27 @@ export function checkWeights(weights: number[]): void {
   }
 }
 
-async function getRunRow(q: Queryable, runId: string): Promise<RunRow> {
+async function getRunRow(q: Queryable, runId: string): Promise<RunState> {
   const id = uuid(runId, 'runId');
-  const [row] = await q.query<RunRow>('SELECT id, project_id, status, lifecycle FROM runs WHERE id = $1', [id]);
+  const row = await read(q).runState(id);
   if (!row) throw new NotFoundError(`run ${id}`);
   return row;
 }
 
 function lifecycleIs(what: 'project', lifecycle: 'active' | 'deleted', verb: string) {
   return async (tx: Queryable, id: string) => {
-    const [row] = await tx.query<{ lifecycle: string }>('SELECT lifecycle FROM projects WHERE id = $1', [id]);
+    const row = await read(tx).project(id);
     if (row && row.lifecycle !== lifecycle) throw new ValidationError(`cannot ${verb} ${what} ${id}: it is ${row.lifecycle === 'deleted' ? 'already deleted' : 'not deleted'}`);
   };
 }
 
 async function assertProject(q: Queryable, projectId: string): Promise<void> {
-  const [row] = await q.query('SELECT 1 FROM projects WHERE id = $1', [projectId]);
-  if (!row) throw new NotFoundError(`project ${projectId}`);
+  if (!(await read(q).project(projectId))) throw new NotFoundError(`project ${projectId}`);
 }
 
 async function assertArtifacts(q: Queryable, projectId: string, ids: string[]): Promise<void> {
   if (ids.length === 0) return;
-  const rows = await q.query<{ id: string }>('SELECT id FROM artifacts WHERE id = ANY($1::uuid[]) AND project_id = $2', [ids.map((i) => uuid(i, 'artifactId')), projectId]);
+  const rows = await read(q).artifactKindsIn(projectId, ids.map((i) => uuid(i, 'artifactId')));
   const found = new Set(rows.map((r) => r.id));
   for (const id of ids) if (!found.has(id.toLowerCase())) throw new NotFoundError(`artifact ${id} (in this project)`);
 }

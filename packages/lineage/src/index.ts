@@ -12,6 +12,7 @@ export * from './diff.ts';
 export * from './ids.ts';
 export * from './projection.ts';
 export * from './queries.ts';
+export { ProjectionReader } from './reader.ts';
 export { recordSampleLineage } from './sample.ts';
 
 /** Everything a process needs to write and read one store. */

@@ -238,20 +238,21 @@ interface SeriesAcc extends Summary {
 
 /** Consecutive MetricsLogged events' series summaries, in one upsert (their points are in their chunks already). */
 async function applyMetrics(tx: Queryable, events: StoredEventOf<'MetricsLogged'>[]): Promise<void> {
-  const series = new Map<string, SeriesAcc>();
+  const series = new Map<string, Map<string, SeriesAcc>>(); // by run, then key
   const runTotals = new Map<string, { position: number; points: number }>();
   for (const e of events) {
     const runId = e.streamId.slice(4);
     const total = runTotals.get(runId) ?? { position: 0, points: 0 };
     runTotals.set(runId, { position: e.position, points: total.points + e.data.points.length });
+    let keys = series.get(runId);
+    if (!keys) series.set(runId, (keys = new Map()));
     for (const p of e.data.points) {
-      const id = `${runId}\u0000${p.key}`;
-      let s = series.get(id);
-      if (!s) series.set(id, (s = { projectId: e.projectId, runId, key: p.key, ...emptySummary() }));
+      let s = keys.get(p.key);
+      if (!s) keys.set(p.key, (s = { projectId: e.projectId, runId, key: p.key, ...emptySummary() }));
       addPoint(s, p.step, metricNumber(p.value));
     }
   }
-  const acc = [...series.values()];
+  const acc = [...series.values()].flatMap((keys) => [...keys.values()]);
   // NaN min/max means "no finite value yet": the CASEs keep NaN from winning GREATEST.
   await tx.query(
     `INSERT INTO metric_series AS m (project_id, run_id, key, count, first_step, last_step, last_value, min, max)

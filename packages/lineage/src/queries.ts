@@ -1,7 +1,9 @@
 import type { Db, PrismaClient, Queryable } from '@pedigree/db';
-import { BLOCK_POINTS, CHUNK_READ_COLUMNS, POINT_BYTES, chunkOfRow, clampDepth, decodeBlocks, decodeFloats, decodeSteps, NotFoundError, ValidationError, type ChunkRow, type Json } from '@pedigree/ledger';
+import { CHUNK_READ_COLUMNS, chunkOfRow, clampDepth, decodeFloats, decodeSteps, NotFoundError, ValidationError, type ChunkRow, type Json } from '@pedigree/ledger';
 import { z } from 'zod';
+import { metricBuckets, type BucketOptions } from './buckets.ts';
 import { diffLineage, type DiffOptions, type LineageDiff } from './diff.ts';
+import { ProjectionReader, type ArtifactRecord, type ProjectRecord, type RunRecord } from './reader.ts';
 import type { ArtifactView, ArtifactWithComponents, Bucket, EdgeView, EvalView, HyperparameterView, LineageEdge, LineageGraph, LineageNode, MetricKeyView, ProjectView, RunView } from './views.ts';
 
 export type { ArtifactView, ArtifactWithComponents, Bucket, EdgeView, EvalView, HyperparameterView, LineageEdge, LineageGraph, LineageNode, MetricKeyView, ProjectView, RunView } from './views.ts';
@@ -26,7 +28,7 @@ export const ListRunsInput = z.object({
 });
 export type ListRunsInput = z.input<typeof ListRunsInput>;
 
-const toRunView = (r: Awaited<ReturnType<PrismaClient['run']['findFirstOrThrow']>>, metrics: Record<string, number>): RunView => ({
+const toRunView = (r: RunRecord, metrics: Record<string, number>): RunView => ({
   id: r.id,
   projectId: r.projectId,
   name: r.name,
@@ -39,14 +41,14 @@ const toRunView = (r: Awaited<ReturnType<PrismaClient['run']['findFirstOrThrow']
   tags: r.tags,
   forkedFromRunId: r.forkedFromRunId,
   forkedFromArtifactId: r.forkedFromArtifactId,
-  forkedAtStep: num(r.forkedAtStep),
+  forkedAtStep: r.forkedAtStep,
   error: r.error,
   createdAt: r.createdAt,
   startedAt: r.startedAt,
   endedAt: r.endedAt,
   metrics,
   lifecycle: r.lifecycle,
-  tagValues: r.tagValues as Record<string, string>,
+  tagValues: r.tagValues,
   killed: r.killed,
 });
 
@@ -54,12 +56,22 @@ const uuidOk = (s: string) => z.uuid().safeParse(s).success;
 /** BIGINT columns hold steps up to 2^53 − 1: exact as numbers. */
 const num = (v: bigint | number | null) => (v === null ? null : Number(v));
 
-/** The read side: typed reads through Prisma, heavy aggregates in SQL. */
+/**
+ * The read side, one door to every read model. Each table has one read path
+ * (test/read-paths.test.ts): the tables the commands check (projects, runs,
+ * artifacts, edges) are read in SQL through `ProjectionReader` (reader.ts),
+ * which the commands' checks use too; metric series in SQL, there and in
+ * buckets.ts; the tables only this class reads, through Prisma.
+ */
 export class Lineage {
+  private readonly reader: ProjectionReader;
+
   constructor(
     readonly db: Db,
     readonly prisma: PrismaClient,
-  ) {}
+  ) {
+    this.reader = new ProjectionReader(db);
+  }
 
   /** What differs between two runs' lineages (see diff.ts). */
   diff(a: string, b: string, opts: DiffOptions = {}): Promise<LineageDiff> {
@@ -67,20 +79,19 @@ export class Lineage {
   }
 
   async projects(opts: { lifecycle?: 'active' | 'deleted' | 'all' } = {}) {
-    const lifecycle = opts.lifecycle ?? 'all';
-    const rows = await this.prisma.project.findMany({ where: lifecycle === 'all' ? {} : { lifecycle }, orderBy: { createdAt: 'asc' } });
+    const rows = await this.reader.projects(opts.lifecycle ?? 'all');
     return rows.map(toProjectView);
   }
 
   async projectByName(name: string) {
-    const p = await this.prisma.project.findUnique({ where: { name } });
+    const p = await this.reader.projectNamed(name);
     if (!p) throw new NotFoundError(`project ${JSON.stringify(name)}`);
     return toProjectView(p);
   }
 
   async project(projectId: string) {
     if (!uuidOk(projectId)) throw new ValidationError(`project id must be a UUID, got ${JSON.stringify(projectId)}`);
-    const p = await this.prisma.project.findUnique({ where: { id: projectId.toLowerCase() } });
+    const p = await this.reader.project(projectId.toLowerCase());
     if (!p) throw new NotFoundError(`project ${projectId}`);
     return toProjectView(p);
   }
@@ -95,7 +106,7 @@ export class Lineage {
   }
 
   private async lastValues(runIds: string[]): Promise<Map<string, Record<string, number>>> {
-    const rows = await this.prisma.metricSeries.findMany({ where: { runId: { in: runIds } }, select: { runId: true, key: true, lastValue: true } });
+    const rows = await this.reader.lastValues(runIds);
     const out = new Map<string, Record<string, number>>();
     for (const r of rows) {
       const m = out.get(r.runId) ?? {};
@@ -107,7 +118,7 @@ export class Lineage {
 
   async run(runId: string): Promise<RunView> {
     if (!uuidOk(runId)) throw new ValidationError(`run id must be a UUID, got ${JSON.stringify(runId)}`);
-    const r = await this.prisma.run.findUnique({ where: { id: runId } });
+    const r = await this.reader.run(runId);
     if (!r) throw new NotFoundError(`run ${runId}`);
     return toRunView(r, (await this.lastValues([r.id])).get(r.id) ?? {});
   }
@@ -117,16 +128,18 @@ export class Lineage {
    * or an artifact: its id and its project; null when there is none.
    */
   async projectRef(idOrName: string): Promise<{ id: string; name: string } | null> {
-    const where = uuidOk(idOrName) ? { id: idOrName.toLowerCase() } : { name: idOrName };
-    return this.prisma.project.findUnique({ where, select: { id: true, name: true } });
+    const p = uuidOk(idOrName) ? await this.reader.project(idOrName.toLowerCase()) : await this.reader.projectNamed(idOrName);
+    return p ? { id: p.id, name: p.name } : null;
   }
 
   async runRef(runId: string): Promise<{ id: string; projectId: string; status: string } | null> {
-    return uuidOk(runId) ? this.prisma.run.findUnique({ where: { id: runId.toLowerCase() }, select: { id: true, projectId: true, status: true } }) : null;
+    const r = uuidOk(runId) ? await this.reader.runState(runId.toLowerCase()) : undefined;
+    return r ? { id: r.id, projectId: r.projectId, status: r.status } : null;
   }
 
   async artifactRef(artifactId: string): Promise<{ id: string; projectId: string } | null> {
-    return uuidOk(artifactId) ? this.prisma.artifact.findUnique({ where: { id: artifactId.toLowerCase() }, select: { id: true, projectId: true } }) : null;
+    const a = uuidOk(artifactId) ? await this.reader.artifact(artifactId.toLowerCase()) : undefined;
+    return a ? { id: a.id, projectId: a.projectId } : null;
   }
 
   /** Runs whose id starts with `prefix` (what people paste from a table). */
@@ -134,32 +147,17 @@ export class Lineage {
     if (uuidOk(prefix)) return prefix.toLowerCase();
     if (!/^[0-9a-f-]{4,36}$/i.test(prefix)) throw new ValidationError(`not a run id or id prefix: ${JSON.stringify(prefix)}`);
     // Within one project when asked (an API key's): another project's runs neither match nor make a prefix ambiguous.
-    const rows = await this.db.query<{ id: string }>('SELECT id FROM runs WHERE id::text LIKE $1 AND ($2::uuid IS NULL OR project_id = $2::uuid) LIMIT 2', [
-      `${prefix.toLowerCase()}%`,
-      opts.projectId ?? null,
-    ]);
-    if (rows.length === 0) throw new NotFoundError(`run ${prefix}`);
-    if (rows.length > 1) throw new ValidationError(`run id prefix ${prefix} is ambiguous`);
-    return rows[0]!.id;
+    const ids = await this.reader.runIdsStartingWith(prefix.toLowerCase(), opts.projectId ?? null);
+    if (ids.length === 0) throw new NotFoundError(`run ${prefix}`);
+    if (ids.length > 1) throw new ValidationError(`run id prefix ${prefix} is ambiguous`);
+    return ids[0]!;
   }
 
   async runs(input: ListRunsInput): Promise<{ runs: RunView[]; total: number }> {
     const q = ListRunsInput.parse(input);
-    const where = {
-      projectId: q.projectId,
-      ...(q.lifecycle !== 'all' ? { lifecycle: q.lifecycle } : {}),
-      ...(q.kind ? { kind: q.kind } : {}),
-      ...(q.status ? { status: q.status } : {}),
-      ...(q.tag ? { tags: { has: q.tag } } : {}),
-      ...(q.search ? { name: { contains: q.search, mode: 'insensitive' as const } } : {}),
-      ...(q.hyperparameters && Object.keys(q.hyperparameters).length
-        ? { AND: Object.entries(q.hyperparameters).map(([k, v]) => ({ hyperparameters: { path: [k], equals: v as never } })) }
-        : {}),
-    };
-    const [rows, total] = await Promise.all([
-      this.prisma.run.findMany({ where, orderBy: [{ [q.sort]: q.order }, { id: 'asc' }], take: q.limit, skip: q.offset }),
-      this.prisma.run.count({ where }),
-    ]);
+    const unset = Object.entries(q.hyperparameters ?? {}).find(([, v]) => v === undefined);
+    if (unset) throw new ValidationError(`hyperparameters.${unset[0]} has no value to match`);
+    const { rows, total } = await this.reader.listRuns(q);
     const metrics = await this.lastValues(rows.map((r) => r.id));
     return { runs: rows.map((r) => toRunView(r, metrics.get(r.id) ?? {})), total };
   }
@@ -171,26 +169,26 @@ export class Lineage {
 
   async artifact(artifactId: string): Promise<ArtifactWithComponents> {
     if (!uuidOk(artifactId)) throw new ValidationError(`artifact id must be a UUID, got ${JSON.stringify(artifactId)}`);
-    const a = await this.prisma.artifact.findUnique({ where: { id: artifactId } });
+    const a = await this.reader.artifact(artifactId);
     if (!a) throw new NotFoundError(`artifact ${artifactId}`);
     const components = await this.prisma.datamixComponent.findMany({ where: { datamixId: a.id }, orderBy: { idx: 'asc' } });
     return { ...toArtifactView(a), components: components.map((c) => ({ artifactId: c.artifactId, weight: c.weight, filter: c.filter as Json })) };
   }
 
   async artifacts(projectId: string, kind?: string): Promise<ArtifactView[]> {
-    const rows = await this.prisma.artifact.findMany({ where: { projectId, ...(kind ? { kind } : {}) }, orderBy: { position: 'asc' } });
+    const rows = await this.reader.artifactsOf(projectId, kind);
     return rows.map(toArtifactView);
   }
 
   async edgesOf(runId: string): Promise<EdgeView[]> {
-    const rows = await this.prisma.edge.findMany({ where: { runId }, orderBy: { position: 'asc' } });
-    const arts = await this.prisma.artifact.findMany({ where: { id: { in: [...new Set(rows.map((e) => e.artifactId))] } }, select: { id: true, name: true, kind: true } });
+    const rows = await this.reader.edgesOf(runId);
+    const arts = await this.reader.artifactsWithIds([...new Set(rows.map((e) => e.artifactId))]);
     const byId = new Map(arts.map((a) => [a.id, a]));
     return rows.map((e) => ({
       artifactId: e.artifactId,
-      direction: e.direction as 'used' | 'produced',
+      direction: e.direction,
       role: e.role,
-      step: num(e.step),
+      step: e.step,
       /** The artifact's name and kind, for display. */
       name: byId.get(e.artifactId)?.name ?? null,
       kind: byId.get(e.artifactId)?.kind ?? null,
@@ -208,8 +206,8 @@ export class Lineage {
   }
 
   async metricKeys(runId: string): Promise<MetricKeyView[]> {
-    const rows = await this.prisma.metricSeries.findMany({ where: { runId }, orderBy: { key: 'asc' } });
-    return rows.map((s) => ({ key: s.key, count: Number(s.count), firstStep: Number(s.firstStep), lastStep: Number(s.lastStep), last: s.lastValue, min: s.min, max: s.max }));
+    const rows = await this.reader.seriesOf(runId);
+    return rows.map((s) => ({ key: s.key, count: s.count, firstStep: s.firstStep, lastStep: s.lastStep, last: s.lastValue, min: s.min, max: s.max }));
   }
 
   /**
@@ -224,15 +222,15 @@ export class Lineage {
     const seenRuns = new Set(runs);
     const seenArtifacts = new Set<string>();
     for (let depth = 0; runs.length && depth < (opts.maxDepth ?? 100); depth++) {
-      const used = await this.prisma.edge.findMany({ where: { runId: { in: runs }, direction: 'used' }, orderBy: { position: 'asc' } });
+      const used = await this.reader.usedBy(runs);
       // A parent with no checkpoint between (MLflow's nested runs, OpenLineage's parent facet) is an edge of its own.
-      const nested = await this.prisma.run.findMany({ where: { id: { in: runs }, forkedFromRunId: { not: null }, forkedFromArtifactId: null }, select: { id: true, forkedFromRunId: true } });
+      const nested = await this.reader.nestedRuns(runs);
       const parents: string[] = [];
       for (const r of nested) {
-        edges.push({ from: r.forkedFromRunId!, to: r.id, relation: 'parent', role: 'parent' });
-        if (!seenRuns.has(r.forkedFromRunId!)) {
-          seenRuns.add(r.forkedFromRunId!);
-          parents.push(r.forkedFromRunId!);
+        edges.push({ from: r.forkedFromRunId, to: r.id, relation: 'parent', role: 'parent' });
+        if (!seenRuns.has(r.forkedFromRunId)) {
+          seenRuns.add(r.forkedFromRunId);
+          parents.push(r.forkedFromRunId);
         }
       }
       let frontier = [...new Set(used.map((e) => e.artifactId))].filter((a) => !seenArtifacts.has(a));
@@ -240,9 +238,9 @@ export class Lineage {
       const next: string[] = [...parents];
       while (frontier.length) {
         frontier.forEach((a) => seenArtifacts.add(a));
-        const arts = await this.prisma.artifact.findMany({ where: { id: { in: frontier } } });
+        const arts = await this.reader.artifactsWithIds(frontier);
         for (const a of arts) nodes.set(a.id, { id: a.id, type: 'artifact', kind: a.kind, name: a.name, digest: a.digest });
-        const producers = await this.prisma.edge.findMany({ where: { artifactId: { in: frontier }, direction: 'produced' } });
+        const producers = await this.reader.producersOf(frontier);
         for (const p of producers) {
           edges.push({ from: p.runId, to: p.artifactId, relation: 'produced', role: p.role });
           if (!seenRuns.has(p.runId)) {
@@ -255,7 +253,7 @@ export class Lineage {
         frontier = [...new Set(comps.map((c) => c.artifactId))].filter((a) => !seenArtifacts.has(a));
       }
       if (next.length) {
-        const rs = await this.prisma.run.findMany({ where: { id: { in: next } } });
+        const rs = await this.reader.runsWithIds(next);
         for (const r of rs) nodes.set(r.id, { id: r.id, type: 'run', kind: r.kind, name: r.name, status: r.status });
       }
       runs = next;
@@ -316,13 +314,7 @@ export class Lineage {
     const out = new Map<string, { key: string; value: number; step: number; time: number }[]>();
     if (runIds.length === 0) return out;
     // The chunks that hold a series' last step (usually one), read whole; the points at that step compared here.
-    const rows = await this.db.query<{ run_id: string; key: string; step: number; steps: Uint8Array; vals: Uint8Array; times: Uint8Array }>(
-      `SELECT s.run_id, s.key, s.last_step AS step, c.steps, c.vals, c.times
-       FROM metric_series s JOIN metric_chunks c ON c.run_id = s.run_id AND c.key = s.key AND c.last_step = s.last_step
-       WHERE s.run_id = ANY($1::uuid[])
-       ORDER BY s.run_id, s.key`,
-      [runIds],
-    );
+    const rows = await this.reader.lastStepChunks(runIds);
     // Descending as PostgreSQL sorts float8: NaN above every number.
     const above = (a: number, b: number) => (Number.isNaN(a) ? !Number.isNaN(b) : a > b);
     const best = new Map<string, { runId: string; key: string; value: number; step: number; time: number }>();
@@ -330,12 +322,12 @@ export class Lineage {
       const steps = decodeSteps(r.steps);
       const values = decodeFloats(r.vals);
       const times = decodeFloats(r.times);
-      const id = `${r.run_id}\u0000${r.key}`;
+      const id = `${r.runId}\u0000${r.key}`;
       for (let i = 0; i < steps.length; i++) {
         if (steps[i] !== Number(r.step)) continue;
         const b = best.get(id);
         const [value, time] = [values[i]!, times[i]!];
-        if (!b || above(time, b.time) || (time === b.time && above(value, b.value))) best.set(id, { runId: r.run_id, key: r.key, value, step: Number(r.step), time });
+        if (!b || above(time, b.time) || (time === b.time && above(value, b.value))) best.set(id, { runId: r.runId, key: r.key, value, step: Number(r.step), time });
       }
     }
     for (const b of best.values()) {
@@ -350,8 +342,8 @@ export class Lineage {
   async datasetInputs(runIds: string[]): Promise<Map<string, { role: string; artifact: ArtifactView }[]>> {
     const out = new Map<string, { role: string; artifact: ArtifactView }[]>();
     if (runIds.length === 0) return out;
-    const edges = await this.prisma.edge.findMany({ where: { runId: { in: runIds }, direction: 'used' }, orderBy: { position: 'asc' } });
-    const arts = await this.prisma.artifact.findMany({ where: { id: { in: [...new Set(edges.map((e) => e.artifactId))] }, kind: 'dataset' } });
+    const edges = await this.reader.usedBy(runIds);
+    const arts = await this.reader.artifactsWithIds([...new Set(edges.map((e) => e.artifactId))], 'dataset');
     const byId = new Map(arts.map((a) => [a.id, toArtifactView(a)]));
     for (const e of edges) {
       const artifact = byId.get(e.artifactId);
@@ -377,114 +369,17 @@ export class Lineage {
     });
   }
 
-  /**
-   * One metric as `buckets` equal step ranges, each with its exact min, max
-   * and last value: a chart drawn from these shows every spike a raw plot would.
-   */
-  async metricBuckets(runId: string, key: string, opts: { buckets: number; fromStep?: number; toStep?: number }, q: Queryable = this.db): Promise<Bucket[]> {
-    if (!Number.isInteger(opts.buckets) || opts.buckets < 1 || opts.buckets > 10_000) throw new ValidationError('buckets must be an integer in 1..10000');
-    const [series] = await q.query<{ first_step: number; last_step: number }>('SELECT first_step, last_step FROM metric_series WHERE run_id = $1 AND key = $2', [runId, key]);
-    if (!series) return [];
-    const from = Math.max(opts.fromStep ?? series.first_step, series.first_step);
-    const to = Math.min(opts.toStep ?? series.last_step, series.last_step);
-    if (to < from) return [];
-    const width = Math.max(1, Math.ceil((to - from + 1) / opts.buckets));
-    const bucketOf = (step: number) => Math.floor((step - from) / width);
-    const within = (lo: number, hi: number) => lo >= from && hi <= to && bucketOf(lo) === bucketOf(hi);
-    const outside = (lo: number, hi: number) => hi < from || lo > to;
-    // Three reads, each narrower: a chunk whose steps all fall in one bucket counts by its summary;
-    // in a chunk that straddles a bucket edge (or the range's ends), a block of BLOCK_POINTS points
-    // that falls in one bucket counts by its block summary; only the blocks that straddle an edge
-    // are read point by point, as slices of the chunk's columns (substring reads only those bytes).
-    const chunks = await q.query<{ position: number; idx: number; n: number; first_step: number; last_step: number; min: number; max: number; last_value: number }>(
-      `SELECT position, idx, n, first_step, last_step, min, max, last_value FROM metric_chunks
-       WHERE run_id = $1 AND key = $2 AND last_step >= $3 AND first_step <= $4`,
-      [runId, key, from, to],
-    );
-    const buckets = new Map<number, BucketAcc>();
-    const straddling: { position: number; idx: number }[] = [];
-    for (const c of chunks) {
-      if (within(c.first_step, c.last_step)) addToBucket(buckets, bucketOf(c.first_step), c.n, c.first_step, c.last_step, c.min, c.max, c.last_value, c.position, c.n);
-      else straddling.push(c);
-    }
-    const slices: { position: number; idx: number; k: number; blocks: number }[] = [];
-    if (straddling.length) {
-      const rows = await q.query<{ position: number; idx: number; n: number; blocks: Uint8Array }>(
-        `SELECT m.position, m.idx, m.n, m.blocks FROM unnest($1::int8[], $2::int4[]) AS u(position, idx) JOIN metric_chunks m USING (position, idx)`,
-        [straddling.map((c) => c.position), straddling.map((c) => c.idx)],
-      );
-      for (const row of rows) {
-        for (const b of decodeBlocks(row.blocks, row.n)) {
-          if (outside(b.firstStep, b.lastStep)) continue;
-          if (within(b.firstStep, b.lastStep)) {
-            addToBucket(buckets, bucketOf(b.firstStep), b.n, b.firstStep, b.lastStep, b.min, b.max, b.lastValue, row.position, (b.k + 1) * BLOCK_POINTS - 1);
-            continue;
-          }
-          const last = slices.at(-1);
-          if (last && last.position === row.position && last.idx === row.idx && last.k + last.blocks === b.k) last.blocks++;
-          else slices.push({ position: row.position, idx: row.idx, k: b.k, blocks: 1 });
-        }
-      }
-    }
-    if (slices.length) {
-      const bytes = BLOCK_POINTS * POINT_BYTES;
-      const opened = await q.query<{ position: number; k: number; steps: Uint8Array; vals: Uint8Array }>(
-        `SELECT u.position, u.k, substring(m.steps FROM u.k * ${bytes} + 1 FOR u.blocks * ${bytes}) AS steps, substring(m.vals FROM u.k * ${bytes} + 1 FOR u.blocks * ${bytes}) AS vals
-         FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::int4[]) AS u(position, idx, k, blocks) JOIN metric_chunks m USING (position, idx)`,
-        [slices.map((s) => s.position), slices.map((s) => s.idx), slices.map((s) => s.k), slices.map((s) => s.blocks)],
-      );
-      for (const row of opened) {
-        const steps = decodeSteps(row.steps);
-        const values = decodeFloats(row.vals);
-        const first = row.k * BLOCK_POINTS;
-        for (let i = 0; i < steps.length; i++) {
-          const step = steps[i]!;
-          if (step < from || step > to) continue;
-          const v = values[i]!;
-          addToBucket(buckets, bucketOf(step), 1, step, step, v, v, v, row.position, first + i);
-        }
-      }
-    }
-    return [...buckets.entries()]
-      .sort(([x], [y]) => x - y)
-      .map(([, a]) => ({ fromStep: a.fromStep, toStep: a.toStep, count: a.count, min: a.min, max: a.max, last: a.last, lastStep: a.toStep }));
+  /** One metric as `buckets` equal step ranges, each with its exact count, min, max and last value (see buckets.ts). */
+  metricBuckets(runId: string, key: string, opts: BucketOptions, q: Queryable = this.db): Promise<Bucket[]> {
+    return metricBuckets(q, runId, key, opts);
   }
 }
 
-function toProjectView(p: Awaited<ReturnType<PrismaClient['project']['findFirstOrThrow']>>): ProjectView {
-  return { id: p.id, name: p.name, description: p.description, createdAt: p.createdAt, updatedAt: p.updatedAt ?? p.createdAt, lifecycle: p.lifecycle, tagValues: p.tagValues as Record<string, string> };
+function toProjectView(p: ProjectRecord): ProjectView {
+  return { id: p.id, name: p.name, description: p.description, createdAt: p.createdAt, updatedAt: p.updatedAt ?? p.createdAt, lifecycle: p.lifecycle, tagValues: p.tagValues };
 }
 
-function toArtifactView(a: Awaited<ReturnType<PrismaClient['artifact']['findFirstOrThrow']>>): ArtifactView {
+function toArtifactView(a: ArtifactRecord): ArtifactView {
   return { id: a.id, projectId: a.projectId, kind: a.kind, name: a.name, digest: a.digest, spec: clampDepth(a.spec as Record<string, Json>), producedBy: a.producedBy, createdAt: a.createdAt };
 }
 
-interface BucketAcc extends Omit<Bucket, 'lastStep'> {
-  /** Which point `last` is: its event's position and its index in the chunk (a later one wins a tie on step). */
-  lastPosition: number;
-  lastOrd: number;
-}
-
-/**
- * Adds a part of a series (a chunk's or a block's summary, or one point) to
- * its bucket: min and max ignore NaN (NaN when a bucket has nothing else); the
- * last value is the one at the highest step, the later event, then the later
- * point, winning a tie.
- */
-function addToBucket(buckets: Map<number, BucketAcc>, b: number, n: number, lo: number, hi: number, min: number, max: number, last: number, position: number, ord: number): void {
-  const a = buckets.get(b);
-  if (!a) {
-    buckets.set(b, { fromStep: lo, toStep: hi, count: n, min, max, last, lastPosition: position, lastOrd: ord });
-    return;
-  }
-  a.count += n;
-  if (lo < a.fromStep) a.fromStep = lo;
-  if (!Number.isNaN(min) && !(min >= a.min)) a.min = min;
-  if (!Number.isNaN(max) && !(max <= a.max)) a.max = max;
-  if (hi > a.toStep || (hi === a.toStep && (position > a.lastPosition || (position === a.lastPosition && ord > a.lastOrd)))) {
-    a.toStep = hi;
-    a.last = last;
-    a.lastPosition = position;
-    a.lastOrd = ord;
-  }
-}
