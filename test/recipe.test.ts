@@ -1,8 +1,9 @@
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { connect, type Pedigree } from '@pedigree/client';
-import { checkClaims, loadCheckpoint, loadPairs, resultsMarkdown, runRecipe, TOY, type RecipeResult } from '@pedigree/trainer';
+import { checkClaims, loadCheckpoint, loadPairs, recordReport, resultsMarkdown, runRecipe, TOY, writeReport, type RecipeResult } from '@pedigree/trainer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pedigreeCommand, pedigreeServer } from './support/server.ts';
 
@@ -11,9 +12,11 @@ import { pedigreeCommand, pedigreeServer } from './support/server.ts';
  * through the client, then read back as a user would: every stage a run with
  * its inputs and outputs, the data mixes' weights and filters as declared,
  * hyperparameters as declared, checkpoints that load and match their
- * digests, evals recorded, ablations that diff to exactly what they change.
- * Then the same through the real binary: `pedigree demo`, and `pedigree start`
- * on an empty store recording the demo in the background.
+ * digests, evals recorded, ablations that diff to exactly what they change,
+ * results.md and its figures written and recorded as report artifacts.
+ * Then the same through the real binary: `pedigree demo` (the expected time
+ * said first, the results beside the store), and `pedigree start` on an
+ * empty store recording the demo in the background.
  */
 let dir: string;
 let pd: Pedigree;
@@ -46,6 +49,14 @@ const input = async (runId: string, role: string): Promise<Artifact> => {
   expect(e, `run ${runId} uses one ${role}`).toHaveLength(1);
   return artifact(e[0]!.artifactId);
 };
+const sha256 = (file: string) => `sha256:${createHash('sha256').update(readFileSync(file)).digest('hex')}`;
+type ReportSpec = { kind: 'report'; format: string; path: string };
+/** The project's report artifacts, by format, each checked against the file it names. */
+async function reportArtifacts(client: Pedigree, project: string): Promise<{ markdown: Artifact[]; svg: Artifact[] }> {
+  const reports = (await client.api.artifacts.list.query({ project, kind: 'report' })) as Artifact[];
+  for (const r of reports) expect(sha256((r.spec as ReportSpec).path), r.name).toBe(r.digest);
+  return { markdown: reports.filter((r) => (r.spec as ReportSpec).format === 'markdown'), svg: reports.filter((r) => (r.spec as ReportSpec).format === 'svg') };
+}
 const components = (mix: Artifact) => (mix.spec as { components: { artifactId: string; weight: number; filter?: Record<string, unknown> }[] }).components;
 
 describe('the toy recipe, recorded', () => {
@@ -202,19 +213,58 @@ describe('the toy recipe, recorded', () => {
     expect(md.match(/\*\*(held|did not hold)\*\*/g)).toHaveLength(5);
     for (const s of result.stages) expect(md).toContain(s.runId.slice(0, 8));
   });
+
+  it('writes results.md with its figures beside it and records all three as report artifacts', async () => {
+    const file = path.join(dir, 'report', 'results.md');
+    const written = await writeReport(result, file);
+    const recorded = await recordReport(pd, PROJECT, written);
+    const md = readFileSync(file, 'utf8');
+    expect(written.figures.map((f) => f.name)).toEqual(['results-recall-by-context.svg', 'results-pass-rate.svg']);
+    for (const f of written.figures) {
+      expect(path.dirname(f.path)).toBe(path.dirname(file));
+      expect(md).toContain(`](${f.name})`); // a relative link
+      const svg = readFileSync(f.path, 'utf8');
+      expect(svg).toMatch(/^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"[^>]*>[\s\S]*<\/svg>\n$/);
+    }
+    // every stage with recall is a line of the recall figure
+    const recallSvg = readFileSync(written.figures[0]!.path, 'utf8');
+    for (const name of ['pretrain', 'midtrain', 'midtrain-rope-unchanged', 'midtrain-concat', 'midtrain-lr-not-lowered']) expect(recallSvg).toContain(`data-name="${name}"`);
+    const { markdown, svg } = await reportArtifacts(pd, PROJECT);
+    expect(markdown.map((a) => a.id)).toEqual([recorded.reportArtifactId]);
+    expect(svg.map((a) => a.id).sort()).toEqual([...recorded.figureArtifactIds].sort());
+    expect(svg.map((a) => a.name).sort()).toEqual(written.figures.map((f) => f.name).sort());
+  });
 });
 
 describe('pedigree demo and npm start', () => {
-  it('`pedigree demo --size ci` records the recipe into a new project of the embedded store', async () => {
+  it('`pedigree demo --size ci` says how long it expects, records the recipe into a new project of the embedded store, and writes the results beside it', async () => {
     const home = path.join(dir, 'demo-home');
-    const out = path.join(dir, 'results-ci.md');
-    const res = await pedigreeCommand(['demo', '--size', 'ci', '--home', home, '--backend', 'reference', '--out', out, '--json'], { timeoutMs: 240_000 });
+    const res = await pedigreeCommand(['demo', '--size', 'ci', '--home', home, '--backend', 'reference', '--json'], { timeoutMs: 240_000 });
     expect(res.code, res.stderr).toBe(0);
-    const summary = JSON.parse(res.stdout) as { project: string; stages: { name: string }[]; results: string };
+    const summary = JSON.parse(res.stdout) as { project: string; stages: { name: string }[]; results: string; figures: string[]; expectedSeconds: number; reportArtifactId: string };
     expect(summary.project).toBe('phi4-recipe');
     expect(summary.stages.map((s) => s.name)).toContain('dpo');
-    expect(readFileSync(out, 'utf8')).toContain('at toy scale');
+    // the expected time comes before the first stage, the comparison after the last
+    expect(res.stderr).toMatch(/^Expected: about \d+ seconds \(pretrain .*\)$/m);
+    expect(res.stderr.indexOf('Expected: ')).toBeLessThan(res.stderr.indexOf('── [1/8] pretrain'));
+    expect(res.stderr).toMatch(/expected about \d+ seconds\.\n {2}by stage, took \/ expected: pretrain \d+s \/ \d+s/);
+    expect(summary.expectedSeconds).toBeGreaterThanOrEqual(0);
+    // results.md and its figures in the store's directory, the path said last
+    const results = path.join(home, 'results', 'phi4-recipe', 'results.md');
+    expect(summary.results).toBe(results);
+    expect(res.stderr.trimEnd().split('\n').at(-1)).toBe(`Results: ${results}`);
+    expect(readFileSync(results, 'utf8')).toContain('at toy scale');
+    expect(summary.figures).toEqual([path.join(path.dirname(results), 'results-recall-by-context.svg'), path.join(path.dirname(results), 'results-pass-rate.svg')]);
+    for (const f of summary.figures) expect(readFileSync(f, 'utf8')).toContain('<svg');
     expect(existsSync(path.join(home, 'checkpoints'))).toBe(true);
+    const client = await connect({ embedded: home, handleSignals: false });
+    try {
+      const { markdown, svg } = await reportArtifacts(client, 'phi4-recipe');
+      expect(markdown.map((a) => [a.id, (a.spec as ReportSpec).path])).toEqual([[summary.reportArtifactId, results]]);
+      expect(svg.map((a) => (a.spec as ReportSpec).path).sort()).toEqual([...summary.figures].sort());
+    } finally {
+      await client.close();
+    }
     // a second demo into the same project is refused, and records nothing
     const again = await pedigreeCommand(['demo', '--size', 'ci', '--home', home, '--project', 'phi4-recipe'], { timeoutMs: 120_000 });
     expect(again.code).not.toBe(0);
@@ -231,17 +281,21 @@ describe('pedigree demo and npm start', () => {
       expect(info.demo).toBe('ci');
       const client = await connect({ url: server.url, handleSignals: false });
       try {
+        // the report is the demo's last write: after DPO, results.md's artifact
         const deadline = Date.now() + 180_000;
-        let dpo: { status: string } | undefined;
+        let reports: Artifact[] = [];
         while (Date.now() < deadline) {
-          const { runs } = await client.runs({ project: 'phi4-recipe', limit: 100 }).catch(() => ({ runs: [] as { name: string; status: string }[] }));
-          dpo = runs.find((r) => r.name === 'dpo' && r.status === 'completed');
-          if (dpo) break;
+          reports = (await client.api.artifacts.list.query({ project: 'phi4-recipe', kind: 'report' }).catch(() => [])) as Artifact[];
+          if (reports.some((r) => (r.spec as ReportSpec).format === 'markdown')) break;
           await new Promise((r) => setTimeout(r, 1_000));
         }
-        expect(dpo, `the demo finished; server output:\n${server.stderr.slice(-2000)}`).toBeDefined();
-        const { total } = await client.runs({ project: 'phi4-recipe', limit: 1 });
+        expect(reports, `the demo finished; server output:\n${server.stderr.slice(-2000)}`).toHaveLength(3);
+        const { runs, total } = await client.runs({ project: 'phi4-recipe', limit: 100 });
         expect(total).toBe(8);
+        expect(runs.find((r) => r.name === 'dpo')?.status).toBe('completed');
+        // recorded through the server, written beside the store it serves (start hands the demo its checkpoints directory)
+        const { markdown } = await reportArtifacts(client, 'phi4-recipe');
+        expect((markdown[0]!.spec as ReportSpec).path).toBe(path.join(home, 'results', 'phi4-recipe', 'results.md'));
       } finally {
         await client.close();
       }

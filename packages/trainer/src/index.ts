@@ -52,3 +52,5 @@ export { evalEvents, recallEval, type RecallResult } from './stages/evals.ts';
 export { TOY, type RecipeSize } from './recipe/presets.ts';
 export { runRecipe, stageConfigs, type RecipeOptions, type RecipeResult } from './recipe/recipe.ts';
 export { checkClaims, resultsMarkdown } from './recipe/results.ts';
+export { recordReport, writeReport, type RecordedReport, type ReportFile, type WrittenReport } from './recipe/report.ts';
+export { describeDuration, estimateRecipe, measureThroughput, planRecipe, type RecipeEstimate } from './recipe/estimate.ts';

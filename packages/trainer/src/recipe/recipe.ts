@@ -5,7 +5,7 @@ import type { Model } from '../model/model.ts';
 import { arithmeticPassRate, arithmeticQuestions, arithmeticSampledPassRate, evalEvents, mixLoss, recallEval, type StageEvals } from '../stages/evals.ts';
 import type { StageOutcome } from '../stages/outcome.ts';
 import { runPtsStage, runDpoStage, type PtsStageResult, type DpoStageResult } from '../stages/posttrain.ts';
-import type { ProgressSink } from '../stages/progress.ts';
+import { formatSeconds, ProgressBar, type ProgressSink } from '../stages/progress.ts';
 import { train, type TrainResult } from '../stages/train.ts';
 import { RECIPE_PRESETS, TOY, type RecipeSize } from './presets.ts';
 
@@ -89,6 +89,8 @@ export interface RecipeOptions {
   log?: (line: string) => void;
   /** Only these ablations (default all three). */
   ablations?: readonly Ablation[];
+  /** Seconds each stage is expected to take, by name (estimate.ts): said in the stage's heading. */
+  expected?: Readonly<Record<string, number>>;
 }
 
 export const ABLATIONS = ['rope-unchanged', 'concat', 'lr-not-lowered'] as const;
@@ -198,11 +200,36 @@ export async function runRecipe(opts: RecipeOptions): Promise<RecipeResult> {
   const shortHeldout = buildMix(configs.pretrain.data, preset.model.vocab, 'heldout').mix;
   const recallContexts = TOY.recallContexts.map((f) => f * TOY.pretrainContext);
 
-  const measure = (model: Model, which: { recall?: boolean; loss?: boolean; arithmetic?: boolean }): StageEvals => ({
-    ...(which.recall ? { recall: recallEval(model, recallContexts, { ...TOY.kv, docs: preset.evals.recallDocs, seed: TOY.dataSeed + 4 }) } : {}),
-    ...(which.loss ? { shortContextLoss: mixLoss(model, shortHeldout, 4, TOY.pretrainContext, preset.evals.lossBatches, TOY.dataSeed + 5) } : {}),
-    ...(which.arithmetic ? { arithmetic: arithmeticPassRate(model, questions), arithmeticSampled: arithmeticSampledPassRate(model, questions, { seed: TOY.dataSeed + 7 }) } : {}),
-  });
+  /** A stage's evals, one part at a time under a progress bar of their own (recall at each length apart: each draws its own documents, so the scores are the same). */
+  const measure = async (model: Model, which: { recall?: boolean; loss?: boolean; arithmetic?: boolean }, label: string): Promise<StageEvals> => {
+    const parts: (() => void)[] = [];
+    const evals: StageEvals = {};
+    if (which.recall) {
+      evals.recall = [];
+      for (const L of recallContexts) parts.push(() => evals.recall!.push(...recallEval(model, [L], { ...TOY.kv, docs: preset.evals.recallDocs, seed: TOY.dataSeed + 4 })));
+    }
+    if (which.loss) parts.push(() => (evals.shortContextLoss = mixLoss(model, shortHeldout, 4, TOY.pretrainContext, preset.evals.lossBatches, TOY.dataSeed + 5)));
+    if (which.arithmetic) {
+      parts.push(() => (evals.arithmetic = arithmeticPassRate(model, questions)));
+      parts.push(() => (evals.arithmeticSampled = arithmeticSampledPassRate(model, questions, { seed: TOY.dataSeed + 7 })));
+    }
+    // off a terminal: one line when the evals are done, not one per part
+    const bar = opts.progress ? new ProgressBar(opts.progress, { label: `${label} evals`, unit: 'eval', total: parts.length, everyPercent: 100 }) : null;
+    for (const [i, part] of parts.entries()) {
+      part();
+      bar?.update({ step: i + 1, tokens: 0 });
+      await new Promise((resolve) => setImmediate(resolve)); // lets the bar draw and logged points go out
+    }
+    bar?.finish();
+    return evals;
+  };
+  const stageCount = 5 + (opts.ablations ?? ABLATIONS).length; // pretrain, midtrain, the ablations, SFT, PTS, DPO
+  let stageNumber = 0;
+  const heading = (name: string, what: string) => {
+    const expected = opts.expected?.[name];
+    say('');
+    say(`── [${++stageNumber}/${stageCount}] ${name} (${what})${expected === undefined ? '' : ` · expected ${formatSeconds(expected)}`}`);
+  };
   const record = async (run: Run, evals: StageEvals, step: number) => {
     for (const e of evalEvents(evals, step)) await run.eval(e);
   };
@@ -214,8 +241,7 @@ export async function runRecipe(opts: RecipeOptions): Promise<RecipeResult> {
   ): Promise<{ outcome: StageOutcome; result: TrainResult }> => {
     const t0 = performance.now();
     let evals: StageEvals = {};
-    say('');
-    say(`── ${config.name} (${config.kind})`);
+    heading(config.name, config.kind);
     const result = await train({
       pd,
       config,
@@ -223,7 +249,7 @@ export async function runRecipe(opts: RecipeOptions): Promise<RecipeResult> {
       progress: opts.progress,
       log: say,
       onEnd: async ({ run, model, step }) => {
-        evals = measure(model, which);
+        evals = await measure(model, which, config.name);
         await record(run, evals, step);
         say(`  evals: ${describeEvals(evals)}`);
       },
@@ -249,11 +275,9 @@ export async function runRecipe(opts: RecipeOptions): Promise<RecipeResult> {
   for (const name of opts.ablations ?? ABLATIONS) await stage(configs.ablations[name], pretrain, { recall: true, loss: true });
   const { outcome: sft, result: sftResult } = await stage(configs.sft, midtrain, { arithmetic: true });
 
-  say('');
-  say('── pts (Pivotal Token Search on the SFT model)');
+  heading('pts', 'Pivotal Token Search on the SFT model');
   const pts = await runPtsStage({ pd, project, sft, sftConfig: sftResult.config, settings: { ...preset.pts, digits: TOY.arithmeticDigits }, questionsSeed: TOY.dataSeed + 6, log: say, progress: opts.progress });
-  say('');
-  say('── dpo (on the PTS pairs)');
+  heading('dpo', 'on the PTS pairs');
   const dpo = await runDpoStage({
     pd,
     project,
@@ -265,7 +289,7 @@ export async function runRecipe(opts: RecipeOptions): Promise<RecipeResult> {
     log: say,
     progress: opts.progress,
     evaluate: async (model, run, step) => {
-      const evals = measure(model, { arithmetic: true });
+      const evals = await measure(model, { arithmetic: true }, 'dpo');
       await record(run, evals, step);
       say(`  evals: ${describeEvals(evals)}`);
       return evals;

@@ -24,6 +24,12 @@ const pct = (x: number | undefined) => (x === undefined ? '—' : `${x.toFixed(1
 const LONG = [2, 4]; // the lengths midtraining extends to (beyond the pretraining context, within the new one)
 const queriesAt = (e: StageEvals | undefined, factors: number[]) => factors.reduce((n, f) => n + (e?.recall?.find((r) => r.contextLength === f * TOY.pretrainContext)?.n ?? 0), 0);
 
+/** Recall a guess scores (%): one value in 10 with digit values, one in the words with word values. */
+export const RECALL_CHANCE = TOY.kv.values === 'digits' ? 100 / 10 ** TOY.kv.valueLength : 100 / (TOY_VOCAB - FIRST_WORD);
+
+/** A file name as a markdown link target: relative, every character a URL could misread escaped (spaces, parentheses). */
+const linkTarget = (name: string) => encodeURIComponent(name).replace(/[()'!*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+
 /**
  * a% of na against b% of nb: "greater" only beyond noise, by more than two
  * standard errors of the difference of two proportions (a tie at 0 is not a win).
@@ -86,7 +92,11 @@ export function checkClaims(result: RecipeResult): ClaimCheck[] {
   return checks;
 }
 
-export function resultsMarkdown(result: RecipeResult, opts: { date?: Date } = {}): string {
+/**
+ * results.md's text. `figures`: files written beside it (report.ts), shown
+ * after the verdicts by their names, which are relative links.
+ */
+export function resultsMarkdown(result: RecipeResult, opts: { date?: Date; figures?: readonly { name: string; title: string }[] } = {}): string {
   const preset = RECIPE_PRESETS[result.size];
   const checks = checkClaims(result);
   const verdict = (h: boolean | null) => (h === null ? 'not run' : h ? '**held**' : '**did not hold**');
@@ -107,13 +117,20 @@ export function resultsMarkdown(result: RecipeResult, opts: { date?: Date } = {}
   for (const c of checks) lines.push(`| ${c.claim} | ${c.report} | ${c.toy} | ${verdict(c.held)} |`);
   lines.push('');
   const best = Math.max(0, ...result.stages.flatMap((st) => (st.evals.recall ?? []).map((r) => r.score)));
-  // a guess scores chance: one value in 10 with digit values, one in the words with word values
-  const chance = TOY.kv.values === 'digits' ? 100 / 10 ** TOY.kv.valueLength : 100 / (TOY_VOCAB - FIRST_WORD);
+  const chance = RECALL_CHANCE;
   if (best < 2 * chance) {
     lines.push(
       `**No stage learned key–value recall** (the best score at any length is ${best.toFixed(1)}%, chance ${chance.toFixed(1)}%): at this scale and budget the model never formed the retrieval it would need, so the recall claims are not tested here beyond that; they did not hold at toy scale. More steps, a larger model or an easier key–value format would be the next things to try.`,
     );
     lines.push('');
+  }
+  if (opts.figures?.length) {
+    lines.push('## Figures');
+    lines.push('');
+    for (const f of opts.figures) {
+      lines.push(`![${f.title.replace(/[[\]\\]/g, '')}](${linkTarget(f.name)})`);
+      lines.push('');
+    }
   }
   lines.push('## Evals by stage');
   lines.push('');

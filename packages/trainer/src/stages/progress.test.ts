@@ -37,6 +37,14 @@ describe('the progress bar', () => {
     expect(writes.at(-1)).toMatch(/100%  loss 1\.0000  10\.0k tok\/s  in 3s\n$/);
   });
 
+  it('names its steps (evals, questions) when told', () => {
+    const { writes, sink: s } = sink(false);
+    const bar = new ProgressBar(s, { label: 'sft evals', unit: 'eval', total: 2, everyPercent: 100, now: () => 0 });
+    bar.update({ step: 1, tokens: 0 });
+    bar.update({ step: 2, tokens: 0 });
+    expect(writes).toEqual(['sft evals  eval 2/2  100%  in 0s\n']); // off a terminal: one line, at the end
+  });
+
   it('formats durations', () => {
     expect([formatSeconds(42), formatSeconds(187), formatSeconds(3723)]).toEqual(['42s', '3:07', '1:02:03']);
   });

@@ -16,6 +16,8 @@ export interface ProgressOptions {
   label: string;
   /** Steps this stage runs in all. */
   total: number;
+  /** What a step is called in the line (default "step"): "eval 3/9". */
+  unit?: string;
   /** Step already done when the bar starts (a resume). */
   start?: number;
   everyPercent?: number;
@@ -96,7 +98,7 @@ export class ProgressBar {
     const fraction = Math.min(1, u.step / Math.max(1, total));
     const elapsedS = (this.now() - this.startedAt) / 1000;
     const stepsDone = u.step - this.start;
-    const parts = [`${this.opts.label}  step ${u.step}/${total}`, `${Math.floor(fraction * 100)}%`.padStart(4)];
+    const parts = [`${this.opts.label}  ${this.opts.unit ?? 'step'} ${u.step}/${total}`, `${Math.floor(fraction * 100)}%`.padStart(4)];
     if (withBar) {
       const filled = Math.round(fraction * BAR_WIDTH);
       parts.push(`[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}]`);

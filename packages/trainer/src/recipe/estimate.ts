@@ -1,0 +1,162 @@
+import type { TrainConfig } from '../config.ts';
+import type { DataSourceConfig } from '../data/data.ts';
+import { createModel } from '../stages/train.ts';
+import { RECIPE_PRESETS, TOY, type RecipeSize } from './presets.ts';
+import { ABLATIONS, stageConfigs, type Ablation } from './recipe.ts';
+
+/**
+ * How long the recipe will take, before it starts: the work each stage plans
+ * (training steps of batch × context tokens, eval tokens, generated answers),
+ * priced by a training step measured just now at each stage's shape on the
+ * backend it will use (so a slower or busier machine gets a longer estimate).
+ *
+ * Only the training steps are measured; the rest is priced in "train tokens"
+ * (the time one token of a pretraining-shaped step takes) by the constants
+ * below, calibrated on the machine kind the budget is for (2 CPU cores, no
+ * GPU, backend reference) from the quick run (78 s) and the full run of
+ * docs/toy-recipe-results.md (9.2 minutes): they matter little, as training
+ * steps are ~90% of the time.
+ */
+export const COST = {
+  /** A step also draws its batch, weights the answer tokens, logs, and evaluates every so often: on top of forward + backward + update. */
+  stepOverhead: 0.15,
+  /** A token of an eval's forward pass (recall at up to 8× the context, one document at a time) against a token of a training step. */
+  evalToken: 0.5,
+  /** One generated answer of an eval (an addition's sum, token by token, no cache), greedy or sampled. */
+  answer: 12,
+  /** One PTS rollout: the rest of an answer from a prefix, shorter than a whole one (0.44 s for 448 in the quick run). */
+  ptsRollout: 4,
+  /** A DPO pair: one accepted and one rejected token after a short prompt, forward and backward. */
+  dpoPair: 4,
+  /** Each stage generates its data, registers it and the run, saves a checkpoint: per document of each source. */
+  perDoc: 2,
+  /** Prefixes PTS samples per question (the question itself, then the subdivision where p moves): 1.2–2.3 measured. */
+  ptsPrefixesPerQuestion: 2,
+} as const;
+
+/** One stage's planned work. */
+export interface PlannedStage {
+  name: string;
+  /** Training steps, each `batch` × `context` tokens (0: no training, as in PTS). */
+  steps: number;
+  batch: number;
+  context: number;
+  /** Forward-only tokens of its evals (recall documents, held-out batches). */
+  evalTokens: number;
+  /** Answers the arithmetic evals generate. */
+  answers: number;
+  /** PTS rollouts (prefixes × rollouts each). */
+  rollouts: number;
+  /** DPO pairs trained on (steps × batch at most). */
+  pairs: number;
+  /** Documents generated for its data. */
+  docs: number;
+}
+
+/** The recipe's stages at `size`, in the order they run, with the work each does (from the presets; no model is built). */
+export function planRecipe(size: RecipeSize, ablations: readonly Ablation[] = ABLATIONS): PlannedStage[] {
+  const p = RECIPE_PRESETS[size];
+  const configs = stageConfigs(size, 'plan');
+  const recallTokens = p.evals.recallDocs * 2 * TOY.recallContexts.reduce((n, f) => n + f * TOY.pretrainContext, 0); // both query orders
+  const lossTokens = p.evals.lossBatches * 4 * TOY.pretrainContext;
+  const arithmeticAnswers = p.evals.arithmeticQuestions * 9; // greedy, and 8 samples each
+  const training = (c: TrainConfig, evals: { recall?: boolean; arithmetic?: boolean }): PlannedStage => ({
+    name: c.name,
+    steps: c.steps,
+    batch: c.batchSize,
+    context: c.model.context,
+    evalTokens: (evals.recall ? recallTokens + lossTokens : 0) + (c.evalEvery > 0 ? Math.ceil(c.steps / c.evalEvery) + 1 : 1) * c.evalBatches * c.batchSize * c.model.context,
+    answers: evals.arithmetic ? arithmeticAnswers : 0,
+    rollouts: 0,
+    pairs: 0,
+    docs: documents(c.data.sources, c.data.heldoutDocs),
+  });
+  return [
+    training(configs.pretrain, { recall: true }),
+    training(configs.midtrain, { recall: true }),
+    ...ablations.map((a) => training(configs.ablations[a], { recall: true })),
+    training(configs.sft, { arithmetic: true }),
+    { name: 'pts', steps: 0, batch: 0, context: 0, evalTokens: 0, answers: 0, rollouts: p.pts.questions * COST.ptsPrefixesPerQuestion * p.pts.rollouts, pairs: 0, docs: 0 },
+    { name: 'dpo', steps: 0, batch: 0, context: 0, evalTokens: 0, answers: arithmeticAnswers, rollouts: 0, pairs: p.dpo.steps * p.dpo.batch, docs: 0 },
+  ];
+}
+
+/** Documents a mix generates, training and held-out (`heldout` a source), a nested mix's sources included. */
+function documents(sources: readonly DataSourceConfig[], heldout: number): number {
+  return sources.reduce((n, s) => n + (s.mix ? documents(s.mix, heldout) : s.docs + heldout), 0);
+}
+
+/** Seconds a training step takes, by shape (`${batch}x${context}`), and a pretraining step's seconds per token. */
+export interface Throughput {
+  stepSeconds: Record<string, number>;
+  tokenSeconds: number;
+  backend: string;
+  /** How long measuring took. */
+  seconds: number;
+}
+
+export const shapeKey = (batch: number, context: number) => `${batch}x${context}`;
+
+/**
+ * Times `steps` training steps (after one to warm up: gpu.js compiles its
+ * kernels then) at each distinct shape the recipe trains at, on `backend`,
+ * with the model of `size`. About a second at the quick and full sizes.
+ */
+export function measureThroughput(size: RecipeSize, backend: TrainConfig['backend'] = 'reference', steps = 3): Throughput {
+  const started = performance.now();
+  const configs = stageConfigs(size, 'plan', { backend });
+  const shapes = new Map<string, TrainConfig>();
+  for (const c of [configs.pretrain, configs.midtrain, configs.sft]) shapes.set(shapeKey(c.batchSize, c.model.context), c);
+  const stepSeconds: Record<string, number> = {};
+  let name = '';
+  for (const [key, c] of shapes) {
+    const model = createModel(c);
+    name = model.backend;
+    try {
+      const B = c.batchSize;
+      const T = c.model.context;
+      const inputs = new Int32Array(B * T).map((_, i) => (i * 7919) % c.model.vocab); // (B,T) any tokens: the cost does not depend on them
+      const targets = inputs.map((t) => (t + 1) % c.model.vocab);
+      const once = (t: number) => {
+        model.forwardBackward(inputs, targets, B, T);
+        model.step(c.optimizer.lr, t, c.optimizer);
+      };
+      once(1);
+      const t0 = performance.now();
+      for (let t = 0; t < steps; t++) once(t + 2);
+      stepSeconds[key] = (performance.now() - t0) / 1000 / steps;
+    } finally {
+      model.destroy?.();
+    }
+  }
+  const pre = configs.pretrain;
+  return { stepSeconds, tokenSeconds: stepSeconds[shapeKey(pre.batchSize, pre.model.context)]! / (pre.batchSize * pre.model.context), backend: name, seconds: (performance.now() - started) / 1000 };
+}
+
+export interface RecipeEstimate {
+  seconds: number;
+  stages: { name: string; seconds: number }[];
+  throughput: Throughput;
+}
+
+/** The plan priced by the measured throughput (COST for everything but the training steps). */
+export function estimateRecipe(plan: readonly PlannedStage[], throughput: Throughput): RecipeEstimate {
+  const token = throughput.tokenSeconds;
+  const stages = plan.map((s) => {
+    const step = s.steps ? (throughput.stepSeconds[shapeKey(s.batch, s.context)] ?? token * s.batch * s.context) : 0;
+    const seconds =
+      s.steps * step * (1 + COST.stepOverhead) +
+      token * (s.evalTokens * COST.evalToken + s.answers * COST.answer + s.rollouts * COST.ptsRollout + s.pairs * COST.dpoPair + s.docs * COST.perDoc);
+    return { name: s.name, seconds };
+  });
+  return { seconds: stages.reduce((n, s) => n + s.seconds, 0), stages, throughput };
+}
+
+/** "about 9 minutes", "about 40 seconds": an estimate, said as one. */
+export function describeDuration(seconds: number): string {
+  if (seconds < 55) return `about ${Math.max(5, Math.round(seconds / 5) * 5)} seconds`;
+  const minutes = seconds / 60;
+  if (minutes < 1.5) return 'about a minute';
+  if (minutes < 10) return `about ${Math.round(minutes * 2) / 2} minutes`.replace('.5 minutes', '½ minutes');
+  return `about ${Math.round(minutes)} minutes`;
+}
