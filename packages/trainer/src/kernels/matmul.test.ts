@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { geluBackwardRef, geluForwardRef } from './gelu.ts';
+import { matmulBackwardCpu, matmulForwardCpu } from './matmul-cpu.ts';
 import { matmulBackward, matmulBackwardRef, matmulForward, matmulForwardRef } from './matmul.ts';
+import { assertClose } from './validate.ts';
 import { expectClose, f64, gradCheck, randn, reportMissingModes, testBackends, weightedSum } from './testing.ts';
 
 // float32 sums of K products of numbers in [-1, 1): the rounding error grows like √K·ε·(size
@@ -37,6 +39,35 @@ describe('matmul reference', () => {
     gradCheck('matmul dinp', inp, loss, dinp, { count: B * T * C });
     gradCheck('matmul dweight', weight, loss, dweight, { count: OC * C });
     gradCheck('matmul dbias', bias, loss, dbias, { count: OC });
+  });
+});
+
+describe('matmul on the CPU (matmul-cpu.ts), against the same reference', () => {
+  // Every block edge: rows (B·T) odd and even, outputs (OC) not a multiple of 4, and the
+  // accumulating backward starting from gradients that are not zero.
+  it.each([...SHAPES, [1, 3, 8, 6] as [number, number, number, number], [2, 32, 32, 272] as [number, number, number, number]])('forward and backward, B=%i T=%i C=%i OC=%i', (B, T, C, OC) => {
+    const inp = randn(B * T * C, C);
+    const weight = randn(OC * C, OC);
+    const bias = randn(OC, 7);
+    const dout = randn(B * T * OC, 11);
+    for (const b of [bias, null]) {
+      const ref = new Float64Array(B * T * OC);
+      matmulForwardRef(ref, f64(inp), f64(weight), b && f64(b), B, T, C, OC);
+      const out = new Float32Array(B * T * OC);
+      matmulForwardCpu(out, inp, weight, b, B, T, C, OC);
+      assertClose(`cpu matmul forward${b ? '' : ', no bias'}`, out, ref, TOL);
+    }
+    const start = { dinp: randn(B * T * C, 13), dweight: randn(OC * C, 17), dbias: randn(OC, 19) };
+    const ref = { dinp: f64(start.dinp), dweight: f64(start.dweight), dbias: f64(start.dbias) };
+    matmulBackwardRef(ref.dinp, ref.dweight, ref.dbias, f64(dout), f64(inp), f64(weight), B, T, C, OC);
+    const got = { dinp: start.dinp.slice(), dweight: start.dweight.slice(), dbias: start.dbias.slice() };
+    matmulBackwardCpu(got.dinp, got.dweight, got.dbias, dout, inp, weight, B, T, C, OC);
+    assertClose('cpu matmul dinp', got.dinp, ref.dinp, TOL);
+    assertClose('cpu matmul dweight', got.dweight, ref.dweight, TOL);
+    assertClose('cpu matmul dbias', got.dbias, ref.dbias, TOL);
+    const noBias = start.dweight.slice();
+    matmulBackwardCpu(start.dinp.slice(), noBias, null, dout, inp, weight, B, T, C, OC);
+    assertClose('cpu matmul dweight, no bias', noBias, ref.dweight, TOL);
   });
 });
 

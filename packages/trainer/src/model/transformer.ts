@@ -10,6 +10,7 @@ import { embeddingBackward, embeddingBackwardRef, embeddingForward, embeddingFor
 import { geluBackwardRef, geluForward, geluForwardRef } from '../kernels/gelu.ts';
 import { layernormBackward, layernormBackwardRef, layernormForward, layernormForwardRef } from '../kernels/layernorm.ts';
 import { matmulBackward, matmulBackwardRef, matmulForward, matmulForwardRef } from '../kernels/matmul.ts';
+import { matmulBackwardCpu, matmulForwardCpu } from '../kernels/matmul-cpu.ts';
 import { residualForward, residualForwardRef } from '../kernels/residual.ts';
 import type { RopeOptions } from '../kernels/rope.ts';
 import { Rng } from '../rng.ts';
@@ -163,6 +164,17 @@ interface BlockActs<F> {
   fchGelu: F; // (BT,4C)
 }
 
+/** The matmuls the host-side forward and backward run (the bulk of their time). */
+export interface MatmulOps<F extends Floats> {
+  matmulForwardRef(out: F, inp: F, weight: F, bias: F | null, B: number, T: number, C: number, OC: number): void;
+  matmulBackwardRef(dinp: F, dweight: F, dbias: F | null, dout: F, inp: F, weight: F, B: number, T: number, C: number, OC: number): void;
+}
+
+/** The reference matmuls (any float array: the gradient check runs in float64). */
+export const REFERENCE_MATMUL: MatmulOps<Floats> = { matmulForwardRef, matmulBackwardRef };
+/** The fast CPU matmuls (float32), each checked against the reference (matmul.test.ts): what the reference mode and host-side evaluation run. */
+export const CPU_MATMUL: MatmulOps<Float32Array> = { matmulForwardRef: matmulForwardCpu, matmulBackwardRef: matmulBackwardCpu };
+
 /**
  * Reference forward (and, when `grads` is given, backward accumulating into it) of the mean
  * cross-entropy over the positions with target ≥ 0. Works on float32 or float64 arrays alike
@@ -176,7 +188,9 @@ export function transformerLossRef<F extends Floats>(
   alloc: (n: number) => F,
   grads?: TransformerParams<F>,
   weights?: Floats, // (B,T) the gradient of each position's loss (DPO's signed weights); default 1/N over the N counted positions
+  ops: MatmulOps<F> = REFERENCE_MATMUL,
 ): { loss: number; logits: F } {
+  const { matmulForwardRef, matmulBackwardRef } = ops;
   const { B, T, C, V, NH, rope } = dims;
   const BT = B * T;
   const acts: BlockActs<F>[] = [];
@@ -373,20 +387,20 @@ export class TransformerModel implements Model {
     if (this.be) return this.runDevice(inputs, targets, B, T, true, weights).loss;
     const params = this.hostParams(this.slots.map((s) => s.tensor.data));
     const grads = this.hostParams(this.grads!);
-    return transformerLossRef(params, inputs, targets, { ...this.dims, B, T }, (n) => new Float32Array(n), grads, weights).loss;
+    return transformerLossRef(params, inputs, targets, { ...this.dims, B, T }, (n) => new Float32Array(n), grads, weights, CPU_MATMUL).loss;
   }
 
   evaluate(inputs: Int32Array, targets: Int32Array, B: number, T: number): number {
     checkTokens(inputs, targets, B, T, this.dims.V);
     if (this.be) return this.runDevice(inputs, targets, B, T, false).loss;
-    return transformerLossRef(this.hostParams(this.slots.map((s) => s.tensor.data)), inputs, targets, { ...this.dims, B, T }, (n) => new Float32Array(n)).loss;
+    return transformerLossRef(this.hostParams(this.slots.map((s) => s.tensor.data)), inputs, targets, { ...this.dims, B, T }, (n) => new Float32Array(n), undefined, undefined, CPU_MATMUL).loss;
   }
 
   /** Logits (B,T,V) for any T (RoPE: no table limits the length), without touching the gradients. */
   logits(inputs: Int32Array, B: number, T: number): Float32Array {
     checkTokens(inputs, null, B, T, this.dims.V);
     if (this.be) return this.runDevice(inputs, null, B, T, false).logits!;
-    return transformerLossRef(this.hostParams(this.slots.map((s) => s.tensor.data)), inputs, null, { ...this.dims, B, T }, (n) => new Float32Array(n)).logits;
+    return transformerLossRef(this.hostParams(this.slots.map((s) => s.tensor.data)), inputs, null, { ...this.dims, B, T }, (n) => new Float32Array(n), undefined, undefined, CPU_MATMUL).logits;
   }
 
   step(lr: number, t: number, optimizer: OptimizerConfig): number {
