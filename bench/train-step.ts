@@ -277,7 +277,7 @@ function tfjsPath(s: StepSize, opt: OptimizerConfig): Path {
   const lnfw = param('lnfw', [C], 'ones');
   const lnfb = param('lnfb', [C], 'zeros');
 
-  // Constants: RoPE cos/sin (T, HS/2) as in src/kernels/rope.ts, and the causal mask (T, T).
+  // Constants: RoPE cos/sin (T, HS/2) as in packages/trainer/src/kernels/rope.ts, and the causal mask (T, T).
   const cosv = new Float32Array(T * half);
   const sinv = new Float32Array(T * half);
   const ropeBase = 500; // ModelConfig's default, as TransformerModel uses

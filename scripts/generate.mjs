@@ -1,6 +1,7 @@
 // Generates the Prisma client offline. The Prisma CLI insists on finding a
 // native schema engine (it would download one); `generate` itself never runs
-// it, so any existing file satisfies the check. See ../shared/STACK.md.
+// it, so any existing file satisfies the check (the download needs Prisma's
+// servers, which an offline machine cannot reach).
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

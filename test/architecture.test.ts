@@ -4,7 +4,7 @@ import { cruise, type ICruiseOptions, type ICruiseResult, type IForbiddenRuleTyp
 import { beforeAll, describe, expect, it } from 'vitest';
 
 /**
- * The architecture as a test (ARCHITECTURE.md, "Dependency direction"):
+ * The architecture as a test (docs/architecture.md, "The layers"):
  * dependency-cruiser reads every import in each packages/NAME/src and in
  * apps/web/app, and this fails with the list of imports that break one of
  * three rules:

@@ -25,7 +25,7 @@ import { backends } from './support/stores.ts';
 const specMissing = specUnavailable();
 const PRODUCER = 'https://github.com/example/pipeline/tree/1.0.0';
 const SCHEMA_URL = 'https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent';
-/** The examples the strict schema accepts, as the spec folder's SOURCE.md lists them. */
+/** The examples the strict schema accepts, as SOURCE.md in the spec folder (SPEC_DIR, beside the repository) lists them. */
 const VALID_EXAMPLES = ['examples/client-python-example_full_event.json', 'examples/event_simple.json', 'tests/example_full_event.json'];
 
 type Json = Record<string, unknown>;

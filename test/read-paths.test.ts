@@ -4,7 +4,8 @@ import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 
 /**
- * One read path per projection table (ARCHITECTURE.md, "one door"; issue 16):
+ * One read path per projection table (docs/how-it-works.md, "One read path
+ * per read-model table"; issue 16):
  * a table is read either in SQL or through Prisma, never both, and only in
  * the module named for it. The tables the commands check inside their append
  * transactions are read in SQL by packages/lineage/src/reader.ts, which both

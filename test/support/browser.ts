@@ -4,7 +4,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 /** Debian's chromium (apt), never a downloaded browser. */
 export const CHROMIUM = process.env.PEDIGREE_CHROMIUM ?? '/usr/bin/chromium';
 
-/** The flags that work on these machines (see STACK.md). */
+/** The flags that work on these machines: headless, the sandbox off (Chromium will not start as root with it), no GPU, no background network. */
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 /** Why the browser tests cannot run here, or null. Under CI a missing browser is the caller's failure, not a skip. */

@@ -4,8 +4,10 @@ import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 
 /**
- * The official OpenLineage 2-0-2 schema and facet schemas, read from
- * ../shared/openlineage-spec/ at test time (never copied into the project),
+ * The official OpenLineage 2-0-2 schema and facet schemas (spec/ of
+ * github.com/OpenLineage/OpenLineage, Apache-2.0), read at test time from
+ * ../shared/openlineage-spec/, a folder beside the repository, not in it
+ * (`specUnavailable`: where it is missing these tests skip, under CI they fail),
  * with Pedigree's own facet schemas (docs/openlineage/facets/), in one strict
  * draft 2020-12 validator with formats checked. Each facet is checked against
  * its own facet schema, found by its key and where it sits (run, job, dataset,

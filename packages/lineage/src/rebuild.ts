@@ -4,9 +4,10 @@ import type { Queryable } from '@pedigree/db';
  * The lineage read models rebuilt from the whole log in set-based
  * statements, one (or two) per table, for `replay`: what `lineageProjection`
  * builds event by event, as the state after the last event. Each rule below
- * is the fold of projection.ts's per-event statements; test/replay checks
- * (lineage.contract, replay.bounded, upgrade.v1, rebuild.every-event) compare
- * the two row for row. Runs inside replay's transaction, after its TRUNCATE.
+ * is the fold of projection.ts's per-event statements; tests compare the two
+ * row for row (test/lineage.contract.test.ts, whose "rebuilds every event type"
+ * case must exercise each event type; test/replay.bounded.test.ts;
+ * test/upgrade.v1.test.ts). Runs inside replay's transaction, after its TRUNCATE.
  *
  * Times the client reported (`at`, ms since the epoch) are added to the
  * epoch as an interval: exact to the millisecond, as a JS Date is.

@@ -3,7 +3,7 @@ import { contentDigest } from './ids.ts';
 import type { Tracker } from './commands.ts';
 
 /**
- * A small Phi-4-shaped history (see shared/RECIPE.md), recorded through the
+ * A small Phi-4-shaped history (the Phi-4 report, arXiv 2412.08905), recorded through the
  * tracker like any user's: five pretraining sources mixed as in Table 5, a
  * pretraining run, midtraining (30% long data / 70% replay, RoPE base ×25,
  * LR ÷10, 4× context) and one ablation fork, SFT, DPO, evals. Metrics are

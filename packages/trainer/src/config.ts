@@ -32,7 +32,7 @@ export const ModelConfigSchema = z
     dModel: int(1, 8192).default(64), // C
     heads: int(1, 256).default(4),
     context: int(2, 1 << 20).default(128), // T: tokens per training sequence
-    ropeBase: positive().default(500), // RoPE θ base; Phi-4 raises it for long context (RECIPE.md: ×25 at midtraining)
+    ropeBase: positive().default(500), // RoPE θ base; Phi-4 raises it for long context (docs/trainer.md: ×25 at midtraining)
     seed: int(0, 0xffffffff).default(1337), // weight initialisation
   })
   .strict()

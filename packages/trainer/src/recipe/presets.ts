@@ -69,7 +69,7 @@ export const RECIPE_PRESETS: Record<RecipeSize, RecipePreset> = {
   },
 };
 
-/** Pretraining context and RoPE base, and what midtraining does to them (RECIPE.md's toy design). */
+/** Pretraining context and RoPE base, and what midtraining does to them (the toy design, docs/trainer.md). */
 export const TOY = {
   pretrainContext: 64,
   ropeBase: 500,

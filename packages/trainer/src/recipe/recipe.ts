@@ -10,7 +10,7 @@ import { train, type TrainResult } from '../stages/train.ts';
 import { RECIPE_PRESETS, TOY, type RecipeSize } from './presets.ts';
 
 /**
- * The Phi-4 recipe (RECIPE.md) at toy scale, every stage a run in the store:
+ * The Phi-4 recipe (arXiv 2412.08905; docs/trainer.md) at toy scale, every stage a run in the store:
  *
  *   pretrain (context 64, RoPE base 500, Table 5's mix; answer tokens weighted)
  *     └─ midtrain (context 256 = 4×, base ×25, lr ÷10; 30% native long KV documents

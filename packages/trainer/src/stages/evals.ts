@@ -5,7 +5,7 @@ import { TransformerModel } from '../model/transformer.ts';
 import { deriveSeed, Rng } from '../rng.ts';
 
 /**
- * The toy recipe's evals (RECIPE.md), each a number a run records with
+ * The toy recipe's evals (docs/trainer.md), each a number a run records with
  * `run.eval`:
  *   recall            HELMET JSON-KV style: a document of random key–value
  *                     pairs filling the context, queries at evenly spaced

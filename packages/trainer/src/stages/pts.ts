@@ -4,7 +4,7 @@ import type { Rng } from '../rng.ts';
 import type { DpoPair } from './dpo.ts';
 
 /**
- * Pivotal Token Search (Phi-4 report §4.3; RECIPE.md states the algorithm this follows):
+ * Pivotal Token Search (the Phi-4 report, arXiv 2412.08905, §4.3: the algorithm this follows):
  *
  *   p(prefix): fraction of N sampled completions of Q+prefix the checker accepts (memoized)
  *   Subdivide(prefix, T):

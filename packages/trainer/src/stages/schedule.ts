@@ -3,8 +3,8 @@ import type { TrainConfig } from '../config.ts';
 /**
  * The learning rate at `step` (0-based; the update that makes step + 1):
  * linear warmup to `lr` over `warmupSteps`, then linear (or cosine) decay to
- * `minLr` at the last step, as Phi-4 pretrains (RECIPE.md: linear warmup +
- * linear decay).
+ * `minLr` at the last step, as Phi-4 pretrains (the Phi-4 report, arXiv
+ * 2412.08905, §3: linear warmup + linear decay).
  */
 export function getLr(step: number, cfg: Pick<TrainConfig, 'optimizer' | 'steps'>): number {
   const { lr, minLr, warmupSteps, decay } = cfg.optimizer;
