@@ -4,17 +4,10 @@ import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { createTRPCClient, httpBatchLink, httpSubscriptionLink, splitLink } from '@trpc/client';
 import { useState, type ReactNode } from 'react';
 import superjson from 'superjson';
-import { API_KEY_STORAGE, TRPCProvider } from './_lib/trpc';
+import { authHeaders, storedKey } from './_lib/auth';
+import { TRPCProvider } from './_lib/trpc';
 
 const url = '/api/trpc';
-
-/** In `keys` mode the server wants `Authorization: Bearer <key>`; the key the user entered lives in localStorage. */
-const storedKey = () => (typeof window === 'undefined' ? null : window.localStorage.getItem(API_KEY_STORAGE));
-
-function authHeaders(): Record<string, string> {
-  const key = storedKey();
-  return key ? { authorization: `Bearer ${key}` } : {};
-}
 
 function makeClients() {
   const queryClient = new QueryClient({ defaultOptions: { queries: { staleTime: 5_000, retry: 1, refetchOnWindowFocus: false } } });

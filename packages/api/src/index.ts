@@ -13,6 +13,7 @@ export { fileStoreSettings, DEFAULT_MAX_ARTIFACT_BYTES, type FileStoreSettings }
 export { ARTIFACT_KINDS, RUN_KINDS, type ArtifactKind, type RunKind } from '@pedigree/ledger';
 export { accessFor, type Access } from './access.ts';
 export { handleOpenLineageRequest, handleOpenLineageExportRequest, OPENLINEAGE_ENDPOINT, OPENLINEAGE_EXPORT_ENDPOINT } from './openlineage/http.ts';
+export { handleReportRequest, REPORTS_ENDPOINT, REPORT_FORMATS, MAX_REPORT_BYTES, type ReportFormat } from './reports.ts';
 export { exportOpenLineage, datasetNamespace, type OpenLineageRunEvent, type OpenLineageDataset, type OpenLineageFacet, type ExportOptions } from './openlineage/export.ts';
 export { pedigreeRunId, datasetDigest } from './openlineage/ingest.ts';
 export { CUSTOM_FACETS, STANDARD_FACETS, PRODUCER, RUN_EVENT_SCHEMA_URL } from './openlineage/spec.ts';

@@ -3,11 +3,15 @@ import { useQuery } from '@tanstack/react-query';
 import Link from 'next/link';
 import { useTRPC } from '../_lib/trpc';
 import { ErrorBox, Loading } from './bits';
+import { latestByName, ReportFigure, reportFormat, ReportText } from './Report';
 
-/** One artifact: its spec and digest, what made it, and (for a mix) its components. */
+/** One artifact: its spec and digest, what made it, (for a mix) its components, and (for a report) its figure or text. */
 export function ArtifactPage({ artifactId }: { artifactId: string }) {
   const trpc = useTRPC();
   const artifact = useQuery(trpc.artifacts.get.queryOptions({ artifactId }));
+  const format = artifact.data ? reportFormat(artifact.data) : null;
+  // A markdown report's images are the project's figures, by name.
+  const reports = useQuery(trpc.artifacts.list.queryOptions({ project: artifact.data?.projectId ?? '', kind: 'report' }, { enabled: format === 'markdown' }));
   if (artifact.error) return <ErrorBox error={artifact.error} />;
   if (!artifact.data) return <Loading what="artifact" />;
   const a = artifact.data;
@@ -28,6 +32,13 @@ export function ArtifactPage({ artifactId }: { artifactId: string }) {
             ))}
           </ul>
         </>
+      )}
+      {format === 'svg' && <ReportFigure artifact={a} caption={false} />}
+      {format === 'markdown' && (
+        <section className="reporttext">
+          {reports.error && <ErrorBox error={reports.error} />}
+          {reports.data && <ReportText artifact={a} figures={latestByName(reports.data).filter((x) => reportFormat(x) === 'svg')} />}
+        </section>
       )}
       <h2>Spec</h2>
       <pre>{JSON.stringify(a.spec, null, 2)}</pre>

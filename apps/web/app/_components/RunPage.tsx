@@ -10,6 +10,7 @@ import { ErrorBox, Loading, StatusBadge } from './bits';
 import { DataMix } from './DataMix';
 import { LineageGraph } from './LineageGraph';
 import { MetricChart, type ChartSeries, type LiveMetrics, type StepMarker } from './MetricChart';
+import { ProjectReport } from './Report';
 
 /** Live metric points held for folding into the charts before they are read again instead. */
 const LIVE_POINTS_HELD = 200_000;
@@ -198,6 +199,8 @@ export function RunPage({ runId }: { runId: string }) {
               </ul>
             </section>
           </div>
+
+          <ProjectReport projectId={r.projectId} />
         </>
       )}
     </div>
