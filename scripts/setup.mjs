@@ -39,6 +39,9 @@ if (forTests) {
     // test/ledger-verification.doc.test.ts: the Python verifier written from docs/ledger-verification.md (Ed25519).
     ['dpkg:python3-cryptography', 'python3-cryptography'],
     ['dpkg:libxi-dev', 'libxi-dev'],
+    // test/pooler.test.ts and the ledger suites behind a pooler: PgBouncer in transaction mode, in
+    // front of a PostgreSQL cluster the tests start themselves (postgresql-15's initdb, pg_basebackup).
+    ['dpkg:pgbouncer', 'pgbouncer'],
   ];
   const missing = wanted.filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg);
   if (missing.length) {

@@ -9,7 +9,7 @@ import type { Pedigree } from '@pedigree/lineage';
 import { backends } from './support/stores.ts';
 import { snapshot } from './support/snapshot.ts';
 
-for (const { backend, skip } of await backends()) {
+for (const { backend, skip } of await backends({ pooler: true })) {
   describe.skipIf(skip)(`ledger contract on ${backend.name}`, () => {
     let pd: Pedigree;
     let store: EventStore;

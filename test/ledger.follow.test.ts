@@ -79,9 +79,9 @@ function expectSameLog(name: string, seen: readonly StoredEvent[], rows: readonl
   expect(seen.map((e) => [e.position, e.eventId])).toEqual(rows.map((r) => [r.position, r.event_id]));
 }
 
-for (const { backend, skip } of await backends()) {
+for (const { backend, skip } of await backends({ pooler: true })) {
   describe.skipIf(skip)(`following the log on ${backend.name}`, () => {
-    const server = backend.name === 'postgres';
+    const server = backend.name !== 'pglite';
     let pd: Pedigree;
     /** One store per writer: on the server, each a pool of its own (as separate processes would have); on PGlite, the one store. */
     let writerStores: EventStore[];
@@ -200,7 +200,7 @@ for (const { backend, skip } of await backends()) {
       const stream = await newRun('beside-a-long-write');
       // A transaction that holds a transaction id for the whole test, in another database: it can
       // never append to this store, so it must not bound what a follower reads.
-      const other = postgres(SERVER_URL, { max: 1, onnotice: () => {} });
+      const other = postgres(backend.serverUrl ?? SERVER_URL, { max: 1, onnotice: () => {} });
       try {
         let release!: () => void;
         const released = new Promise<void>((r) => (release = r));

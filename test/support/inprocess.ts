@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { handleMlflowArtifactRequest, handleMlflowRequest, handleOpenLineageExportRequest, handleOpenLineageRequest, handleTrpcRequest, installServer, uninstallServer, type AuthMode, type FileStoreSettings } from '@pedigree/api';
+import { handleMlflowArtifactRequest, handleMlflowRequest, handleOpenLineageExportRequest, handleOpenLineageRequest, handleTrpcRequest, installServer, uninstallServer, type AuthMode, type FileStoreSettings, type ReadRouting } from '@pedigree/api';
 
 /** The HTTP endpoints the web app mounts (apps/web/app/api/…/route.ts), by path prefix: the first match serves. */
 const ROUTES: [prefix: string, handler: (req: Request) => Promise<Response>][] = [
@@ -18,8 +18,8 @@ import type { Pedigree } from '@pedigree/lineage';
  * Tests about what the API decides (auth, validation) use this; tests about
  * the server a user runs use test/support/server.ts.
  */
-export async function serveInProcess(pedigree: Pedigree, authMode: AuthMode, opts: { files?: FileStoreSettings } = {}): Promise<{ url: string; close(): Promise<void> }> {
-  installServer({ pedigree, authMode, files: opts.files });
+export async function serveInProcess(pedigree: Pedigree, authMode: AuthMode, opts: { files?: FileStoreSettings; reads?: ReadRouting } = {}): Promise<{ url: string; close(): Promise<void> }> {
+  installServer({ pedigree, authMode, files: opts.files, reads: opts.reads });
   const server = http.createServer(async (req, res) => {
     try {
       const controller = new AbortController();

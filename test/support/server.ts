@@ -27,6 +27,8 @@ export interface ServingInfo {
   /** The demo size being recorded in the background, or null. */
   demo?: string | null;
   events?: number;
+  /** The replicas it reads from (--read-url), passwords redacted. */
+  replicas?: string[];
 }
 
 export interface ServerOptions {
@@ -42,6 +44,8 @@ export interface ServerOptions {
   json?: boolean;
   /** More environment for the server; DATABASE_URL, PEDIGREE_HOME, PEDIGREE_PORT and PEDIGREE_AUTH are not inherited. */
   env?: NodeJS.ProcessEnv;
+  /** More arguments for `pedigree start` (e.g. --read-url). */
+  args?: string[];
 }
 
 export interface Stopped {
@@ -83,7 +87,7 @@ export async function freePort(): Promise<number> {
 /** The environment the CLI sees: the store chosen only by flags, no colour. */
 function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
-  for (const name of ['DATABASE_URL', 'PEDIGREE_HOME', 'PEDIGREE_PORT', 'PEDIGREE_AUTH', 'PEDIGREE_DEBUG', 'PEDIGREE_SERVER', 'PEDIGREE_API_KEY']) delete env[name];
+  for (const name of ['DATABASE_URL', 'PEDIGREE_DIRECT_URL', 'PEDIGREE_READ_URLS', 'PEDIGREE_HOME', 'PEDIGREE_PORT', 'PEDIGREE_AUTH', 'PEDIGREE_DEBUG', 'PEDIGREE_SERVER', 'PEDIGREE_API_KEY']) delete env[name];
   return { ...env, ...extra };
 }
 
@@ -123,7 +127,7 @@ async function waitFor(condition: () => boolean, timeoutMs: number): Promise<boo
 export async function pedigreeServer(opts: ServerOptions): Promise<PedigreeServer> {
   const port = opts.port ?? (await freePort());
   const json = opts.json ?? true;
-  const args = ['start', ...storeArgs(opts), '--port', String(port), '--demo', opts.demo ?? 'sample', ...(opts.auth ? ['--auth', opts.auth] : []), ...(json ? ['--json'] : [])];
+  const args = ['start', ...storeArgs(opts), '--port', String(port), '--demo', opts.demo ?? 'sample', ...(opts.auth ? ['--auth', opts.auth] : []), ...(json ? ['--json'] : []), ...(opts.args ?? [])];
   let child: ChildProcess | undefined;
   let exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | undefined;
   let stdout = '';

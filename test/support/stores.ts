@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
+import { APP_ROLE } from '@pedigree/db';
 import { openPedigree, type Pedigree } from '@pedigree/lineage';
+import { pgbouncerUnavailable, startPgbouncer, startPrimary, withSql, type Bouncer, type Cluster } from './clusters.ts';
 
 /**
  * The storage backends every contract test runs against: embedded PGlite (in
@@ -12,7 +14,10 @@ import { openPedigree, type Pedigree } from '@pedigree/lineage';
 export const SERVER_URL = process.env.PEDIGREE_TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/test';
 
 export interface Backend {
-  name: 'pglite' | 'postgres';
+  /** pgbouncer: PostgreSQL behind PgBouncer in transaction mode (see pgbouncerBackend). */
+  name: 'pglite' | 'postgres' | 'pgbouncer';
+  /** The server the store lives on (a maintenance database), for connections outside the store; undefined for PGlite. */
+  serverUrl?: string;
   /** Opens a fresh, migrated, empty store. */
   open(): Promise<Pedigree>;
   /** A second, independent connection to the store `open` made last (server only: PGlite is single-process). */
@@ -79,6 +84,7 @@ export function postgresBackend(): Backend {
   let lastUrl: string | undefined;
   return {
     name: 'postgres',
+    serverUrl: SERVER_URL,
     async open() {
       const db = await createServerDatabase();
       const pd = await openPedigree({ url: db.url }, { migrate: true });
@@ -100,13 +106,77 @@ export function postgresBackend(): Backend {
   };
 }
 
-/** Both backends, the server one marked skipped (with a printed reason) when unreachable outside CI. */
-export async function backends(): Promise<{ backend: Backend; skip: string | null }[]> {
+/** The login PgBouncer's server connections use: a member of the app role that runs as it from the start (see openPostgres). */
+export const POOL_LOGIN = 'pedigree_pool';
+/** Server connections per database behind the pooler: enough for the suites' deliberately held transactions. */
+const POOL_SIZE = 10;
+
+/**
+ * PostgreSQL behind PgBouncer in transaction mode: a cluster of the test's
+ * own (test/support/clusters.ts, started at the first `open` and removed by
+ * `dispose`), the pooler in front with at most POOL_SIZE server connections
+ * per database, all logged in as POOL_LOGIN, which runs as the app role
+ * from the start (ALTER ROLE … SET role). Each store is reached as
+ * `?pgbouncer=true` through the pooler, with its direct URL for migrations
+ * and LISTEN.
+ */
+export function pgbouncerBackend(): Backend {
+  let cluster: Cluster | undefined;
+  let bouncer: Bouncer | undefined;
+  const opened: Pedigree[] = [];
+  let last: { url: string; directUrl: string } | undefined;
+  const backend: Backend = {
+    name: 'pgbouncer',
+    async open() {
+      if (!cluster) {
+        cluster = await startPrimary();
+        backend.serverUrl = cluster.url();
+        await withSql(cluster.url(), (sql) =>
+          // A superuser, as the test server's login is: the suites step out of the app role (SET LOCAL ROLE NONE) to act as the owner.
+          sql.unsafe(`CREATE ROLE ${APP_ROLE} NOLOGIN; CREATE ROLE ${POOL_LOGIN} LOGIN SUPERUSER IN ROLE ${APP_ROLE}; ALTER ROLE ${POOL_LOGIN} SET role = ${APP_ROLE}`),
+        );
+        bouncer = await startPgbouncer(cluster, { serverUser: POOL_LOGIN, poolSize: POOL_SIZE });
+      }
+      const name = `pedigree_t_${randomBytes(6).toString('hex')}`;
+      await withSql(cluster.url(), (sql) => sql.unsafe(`CREATE DATABASE ${name}`));
+      last = { url: bouncer!.url(name), directUrl: cluster.url(name) };
+      const pd = await openPedigree(last, { migrate: true });
+      opened.push(pd);
+      return pd;
+    },
+    async reopen() {
+      const pd = await openPedigree(last!);
+      opened.push(pd);
+      return pd;
+    },
+    async dispose() {
+      for (const pd of opened) await pd.close().catch(() => {});
+      await bouncer?.stop();
+      await cluster?.stop();
+    },
+  };
+  return backend;
+}
+
+/**
+ * Both backends, the server one marked skipped (with a printed reason) when
+ * unreachable outside CI; with `pooler`, the server behind PgBouncer too
+ * (skipped, with the reason, where pgbouncer or the PostgreSQL binaries are
+ * missing).
+ */
+export async function backends(opts: { pooler?: boolean } = {}): Promise<{ backend: Backend; skip: string | null }[]> {
   const why = await serverUnavailable();
   if (why && process.env.CI) throw new Error(`CI must run the server-mode tests, but ${why}`);
   if (why) console.warn(`[skipping server-mode tests] ${why}`);
-  return [
+  const all = [
     { backend: pgliteBackend(), skip: null },
     { backend: postgresBackend(), skip: why },
   ];
+  if (opts.pooler) {
+    const noPooler = pgbouncerUnavailable();
+    if (noPooler && process.env.CI) throw new Error(`CI must run the pooler tests, but ${noPooler}`);
+    if (noPooler) console.warn(`[skipping tests behind pgbouncer] ${noPooler}`);
+    all.push({ backend: pgbouncerBackend(), skip: noPooler });
+  }
+  return all;
 }

@@ -1,4 +1,4 @@
-import { defaultTarget } from '@pedigree/db';
+import { defaultReadUrls, defaultTarget } from '@pedigree/db';
 import { openPedigree, type Pedigree } from '@pedigree/lineage';
 import { jsonTextDepth, MAX_JSON_DEPTH } from '@pedigree/ledger';
 import { TRPCError } from '@trpc/server';
@@ -7,6 +7,7 @@ import { apiKeyFromHeaders, createContext, type AuthMode } from './context.ts';
 import { CLOSE_AFTER } from './errors.ts';
 import { readServerEnv, type ServerEnv } from './env.ts';
 import { fileStoreSettings, type FileStoreSettings } from './files.ts';
+import { minPositionOf, POSITION_HEADER, ReadRouting, recordingWrites } from './reads.ts';
 import { appRouter } from './router.ts';
 
 /** The tRPC endpoint, as mounted by the Next.js app (apps/web/app/api/trpc/[trpc]/route.ts). */
@@ -19,6 +20,8 @@ export interface ServerState {
   authMode: AuthMode;
   /** Where uploaded files (MLflow's artifacts) are kept and how large one may be: see fileStoreSettings. */
   files: FileStoreSettings;
+  /** Streaming replicas the tRPC queries and subscriptions read from (see reads.ts); none: everything on `pedigree`. */
+  reads?: ReadRouting;
 }
 
 const STATE = Symbol.for('pedigree.api.server');
@@ -50,7 +53,9 @@ export function serverState(): Promise<ServerState> {
     const env = readServerEnv();
     const pedigree = await openPedigree(defaultTarget());
     const { db } = pedigree.database;
-    return { pedigree, authMode: defaultAuthMode(db.kind, env), files: fileStoreSettings(db, env) };
+    const readUrls = defaultReadUrls();
+    const reads = readUrls.length ? await ReadRouting.open(pedigree, readUrls) : undefined;
+    return { pedigree, authMode: defaultAuthMode(db.kind, env), files: fileStoreSettings(db, env), reads };
   })();
   return g[STATE];
 }
@@ -143,14 +148,17 @@ export async function handleTrpcRequest(req: Request): Promise<Response> {
     if (input && jsonTextDepth(input, MAX_JSON_DEPTH + 4) > MAX_JSON_DEPTH + 4) return jsonError(400, 'BAD_REQUEST', TOO_DEEP);
   }
   const state = await serverState();
+  // The highest position this request's writes appended: the response reports it, for the caller's next reads.
+  const written = { position: 0 };
   return fetchRequestHandler({
     endpoint: TRPC_ENDPOINT,
     req: request,
     router: appRouter,
     allowMethodOverride: false,
-    createContext: ({ req: r, info }) =>
+    responseMeta: () => (written.position > 0 ? { headers: { [POSITION_HEADER]: String(written.position) } } : {}),
+    createContext: async ({ req: r, info }) =>
       createContext({
-        pedigree: state.pedigree,
+        pedigree: await pedigreeFor(state, info.type, r.headers, written),
         authMode: state.authMode,
         apiKey: apiKeyFromHeaders(r.headers),
         ...urlCredentials(info.connectionParams, info.type),
@@ -160,6 +168,18 @@ export async function handleTrpcRequest(req: Request): Promise<Response> {
       if (error.code === 'INTERNAL_SERVER_ERROR') console.error(`pedigree api: ${path ?? '?'}: ${error.cause instanceof Error ? (error.cause.stack ?? error.cause.message) : error.message}`);
     },
   });
+}
+
+/**
+ * Which store a request runs on: a write (mutation) on the primary, noting
+ * what it appends; a query or subscription on a replica, if there are any
+ * (one that has the position the request carries, else the primary); a
+ * batch of mixed kinds on the primary.
+ */
+async function pedigreeFor(state: ServerState, type: string, headers: Headers, written: { position: number }): Promise<Pedigree> {
+  if (type === 'mutation') return recordingWrites(state.pedigree, written);
+  if ((type === 'query' || type === 'subscription') && state.reads) return state.reads.forRead(minPositionOf(headers));
+  return state.pedigree;
 }
 
 export { TRPCError };

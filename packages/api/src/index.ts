@@ -2,6 +2,7 @@ export { appRouter, createCaller, type AppRouter, type RouterInputs, type Router
 export { createContext, apiKeyFromHeaders, AUTH_MODES, type AuthMode, type Context } from './context.ts';
 export { readServerEnv, type ServerEnv } from './env.ts';
 export { handleTrpcRequest, installServer, uninstallServer, defaultAuthMode, TRPC_ENDPOINT, MAX_REQUEST_BYTES, type ServerState } from './http.ts';
+export { ReadRouting, DEFAULT_READ_WAIT_MS, MIN_POSITION_HEADER, POSITION_HEADER, type ReadRoutingOptions, type ReadStats } from './reads.ts';
 export { createApiKey, listApiKeys, revokeApiKey, authenticateApiKey, countApiKeys, KEY_PREFIX, type ApiKeyView, type KeyIdentity } from './keys.ts';
 export { toTRPCError } from './errors.ts';
 export type { RunUpdate } from './watch.ts';

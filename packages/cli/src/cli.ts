@@ -68,7 +68,8 @@ export async function runCli(argv: readonly string[], term: Terminal, commands: 
       async openStore(opts = {}) {
         assertStoreFree(command.name, target, flags.server);
         assertStoreExists(target, opts.create);
-        const pd = await openPedigree(target, { migrate: opts.migrate });
+        if (opts.directUrl && !('url' in target)) throw new UsageError('--direct-url names the primary behind a server store: give --url (or DATABASE_URL) too');
+        const pd = await openPedigree(opts.directUrl && 'url' in target ? { ...target, directUrl: opts.directUrl } : target, { migrate: opts.migrate });
         stores.push(pd);
         return pd;
       },

@@ -52,6 +52,8 @@ export interface Context {
    * commands should not leave an empty store behind in whatever directory
    * they were run from. Refused while `pedigree start` serves the embedded
    * store (PGlite opens in one process at a time), and with --server.
+   * `directUrl`: the server's primary itself, when the store's URL is a
+   * pooler (migrations and LISTEN go there).
    */
-  openStore(opts?: { migrate?: boolean; create?: boolean }): Promise<Pedigree>;
+  openStore(opts?: { migrate?: boolean; create?: boolean; directUrl?: string }): Promise<Pedigree>;
 }

@@ -1,4 +1,5 @@
 import type { AppRouter } from '@pedigree/api';
+import { MIN_POSITION_HEADER, POSITION_HEADER } from '@pedigree/api/headers';
 import { createTRPCClient, httpLink, httpSubscriptionLink, splitLink, unstable_localLink, type TRPCClient } from '@trpc/client';
 import superjson from 'superjson';
 
@@ -11,6 +12,16 @@ export async function remoteApi(url: string, apiKey: string | undefined): Promis
   const endpoint = `${url.replace(/\/+$/, '')}/api/trpc`;
   const headers: Record<string, string> = { 'x-pedigree-client': CLIENT_NAME };
   if (apiKey) headers.authorization = `Bearer ${apiKey}`;
+  // Read-your-writes: every read carries the highest position this client's writes were answered with, so a
+  // server that reads from replicas serves it from one that has it (or from the primary).
+  let written = 0;
+  const noteWrites: typeof fetch = async (input, init) => {
+    const res = await fetch(input, init);
+    const position = Number(res.headers.get(POSITION_HEADER));
+    if (position > written) written = position;
+    return res;
+  };
+  const readHeaders = () => (written ? { ...headers, [MIN_POSITION_HEADER]: String(written) } : headers);
   // Node 20 has no EventSource: the `eventsource` package, which can send the key as a header.
   // Deno and browsers have one, which cannot, and whatever it sends is in the URL: never the key, but a
   // short-lived ticket the server gives for it (system.ticket), asked anew at every (re)connect.
@@ -27,7 +38,7 @@ export async function remoteApi(url: string, apiKey: string | undefined): Promis
         transformer: superjson,
         EventSource: (await import('eventsource')).EventSource,
         eventSourceOptions: {
-          fetch: (input, init) => fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), ...headers } }),
+          fetch: (input, init) => fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), ...readHeaders() } }),
         },
       });
   return createTRPCClient<AppRouter>({
@@ -35,7 +46,7 @@ export async function remoteApi(url: string, apiKey: string | undefined): Promis
       splitLink({
         condition: (op) => op.type === 'subscription',
         true: subscriptions,
-        false: httpLink({ url: endpoint, transformer: superjson, headers }),
+        false: httpLink({ url: endpoint, transformer: superjson, headers: readHeaders, fetch: noteWrites }),
       }),
     ],
   });

@@ -7,19 +7,25 @@ import { prismaFor, type PrismaClient } from './prisma.ts';
 import { defaultRole, type DbRole } from './roles.ts';
 
 export * from './db.ts';
-export { defaultHome, readEnv } from './env.ts';
+export { defaultHome, defaultReadUrls, readEnv, splitUrls } from './env.ts';
 export { loadMigrations, migrate, splitStatements, MIGRATIONS_DIR } from './migrate.ts';
 export { openPglite, pgliteOf } from './pglite.ts';
-export { openPostgres, postgresOf, redact, stripQuery } from './postgres.ts';
+export { isPooledUrl, openPostgres, postgresOf, redact, stripQuery, type PostgresOptions } from './postgres.ts';
 export { prismaFor, PrismaClient } from './prisma.ts';
 export { APP_ROLE, defaultRole, type DbRole } from './roles.ts';
 
-export type StoreTarget = { url: string } | { dir: string };
+/**
+ * A server store is `url` (through a transaction-mode pooler when it ends in
+ * `?pgbouncer=true`); `directUrl`, when given, is the primary itself, without
+ * a pooler: migrations, and LISTEN for live updates, go there.
+ */
+export type StoreTarget = { url: string; directUrl?: string } | { dir: string };
 
-/** What to open when nothing is said: DATABASE_URL if set, else the embedded store in PEDIGREE_HOME or ./.pedigree. */
+/** What to open when nothing is said: DATABASE_URL (and PEDIGREE_DIRECT_URL) if set, else the embedded store in PEDIGREE_HOME or ./.pedigree. */
 export function defaultTarget(): StoreTarget {
   const env = readEnv();
-  return env.DATABASE_URL ? { url: env.DATABASE_URL } : { dir: defaultHome(env) };
+  if (!env.DATABASE_URL) return { dir: defaultHome(env) };
+  return env.PEDIGREE_DIRECT_URL ? { url: env.DATABASE_URL, directUrl: env.PEDIGREE_DIRECT_URL } : { url: env.DATABASE_URL };
 }
 
 export interface Database {
@@ -44,7 +50,7 @@ export interface OpenOptions {
  */
 export async function openDatabase(target: StoreTarget = defaultTarget(), opts: OpenOptions = {}): Promise<Database> {
   const role = opts.role === undefined ? defaultRole() : opts.role;
-  const db = 'url' in target ? await openServer(target.url, { migrate: opts.migrate ?? false, role }) : await openEmbedded(target.dir, role);
+  const db = 'url' in target ? await openServer(target.url, { migrate: opts.migrate ?? false, role, directUrl: target.directUrl }) : await openEmbedded(target.dir, role);
   const prisma = prismaFor(db, 'url' in target ? { url: target.url, role } : undefined);
   return {
     db,
@@ -74,18 +80,24 @@ async function openEmbedded(dir: string, role: DbRole): Promise<Db> {
   }
 }
 
-/** Migrates or checks on a connection of the login role, then hands back a pool that runs as `role`. */
-async function openServer(url: string, opts: { migrate: boolean; role: DbRole }): Promise<Db> {
-  const login = await openPostgres(url, opts.role ? { max: 1 } : {});
+/**
+ * Migrates or checks on a connection of the login role (at `directUrl` when
+ * given: behind a pooler, the login is the application's), then hands back a
+ * pool that runs as `role` and listens at `directUrl`.
+ */
+async function openServer(url: string, opts: { migrate: boolean; role: DbRole; directUrl?: string }): Promise<Db> {
+  const ownerUrl = opts.directUrl ?? url;
+  const reuse = !opts.role && ownerUrl === url;
+  const login = await openPostgres(ownerUrl, reuse ? {} : { max: 1 });
   try {
     await (opts.migrate ? migrate(login) : assertMigrated(login));
   } catch (err) {
     await login.close();
     throw err;
   }
-  if (!opts.role) return login;
+  if (reuse) return login;
   await login.close();
-  return openPostgres(url, { role: opts.role });
+  return openPostgres(url, { role: opts.role, listenUrl: opts.directUrl });
 }
 
 async function assertMigrated(db: Db): Promise<void> {

@@ -1,4 +1,4 @@
-import { openDatabase, type Database, type OpenOptions, type StoreTarget } from '@pedigree/db';
+import { openDatabase, type Database, type Db, type OpenOptions, type StoreTarget } from '@pedigree/db';
 
 /** Where the embedded store lives by default ($PEDIGREE_HOME, else ./.pedigree): for those that open a store through lineage. */
 export { defaultHome } from '@pedigree/db';
@@ -41,4 +41,16 @@ export async function openPedigree(target?: StoreTarget, opts: OpenOptions = {})
     subscribe: (fn, o) => subscribe(store, fn, o),
     close: () => database.close(),
   };
+}
+
+/**
+ * `pd` with its reads on `replica`, a streaming replica of its database: the
+ * lineage queries, the log's reads and subscriptions go there; the tracker
+ * (writes, and the reads their checks make) stays on pd's. `db` stands in
+ * for the replica's own connections in the log's store (one that LISTENs on
+ * the primary: a replica sends no notifications).
+ */
+export function withReads(pd: Pedigree, replica: Database, db: Db = replica.db): Pedigree {
+  const store = new EventStore(db, [lineageProjection]);
+  return { ...pd, store, lineage: new Lineage(replica.db, replica.prisma), subscribe: (fn, o) => subscribe(store, fn, o) };
 }

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { createApiKey, defaultAuthMode, installServer, TRPC_ENDPOINT, uninstallServer, type AuthMode } from '@pedigree/api';
-import { defaultHome } from '@pedigree/db';
+import { createApiKey, defaultAuthMode, installServer, ReadRouting, TRPC_ENDPOINT, uninstallServer, type AuthMode } from '@pedigree/api';
+import { defaultHome, defaultReadUrls, readEnv, redact, splitUrls, stripQuery } from '@pedigree/db';
 import type { Pedigree, RunView } from '@pedigree/lineage';
 import { choiceEnv, choiceOption, intOption, UsageError, type ParsedArgs } from '../args.ts';
 import type { CliEnv } from '../env.ts';
@@ -27,17 +27,20 @@ const DEMO_STOP_MS = 15_000;
 export const startCommand: Command = {
   name: 'start',
   summary: 'open the store (creating it, with a sample, when empty), take a tour, and serve the API and web app',
-  usage: 'start [--port N] [--host H] [--auth open|keys] [--demo quick|full|sample|none]',
+  usage: 'start [--port N] [--host H] [--auth open|keys] [--demo quick|full|sample|none] [--read-url URL[,URL…]] [--direct-url URL]',
   description: `Opens the store (the embedded one unless --url or DATABASE_URL names a server), applies pending migrations, shows the runs and the lineage of the latest training run, then serves the web app and the tRPC API (${TRPC_ENDPOINT}) from this process until Ctrl-C (SIGINT) or SIGTERM, which closes the store cleanly. On an empty store it records the quick demo (\`pedigree demo\`: the Phi-4 recipe at toy scale, trained for real in a child process while the dashboard shows it live), or what --demo says. With --json, prints one line of JSON ({url, store, auth, …}) once it is listening.`,
   options: [
     { name: 'port', type: 'string', value: 'N', description: `port to listen on (default: $PEDIGREE_PORT, else ${DEFAULT_PORT}; 0 picks a free one)` },
     { name: 'host', type: 'string', value: 'H', description: `address to listen on (default: ${DEFAULT_HOST}, this machine only)` },
     { name: 'auth', type: 'string', value: 'MODE', description: 'open (no API key needed) or keys (default: open for the embedded store, keys for a server; $PEDIGREE_AUTH)' },
     { name: 'demo', type: 'string', value: 'MODE', description: 'what an empty store gets: quick (default; the trained recipe, a few minutes), full, sample (synthetic curves, instant) or none ($PEDIGREE_DEMO)' },
+    { name: 'read-url', type: 'string', value: 'URL[,URL…]', description: 'streaming replicas of the --url server that serve the API\'s reads; writes, and reads that must see the caller\'s own writes, go to the primary ($PEDIGREE_READ_URLS; docs/scale.md)' },
+    { name: 'direct-url', type: 'string', value: 'URL', description: 'the primary itself when --url is a pooler (`?pgbouncer=true`): migrations and live updates (LISTEN) go there ($PEDIGREE_DIRECT_URL)' },
     ...CHECKPOINT_START_OPTIONS,
   ],
   async run(ctx) {
     const { host, port, auth, demo } = serveOptions(ctx.options, ctx.env);
+    const { readUrls, directUrl } = scaleOptions(ctx);
     const checkpointSettings = checkpointStartSettings(ctx);
     const { term } = ctx;
     // From here on, Ctrl-C means a clean stop (once startup is done), never a store closed mid-write.
@@ -48,9 +51,11 @@ export const startCommand: Command = {
     let releaseStore = () => {};
     let demoChild: DemoChild | null = null;
     let checkpoints: ReturnType<typeof startCheckpointing> = null;
+    let reads: ReadRouting | undefined;
     try {
-      pd = await ctx.openStore({ migrate: true, create: true });
+      pd = await ctx.openStore({ migrate: true, create: true, directUrl });
       const { db } = pd.database;
+      if (readUrls.length) reads = await ReadRouting.open(pd, readUrls);
       if (db.kind === 'pglite') releaseStore = markServing(db.location, { pid: process.pid, url: web.url });
       const tour = await showTour(ctx, pd, demo);
       const authMode = auth ?? defaultAuthMode(db.kind);
@@ -59,15 +64,17 @@ export const startCommand: Command = {
         if (!isLoopbackAddress(host)) throw new UsageError(`refusing to serve with --auth open on ${host}, which other machines can reach; serve with --auth keys (and create keys: pedigree keys create --project P), or listen on 127.0.0.1`);
         web.onlyLoopbackHosts();
       }
-      installServer({ pedigree: pd, authMode });
+      installServer({ pedigree: pd, authMode, reads });
       await web.serveApp();
       const recordDemo = tour.empty && demo !== 'sample' && demo !== 'none' ? demo : null;
 
       if (ctx.json) {
         const { store, recordedSample, events } = tour;
-        term.line(JSON.stringify({ url: web.url, api: `${web.url}${TRPC_ENDPOINT}`, port: web.port, store, kind: db.kind, auth: authMode, recordedSample, demo: recordDemo, events, pid: process.pid }));
+        const replicas = reads?.locations ?? [];
+        term.line(JSON.stringify({ url: web.url, api: `${web.url}${TRPC_ENDPOINT}`, port: web.port, store, kind: db.kind, auth: authMode, recordedSample, demo: recordDemo, events, pid: process.pid, replicas }));
       } else {
         term.line(`${term.paint.bold('Pedigree is serving')} ${term.paint.cyan(web.url)}  (API: ${TRPC_ENDPOINT}, store: ${tour.store}, auth: ${authMode})`);
+        if (reads) term.line(`Reads from ${reads.size === 1 ? 'a replica' : `${reads.size} replicas`}: ${reads.locations.join(', ')}`);
         term.line(term.paint.dim('Press Ctrl-C to stop; the store is closed cleanly.'));
       }
       checkpoints = startCheckpointing(ctx, pd, checkpointSettings);
@@ -80,6 +87,7 @@ export const startCommand: Command = {
       await web.close();
       uninstallServer();
       await checkpoints?.stop();
+      await reads?.close();
       // Closed here rather than by the dispatcher, so that the store is flushed before the note saying it is in use goes.
       await pd?.close();
       releaseStore();
@@ -96,6 +104,19 @@ function serveOptions(options: ParsedArgs, env: CliEnv): { host: string; port: n
   const demoEnv = choiceEnv('PEDIGREE_DEMO', env.demo, DEMO_MODES);
   const demo = choiceOption(options, 'demo', DEMO_MODES) ?? demoEnv ?? 'quick';
   return { host, port, auth: choiceOption(options, 'auth', AUTH_MODES), demo };
+}
+
+/** --read-url (else PEDIGREE_READ_URLS) and --direct-url (else PEDIGREE_DIRECT_URL): replicas and the primary behind a pooler, for a server store only. */
+function scaleOptions(ctx: Context): { readUrls: string[]; directUrl: string | undefined } {
+  const flag = ctx.options.string('read-url');
+  const readUrls = flag !== undefined ? splitUrls(flag) : defaultReadUrls();
+  const directUrl = ctx.options.string('direct-url') ?? readEnv().PEDIGREE_DIRECT_URL;
+  for (const [what, url] of [...readUrls.map((u) => ['--read-url', u] as const), ...(directUrl !== undefined ? [['--direct-url', directUrl] as const] : [])]) {
+    if (!/^postgres(ql)?:\/\//.test(url)) throw new UsageError(`${what} must be postgres:// or postgresql:// URLs, got ${JSON.stringify(redact(stripQuery(url)))}`);
+  }
+  if (flag !== undefined && readUrls.length === 0) throw new UsageError('--read-url needs at least one URL');
+  if ((readUrls.length || directUrl) && !('url' in ctx.target)) throw new UsageError('--read-url and --direct-url are for a PostgreSQL server store: give --url (or DATABASE_URL) too');
+  return { readUrls, directUrl };
 }
 
 interface DemoChild {
