@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { GPU_MODES, type GpuMode } from './kernels/backend.ts';
 
@@ -11,11 +12,15 @@ import { GPU_MODES, type GpuMode } from './kernels/backend.ts';
 export interface TrainerEnv {
   /** PEDIGREE_GPU_MODE: the gpu.js mode of a model whose backend is `auto`; unset: the best mode usable here. */
   gpuMode: GpuMode | undefined;
+  /** PEDIGREE_TRAIN_THREADS: 1, or 2 to split each training batch of the reference mode over two cores; unset: 2 where the machine has two cores or more. */
+  threads: 1 | 2;
 }
 
 export function readTrainerEnv(source: NodeJS.ProcessEnv = process.env): TrainerEnv {
   const gpuMode = source.PEDIGREE_GPU_MODE?.trim() || undefined;
   const parsed = z.enum(GPU_MODES).optional().safeParse(gpuMode);
   if (!parsed.success) throw new Error(`unknown gpu.js mode "${gpuMode}" (PEDIGREE_GPU_MODE); expected one of ${GPU_MODES.join(', ')}`);
-  return { gpuMode: parsed.data };
+  const threads = source.PEDIGREE_TRAIN_THREADS?.trim() || undefined;
+  if (threads !== undefined && threads !== '1' && threads !== '2') throw new Error(`PEDIGREE_TRAIN_THREADS must be 1 or 2, got "${threads}"`);
+  return { gpuMode: parsed.data, threads: threads === undefined ? (availableParallelism() >= 2 ? 2 : 1) : threads === '2' ? 2 : 1 };
 }

@@ -11,6 +11,7 @@ import { geluBackwardRef, geluForward, geluForwardRef } from '../kernels/gelu.ts
 import { layernormBackward, layernormBackwardRef, layernormForward, layernormForwardRef } from '../kernels/layernorm.ts';
 import { matmulBackward, matmulBackwardRef, matmulForward, matmulForwardRef } from '../kernels/matmul.ts';
 import { matmulBackwardCpu, matmulForwardCpu } from '../kernels/matmul-cpu.ts';
+import { partWorker } from './parallel.ts';
 import { residualForward, residualForwardRef } from '../kernels/residual.ts';
 import type { RopeOptions } from '../kernels/rope.ts';
 import { Rng } from '../rng.ts';
@@ -284,6 +285,12 @@ export interface TransformerOptions {
   mode?: TransformerBackendMode;
   /** Run on this backend instead of creating one (tests share backends); overrides `mode`. */
   backend?: Backend;
+  /**
+   * Reference mode: 2 splits each training batch in half between this thread and a worker thread
+   * (parallel.ts), using two cores; 1 computes it all here. Only the rounding of the gradients'
+   * sum differs. Default: PEDIGREE_TRAIN_THREADS (src/env.ts), else 2 on a machine with two cores.
+   */
+  threads?: 1 | 2;
 }
 
 interface Slot {
@@ -309,6 +316,7 @@ export class TransformerModel implements Model {
   private readonly dims: Omit<Dims, 'B' | 'T'>;
   // reference path: host gradients, in spec order
   private readonly grads: Float32Array[] | null = null;
+  private readonly threads: 1 | 2 = 1;
   // gpu.js path
   private readonly be: Backend | null = null;
   private readonly ownsBackend: boolean = false;
@@ -332,7 +340,8 @@ export class TransformerModel implements Model {
     }));
     const mode = opts.backend ? opts.backend.mode : (opts.mode ?? 'auto');
     if (mode === 'reference') {
-      this.backend = 'reference (TypeScript)';
+      this.threads = opts.threads ?? readTrainerEnv().threads;
+      this.backend = this.threads > 1 ? `reference (TypeScript, ${this.threads} threads)` : 'reference (TypeScript)';
       this.grads = this.slots.map((s) => new Float32Array(s.tensor.data.length));
     } else {
       this.be = opts.backend ?? createBackend({ mode: mode === 'auto' ? readTrainerEnv().gpuMode : mode });
@@ -387,7 +396,23 @@ export class TransformerModel implements Model {
     if (this.be) return this.runDevice(inputs, targets, B, T, true, weights).loss;
     const params = this.hostParams(this.slots.map((s) => s.tensor.data));
     const grads = this.hostParams(this.grads!);
-    return transformerLossRef(params, inputs, targets, { ...this.dims, B, T }, (n) => new Float32Array(n), grads, weights, CPU_MATMUL).loss;
+    if (this.threads === 1 || B < 2) return transformerLossRef(params, inputs, targets, { ...this.dims, B, T }, (n) => new Float32Array(n), grads, weights, CPU_MATMUL).loss;
+    // Two halves of the batch at once: the worker's rows after ours. Each position's loss
+    // gradient is what the whole batch gives it (1/N over all N counted positions by default).
+    const counted = targets.reduce((n, t) => n + (t >= 0 ? 1 : 0), 0);
+    const w = weights ?? targets.reduce((a, t, i) => ((a[i] = t >= 0 ? 1 / counted : 0), a), new Float32Array(B * T));
+    const cut = Math.ceil(B / 2) * T;
+    const worker = partWorker();
+    const { vocab, dModel, heads, layers, ropeBase } = this.config;
+    worker.start({ model: { vocab, dModel, heads, layers, ropeBase }, params: this.slots.map((s) => s.tensor.data), inputs: inputs.slice(cut), targets: targets.slice(cut), weights: w.slice(cut), B: B - Math.ceil(B / 2), T });
+    const mine = transformerLossRef(params, inputs.subarray(0, cut), targets.subarray(0, cut), { ...this.dims, B: Math.ceil(B / 2), T }, (n) => new Float32Array(n), grads, w.subarray(0, cut), CPU_MATMUL);
+    const theirs = worker.wait();
+    theirs.grads.forEach((g, i) => {
+      const into = this.grads![i]!;
+      for (let j = 0; j < g.length; j++) into[j] = into[j]! + g[j]!;
+    });
+    const mineCounted = counted - theirs.counted;
+    return ((mineCounted ? mine.loss * mineCounted : 0) + (theirs.counted ? theirs.loss * theirs.counted : 0)) / counted;
   }
 
   evaluate(inputs: Int32Array, targets: Int32Array, B: number, T: number): number {

@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import type { ModelConfig, OptimizerConfig } from '../config.ts';
+import { randn } from '../kernels/testing.ts';
+import { assertClose } from '../kernels/validate.ts';
+import { TransformerModel } from './transformer.ts';
+
+/**
+ * The reference mode on two threads (parallel.ts) against one: the same losses
+ * and gradients up to the rounding of their sum, step after step, for even and
+ * odd batches, ignored positions, DPO-style signed per-position weights, and a
+ * batch of one row (not split). Tried: handing the worker a wrong half, or
+ * leaving its gradients out, fails here.
+ */
+const OPT: OptimizerConfig = { lr: 1e-2, decay: 'linear', warmupSteps: 0, minLr: 1e-3, weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, gradClip: 1 };
+const config: ModelConfig = { arch: 'transformer', vocab: 40, layers: 2, dModel: 16, heads: 2, context: 12, ropeBase: 500, seed: 3 };
+const TOL = { atol: 1e-6, rtol: 1e-4 };
+
+function batch(B: number, T: number, seed: number): { inputs: Int32Array; targets: Int32Array } {
+  const r = randn(2 * B * T, seed);
+  const inputs = Int32Array.from({ length: B * T }, (_, i) => Math.floor((r[i]! + 1) * 20) % 40);
+  // every seventh position ignored (−1), as prompts are in SFT
+  const targets = Int32Array.from({ length: B * T }, (_, i) => (i % 7 === 3 ? -1 : Math.floor((r[B * T + i]! + 1) * 20) % 40));
+  return { inputs, targets };
+}
+
+describe('reference mode on two threads', () => {
+  it.each([
+    [4, 'even batch'],
+    [5, 'odd batch'],
+    [1, 'one row'],
+  ] as const)('matches one thread step after step (%i rows: %s)', (B) => {
+    const one = new TransformerModel(config, { mode: 'reference', threads: 1 });
+    const two = new TransformerModel(config, { mode: 'reference', threads: 2 });
+    expect(two.backend).toBe('reference (TypeScript, 2 threads)');
+    const T = config.context;
+    for (let step = 1; step <= 4; step++) {
+      const { inputs, targets } = batch(B, T, step);
+      // Steps 3 and 4 with signed per-position weights (DPO's), the others with the default mean.
+      const weights = step >= 3 ? Float32Array.from(randn(B * T, 100 + step), (w, i) => (targets[i]! >= 0 ? w / (B * T) : 0)) : undefined;
+      const l1 = one.forwardBackward(inputs, targets, B, T, weights);
+      const l2 = two.forwardBackward(inputs, targets, B, T, weights);
+      expect(l2).toBeCloseTo(l1, 5);
+      const g1 = one.gradients();
+      two.gradients().forEach((g, i) => assertClose(`step ${step} gradient ${g.name}`, g.data, g1[i]!.data, TOL));
+      one.step(OPT.lr, step, OPT);
+      two.step(OPT.lr, step, OPT);
+    }
+    one.parameters().forEach((p, i) => assertClose(`parameter ${p.name} after 4 steps`, two.parameters()[i]!.data, p.data, { atol: 1e-5, rtol: 1e-4 }));
+  });
+});
