@@ -49,7 +49,7 @@ export { train, type TrainOptions, type TrainResult } from './stages/train.ts';
 export { evalEvents, recallEval, type RecallResult } from './stages/evals.ts';
 
 // the recipe
-export { TOY, type RecipeSize } from './recipe/presets.ts';
+export { RECIPE_PRESETS, TOY, type RecipeSize } from './recipe/presets.ts';
 export { runRecipe, stageConfigs, type RecipeOptions, type RecipeResult } from './recipe/recipe.ts';
 export { checkClaims, resultsMarkdown } from './recipe/results.ts';
 export { recordReport, writeReport, type RecordedReport, type ReportFile, type WrittenReport } from './recipe/report.ts';

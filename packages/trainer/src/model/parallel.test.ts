@@ -28,7 +28,7 @@ describe('reference mode on two threads', () => {
     [4, 'even batch'],
     [5, 'odd batch'],
     [1, 'one row'],
-  ] as const)('matches one thread step after step (%i rows: %s)', (B) => {
+  ] as const)('matches one thread step after step (%i rows: %s)', (B, _shape) => {
     const one = new TransformerModel(config, { mode: 'reference', threads: 1 });
     const two = new TransformerModel(config, { mode: 'reference', threads: 2 });
     expect(two.backend).toBe('reference (TypeScript, 2 threads)');

@@ -291,6 +291,8 @@ export interface TransformerOptions {
    * sum differs. Default: PEDIGREE_TRAIN_THREADS (src/env.ts), else 2 on a machine with two cores.
    */
   threads?: 1 | 2;
+  /** The host matmuls of the reference mode: `cpu` (default, matmul-cpu.ts) or `reference` (matmul.ts's, as before they were written: bench/train-step's baseline). */
+  matmul?: 'cpu' | 'reference';
 }
 
 interface Slot {
@@ -317,6 +319,7 @@ export class TransformerModel implements Model {
   // reference path: host gradients, in spec order
   private readonly grads: Float32Array[] | null = null;
   private readonly threads: 1 | 2 = 1;
+  private readonly matmul: MatmulOps<Float32Array> = CPU_MATMUL;
   // gpu.js path
   private readonly be: Backend | null = null;
   private readonly ownsBackend: boolean = false;
@@ -341,6 +344,7 @@ export class TransformerModel implements Model {
     const mode = opts.backend ? opts.backend.mode : (opts.mode ?? 'auto');
     if (mode === 'reference') {
       this.threads = opts.threads ?? readTrainerEnv().threads;
+      if (opts.matmul === 'reference') this.matmul = REFERENCE_MATMUL;
       this.backend = this.threads > 1 ? `reference (TypeScript, ${this.threads} threads)` : 'reference (TypeScript)';
       this.grads = this.slots.map((s) => new Float32Array(s.tensor.data.length));
     } else {
@@ -396,7 +400,7 @@ export class TransformerModel implements Model {
     if (this.be) return this.runDevice(inputs, targets, B, T, true, weights).loss;
     const params = this.hostParams(this.slots.map((s) => s.tensor.data));
     const grads = this.hostParams(this.grads!);
-    if (this.threads === 1 || B < 2) return transformerLossRef(params, inputs, targets, { ...this.dims, B, T }, (n) => new Float32Array(n), grads, weights, CPU_MATMUL).loss;
+    if (this.threads === 1 || B < 2) return transformerLossRef(params, inputs, targets, { ...this.dims, B, T }, (n) => new Float32Array(n), grads, weights, this.matmul).loss;
     // Two halves of the batch at once: the worker's rows after ours. Each position's loss
     // gradient is what the whole batch gives it (1/N over all N counted positions by default).
     const counted = targets.reduce((n, t) => n + (t >= 0 ? 1 : 0), 0);
