@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NotFoundError, ValidationError } from '@pedigree/ledger';
+import { EVENT_TYPES, NotFoundError, ValidationError } from '@pedigree/ledger';
 import { recordSampleLineage, type Pedigree } from '@pedigree/lineage';
 import { backends } from './support/stores.ts';
 import { snapshot } from './support/snapshot.ts';
@@ -227,6 +227,10 @@ for (const { backend, skip } of await backends()) {
       await t.logMetrics(b, [{ key: 'loss', step: 7, value: NaN }], { allowNonFinite: true, evenIfEnded: true });
       const { runId: c } = await t.createRun({ projectId, name: 'c', kind: 'eval' });
       await t.produceOutput(c, { artifactId: ds.artifactId, role: 'made' });
+      await t.appendToRun(c, [{ type: 'LineageEventReceived', data: { format: 'openlineage', eventType: 'START', eventTime: '2026-11-30T10:00:00Z', event: { eventType: 'START', run: { runId: c } } } }]);
+      // Every event type is here: a fork or an edge that quietly failed above would leave one out.
+      const seen = await pd.database.db.query<{ type: string }>('SELECT DISTINCT type FROM events WHERE project_id = $1 ORDER BY type', [projectId]);
+      expect(seen.map((r) => r.type)).toEqual([...EVENT_TYPES].sort());
       const inline = await snapshot(pd.database.db);
       await pd.replay();
       expect(await snapshot(pd.database.db)).toBe(inline);
