@@ -1,5 +1,6 @@
 import type { Queryable } from '@pedigree/db';
 import type { Json } from '@pedigree/ledger';
+import type { RunView } from './views.ts';
 
 /**
  * The one read path of the projection tables that the commands check:
@@ -211,28 +212,8 @@ export interface ProjectRecord {
   tagValues: Record<string, string>;
 }
 
-export interface RunRecord {
-  id: string;
-  projectId: string;
-  name: string;
-  kind: string;
-  status: string;
-  codeVersion: string | null;
-  environment: Record<string, Json>;
-  hyperparameters: Record<string, Json>;
-  summary: Record<string, Json>;
-  tags: string[];
-  forkedFromRunId: string | null;
-  forkedFromArtifactId: string | null;
-  forkedAtStep: number | null;
-  error: string | null;
-  createdAt: Date;
-  startedAt: Date | null;
-  endedAt: Date | null;
-  lifecycle: string;
-  tagValues: Record<string, string>;
-  killed: boolean;
-}
+/** A runs row as the reader returns it: a RunView before its last metric values are joined (and its JSON clamped). */
+export type RunRecord = Omit<RunView, 'summary' | 'metrics'> & { summary: Record<string, Json> };
 
 export interface RunState {
   id: string;
