@@ -3,13 +3,15 @@ import path from 'node:path';
 import * as api from '@pedigree/api';
 import type { ArtifactInput, RunKind as ClientRunKind } from '@pedigree/client';
 import { ARTIFACT_KINDS, NON_FINITE, RUN_KINDS, type RunKind } from '@pedigree/ledger';
+import * as ledger from '@pedigree/ledger';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 
 /**
  * One vocabulary (issue 16): run kinds, artifact kinds, the data-filter
  * schema, the data-mix weight tolerance and the spelling of NaN/±Infinity are
- * defined once, in packages/ledger/src/vocabulary.ts, and imported everywhere
- * else; the API's input and output types are inferred once, in
+ * defined once, in packages/ledger/src/vocabulary.ts, and the limits on what
+ * events hold (MAX_*) there or beside their schemas in events.ts; they are
+ * imported everywhere else; the API's input and output types are inferred once, in
  * packages/api. This reads the product's sources (packages/NAME/src and
  * apps/web/app, tests left out: they may spell out what they expect) and
  * fails, naming the file, where a copy of one comes back.
@@ -21,7 +23,11 @@ import { describe, expect, expectTypeOf, it } from 'vitest';
  *  - `const WEIGHT_TOLERANCE = 1e-6` in packages/trainer/src/config.ts →
  *    weight tolerance: "packages/trainer/src/config.ts";
  *  - api/src/watch.ts's old `NON_FINITE` map (`{ NaN: …, '-Infinity': … }`) →
- *    non-finite spellings: "packages/api/src/watch.ts".
+ *    non-finite spellings: "packages/api/src/watch.ts";
+ *  - a note's `text: z.string().min(1).max(10_000)` put back in
+ *    packages/api/src/routers/runs.ts → "packages/api/src/routers/runs.ts:165:
+ *    .max(10_000) is MAX_NOTE or MAX_ERROR" (the runs router as it was before
+ *    the limits were imported: 18 such lines).
  */
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -95,6 +101,41 @@ describe('one vocabulary, defined in the ledger', () => {
   it('the client’s public types are the API’s (checked by the typecheck)', () => {
     expectTypeOf<ClientRunKind>().toEqualTypeOf<RunKind>();
     expectTypeOf<ArtifactInput['spec']['kind']>().toEqualTypeOf<(typeof ARTIFACT_KINDS)[number]>();
+  });
+});
+
+describe('limits, defined once in the ledger', () => {
+  /** Every number the ledger exports as MAX_*: the lengths and counts its events hold to. */
+  const limits = Object.entries(ledger).filter((e): e is [string, number] => e[0].startsWith('MAX_') && typeof e[1] === 'number');
+
+  /**
+   * Each literal `.max(N)` in `text` where N is one of the ledger's limits,
+   * as `line: .max(N) is MAX_…`. A bound on a `z.number()` chain is left out:
+   * it bounds a value (a page size, a bucket count), which none of the ledger's
+   * lengths and counts is, even where the number is the same.
+   */
+  function retypedLimits(text: string): string[] {
+    const found: string[] = [];
+    for (const m of text.matchAll(/\.max\(\s*(\d[\d_]*(?:\.\d+)?(?:e\d+)?)\s*[,)]/g)) {
+      if (/z\.number\(\)(?:\.\w+\([^()]*\))*$/.test(text.slice(Math.max(0, m.index - 200), m.index))) continue;
+      const value = Number(m[1]!.replaceAll('_', ''));
+      const names = limits.filter(([, v]) => v === value).map(([name]) => name);
+      if (names.length) found.push(`${text.slice(0, m.index).split('\n').length}: .max(${m[1]}) is ${names.join(' or ')}`);
+    }
+    return found;
+  }
+
+  it('tells a re-typed limit from a bound of its own', () => {
+    expect(limits.map(([name]) => name)).toEqual(expect.arrayContaining(['MAX_NAME', 'MAX_KEY', 'MAX_TAG_VALUE', 'MAX_NOTE', 'MAX_ERROR', 'MAX_POINTS_PER_BATCH']));
+    expect(retypedLimits(`z.string().min(1).max(200)`)).toEqual(['1: .max(200) is MAX_NAME']);
+    expect(retypedLimits(`z.array(z.number().int()).max(50_000, 'split it')`)).toEqual(['1: .max(50_000) is MAX_POINTS_PER_BATCH']);
+    expect(retypedLimits(`z.number().int().min(1).max(10_000)`)).toEqual([]);
+    expect(retypedLimits(`z.string().max(MAX_NAME).max(16)`)).toEqual([]);
+  });
+
+  it('the API’s input schemas import the ledger’s limits rather than re-type them', () => {
+    const found = sources.filter(({ file }) => file.startsWith('packages/api/src/')).flatMap(({ file, text }) => retypedLimits(text).map((hit) => `${file}:${hit}`));
+    expect(found, 'import the limit from @pedigree/ledger (or name a bound of the API’s own)').toEqual([]);
   });
 });
 

@@ -36,4 +36,13 @@ export const MetricBatch = z
   .max(MAX_POINTS_PER_BATCH, `at most ${MAX_POINTS_PER_BATCH} points per call: split the batch`) as unknown as z.ZodType<MetricPointInput[]>;
 
 export const InputRefs = z.array(z.object({ artifactId: Uuid, role: z.string().min(1).max(MAX_KEY) })).max(1000);
-export const Tags = z.array(z.string().min(1).max(MAX_KEY)).max(100);
+/** Labels one call may add to a run (each a TagAdded event). */
+const MAX_TAGS = 100;
+export const Tags = z.array(z.string().min(1).max(MAX_KEY)).max(MAX_TAGS);
+
+/**
+ * Longest digest taken at the edge: only a bound, well above the one form the
+ * ledger stores (`sha256:<64 hex>`, 71 characters), which it checks exactly.
+ */
+const MAX_DIGEST = 200;
+export const Digest = z.string().max(MAX_DIGEST);

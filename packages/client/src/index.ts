@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { RouterInputs, RunUpdate } from '@pedigree/api';
+import { MAX_POINTS_PER_BATCH } from '@pedigree/ledger/vocabulary';
 import { connectDefaults } from './env.ts';
 import { PedigreeError, toPedigreeError } from './errors.ts';
 import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.ts';
@@ -105,7 +106,7 @@ export class Pedigree implements ClientCore {
     private readonly onClose: () => Promise<void> = async () => {},
   ) {
     this.options = {
-      batchSize: Math.min(50_000, Math.max(1, connectOptions.batchSize ?? 10_000)),
+      batchSize: Math.min(MAX_POINTS_PER_BATCH, Math.max(1, connectOptions.batchSize ?? 10_000)),
       flushIntervalMs: connectOptions.flushIntervalMs ?? 1_000,
       allowNonFinite: connectOptions.allowNonFinite,
       onError: connectOptions.onError,

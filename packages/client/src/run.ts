@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { RouterInputs } from '@pedigree/api';
+import { MAX_ERROR } from '@pedigree/ledger/vocabulary';
 import { PedigreeError } from './errors.ts';
 import type { Api } from './transport.ts';
 
@@ -121,7 +122,7 @@ export class Run {
     const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
     await this.flush().catch(() => {});
     this.failure = null;
-    await this.write('fail run', (eventId) => this.core.api.runs.fail.mutate({ runId: this.id, eventId, error: reason.slice(0, 10_000) || 'failed' }));
+    await this.write('fail run', (eventId) => this.core.api.runs.fail.mutate({ runId: this.id, eventId, error: reason.slice(0, MAX_ERROR) || 'failed' }));
     this.ended = true;
     this.core.forget(this);
   }

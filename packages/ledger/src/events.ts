@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { MetricPointData } from './chunks.ts';
-import { ARTIFACT_KINDS, DataFilter, isNonFinite, MAX_KEY, NON_FINITE, RUN_KINDS } from './vocabulary.ts';
+import { ARTIFACT_KINDS, DataFilter, isNonFinite, MAX_ERROR, MAX_KEY, MAX_POINTS_PER_BATCH, NON_FINITE, RUN_KINDS } from './vocabulary.ts';
 
 export * from './vocabulary.ts';
 
@@ -22,7 +22,18 @@ export const LIFECYCLES = ['active', 'deleted'] as const;
 /** Longest tag value (MLflow's own limit). */
 export const MAX_TAG_VALUE = 8000;
 export const MAX_NAME = 200;
-export const MAX_POINTS_PER_BATCH = 50_000;
+/** A project's description (ProjectCreated). */
+export const MAX_DESCRIPTION = 2000;
+/** Why a hyperparameter changed (HyperparameterChanged). */
+export const MAX_REASON = 2000;
+/** A note's text (NoteAdded). */
+export const MAX_NOTE = 10_000;
+/** A file path an artifact names (checkpoint, report, uploaded file). */
+export const MAX_PATH = 4096;
+/** Latest time, ms since the epoch: the last a JavaScript Date can hold. */
+export const MAX_TIME = 8.64e15;
+/** An OpenLineage event's eventTime, as the producer wrote it (LineageEventReceived). */
+export const MAX_LINEAGE_EVENT_TIME = 100;
 /** Stream versions are INTEGER columns. */
 export const MAX_STREAM_VERSION = 2 ** 31 - 1;
 
@@ -32,7 +43,7 @@ const KEY_PATTERN = /^[\w.\-/:@ ]+$/;
 const Key = z.string().min(1).max(MAX_KEY).regex(KEY_PATTERN, 'use letters, digits, spaces and _ . - / : @');
 const Step = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 /** ms since the epoch. */
-const Time = z.number().int().nonnegative().max(8.64e15);
+const Time = z.number().int().nonnegative().max(MAX_TIME);
 const Digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex>');
 
 /** JSON values, finite numbers only. */
@@ -101,18 +112,18 @@ const ArtifactSpec = z.discriminatedUnion('kind', [
   z.object({
     kind: z.literal('checkpoint'),
     manifest: z.record(z.string(), z.array(z.number().int().nonnegative())).default({}),
-    path: z.string().max(4096).optional(),
+    path: z.string().max(MAX_PATH).optional(),
     bytes: z.number().int().nonnegative().optional(),
   }),
   z.object({ kind: z.literal('evalset'), source: z.string().min(1).max(MAX_NAME), params: z.record(z.string(), JsonValue).default({}) }),
-  z.object({ kind: z.literal('report'), format: z.string().max(50).default('markdown'), path: z.string().max(4096).optional() }),
-  z.object({ kind: z.literal('file'), path: z.string().min(1).max(4096), bytes: z.number().int().nonnegative() }),
+  z.object({ kind: z.literal('report'), format: z.string().max(50).default('markdown'), path: z.string().max(MAX_PATH).optional() }),
+  z.object({ kind: z.literal('file'), path: z.string().min(1).max(MAX_PATH), bytes: z.number().int().nonnegative() }),
 ]);
 export type ArtifactSpec = z.infer<typeof ArtifactSpec>;
 export { ArtifactSpec as ArtifactSpecSchema };
 
 export const EventSchemas = {
-  ProjectCreated: { version: 1, schema: z.object({ projectId: Uuid, name: Name, description: z.string().max(2000).optional() }) },
+  ProjectCreated: { version: 1, schema: z.object({ projectId: Uuid, name: Name, description: z.string().max(MAX_DESCRIPTION).optional() }) },
   ProjectRenamed: { version: 1, schema: z.object({ name: Name }) },
   ProjectDeleted: { version: 1, schema: z.object({}) },
   ProjectRestored: { version: 1, schema: z.object({}) },
@@ -130,7 +141,7 @@ export const EventSchemas = {
   },
   RunForked: { version: 1, schema: z.object({ fromRunId: Uuid, fromArtifactId: Uuid.optional(), step: Step.optional() }) },
   HyperparametersDeclared: { version: 1, schema: z.object({ values: z.record(Key, JsonValue) }) },
-  HyperparameterChanged: { version: 1, schema: z.object({ key: Key, value: JsonValue, step: Step, reason: z.string().max(2000).optional() }) },
+  HyperparameterChanged: { version: 1, schema: z.object({ key: Key, value: JsonValue, step: Step, reason: z.string().max(MAX_REASON).optional() }) },
   InputUsed: { version: 1, schema: z.object({ artifactId: Uuid, role: Key, step: Step.optional() }) },
   /** v2: `at`, the start time the client reported (ms since the epoch), when it did. */
   RunStarted: { version: 2, schema: z.object({ at: Time.optional() }) },
@@ -155,7 +166,7 @@ export const EventSchemas = {
   /** v2: `at`, the end time the client reported. */
   RunCompleted: { version: 2, schema: z.object({ at: Time.optional() }) },
   /** v2: `at`, the end time the client reported; `killed`: stopped from outside (MLflow's KILLED), not by its own error. */
-  RunFailed: { version: 2, schema: z.object({ error: z.string().min(1).max(10_000), at: Time.optional(), killed: z.boolean().optional() }) },
+  RunFailed: { version: 2, schema: z.object({ error: z.string().min(1).max(MAX_ERROR), at: Time.optional(), killed: z.boolean().optional() }) },
   RunRenamed: { version: 1, schema: z.object({ name: Name }) },
   RunDeleted: { version: 1, schema: z.object({}) },
   RunRestored: { version: 1, schema: z.object({}) },
@@ -163,15 +174,15 @@ export const EventSchemas = {
   TagSet: { version: 1, schema: z.object({ key: Key, value: z.string().max(MAX_TAG_VALUE) }) },
   TagRemoved: { version: 1, schema: z.object({ key: Key }) },
   /** A file the run uploaded, stored by content: the artifact (kind `file`) and a `produced` edge. */
-  FileUploaded: { version: 1, schema: z.object({ artifactId: Uuid, path: z.string().min(1).max(4096), digest: Digest, bytes: z.number().int().nonnegative() }) },
+  FileUploaded: { version: 1, schema: z.object({ artifactId: Uuid, path: z.string().min(1).max(MAX_PATH), digest: Digest, bytes: z.number().int().nonnegative() }) },
   /** An event another producer sent (OpenLineage RunEvent), kept as it came. */
   LineageEventReceived: {
     version: 1,
-    schema: z.object({ format: z.literal('openlineage'), eventType: z.string().max(50), eventTime: z.string().max(100), event: z.record(z.string(), JsonValue) }),
+    schema: z.object({ format: z.literal('openlineage'), eventType: z.string().max(50), eventTime: z.string().max(MAX_LINEAGE_EVENT_TIME), event: z.record(z.string(), JsonValue) }),
   },
   ArtifactRegistered: { version: 1, schema: z.object({ artifactId: Uuid, projectId: Uuid, name: Name, digest: Digest, spec: ArtifactSpec }) },
   TagAdded: { version: 1, schema: z.object({ tag: Key }) },
-  NoteAdded: { version: 1, schema: z.object({ text: z.string().min(1).max(10_000), author: z.string().max(MAX_NAME).optional() }) },
+  NoteAdded: { version: 1, schema: z.object({ text: z.string().min(1).max(MAX_NOTE), author: z.string().max(MAX_NAME).optional() }) },
 } as const;
 
 export type EventType = keyof typeof EventSchemas;

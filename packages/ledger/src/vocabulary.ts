@@ -3,12 +3,18 @@ import { z } from 'zod';
 /**
  * The words every package shares, defined once: run and artifact kinds, the
  * data-filter schema, the data-mix weight tolerance, the spelling of NaN and
- * ±Infinity. A module of its own (`@pedigree/ledger/vocabulary`), free of the
- * store, so the client and, through it, the trainer can import it without
- * loading the database code. events.ts re-exports it.
+ * ±Infinity, and the limits the client keeps to before it sends (the other
+ * limits stand beside their schemas in events.ts). A module of its own
+ * (`@pedigree/ledger/vocabulary`), free of the store, so the client and,
+ * through it, the trainer can import it without loading the database code.
+ * events.ts re-exports it.
  */
 
 export const MAX_KEY = 250;
+/** Points in one MetricsLogged event: one call's batch (the client splits its buffer at this size). */
+export const MAX_POINTS_PER_BATCH = 50_000;
+/** A failed run's error text (RunFailed; the client cuts a longer reason to this). */
+export const MAX_ERROR = 10_000;
 
 /** `data`: a data pipeline's run, as another producer reported it (OpenLineage). */
 export const RUN_KINDS = ['pretrain', 'midtrain', 'sft', 'dpo', 'pts', 'eval', 'data', 'custom'] as const;

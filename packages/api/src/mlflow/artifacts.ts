@@ -1,3 +1,4 @@
+import { MAX_PATH } from '@pedigree/ledger';
 import { nameUuid, type RunView } from '@pedigree/lineage';
 import { drainBody, FileStore, FileTooLargeError, UploadIncompleteError, type FileStoreSettings } from '../files.ts';
 import { serverState } from '../http.ts';
@@ -30,8 +31,6 @@ export const MLFLOW_ARTIFACTS_PREFIX = '/api/2.0/mlflow-artifacts/artifacts';
 const LIST_PAGE_SIZE = 1000;
 /** How long the rest of a refused (over-limit) upload is read and dropped, so that the client reads the 413 (nginx's lingering close does the same). */
 const DRAIN_MS = 30_000;
-/** FileUploaded's limit on a path. */
-const MAX_PATH = 4096;
 
 const stores = new Map<string, FileStore>();
 function fileStore(settings: FileStoreSettings): FileStore {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { canonicalJson, metricJson, RUN_KINDS, type Json, type RunKind } from '@pedigree/ledger';
+import { canonicalJson, MAX_KEY, MAX_NAME, MAX_POINTS_PER_BATCH, MAX_TAG_VALUE, metricJson, RUN_KINDS, type Json, type RunKind } from '@pedigree/ledger';
 import { nameUuid, type ProjectView, type RunView } from '@pedigree/lineage';
 import type { Access } from '../access.ts';
 import type { Context } from '../context.ts';
@@ -22,8 +22,16 @@ type Handler = (call: Call) => Promise<Body>;
 /** The experiment an MLflow client uses when it names none. With a key: the key's project. */
 export const DEFAULT_EXPERIMENT_ID = '0';
 export const DEFAULT_EXPERIMENT_NAME = 'Default';
-const MAX_RESULTS_LIMIT = 50_000;
-const MAX_PARAM_VALUE = 6000;
+/**
+ * MLflow's own limits, kept where the ledger has none of its own (MLflow's
+ * mlflow/utils/validation.py: MAX_EXPERIMENTS_LISTED_PER_PAGE,
+ * MAX_PARAM_VAL_LENGTH). MLflow's key and tag-value limits are the ledger's
+ * too (MAX_ENTITY_KEY_LENGTH 250: MAX_KEY; MAX_TAG_VAL_LENGTH 8000:
+ * MAX_TAG_VALUE); experiment and run names are Pedigree's (MAX_NAME, shorter
+ * than MLflow's 500).
+ */
+const MLFLOW_MAX_RESULTS = 50_000;
+const MLFLOW_MAX_PARAM_VALUE = 6000;
 const RUN_STATUSES = ['RUNNING', 'SCHEDULED', 'FINISHED', 'FAILED', 'KILLED'] as const;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -88,7 +96,7 @@ const experiments: Record<string, Handler> = {
   },
 
   async 'experiments/create'(call) {
-    const name = requiredString(call.body, 'name', 200).trim();
+    const name = requiredString(call.body, 'name', MAX_NAME).trim();
     if (!name) throw invalid(`Missing value for required parameter 'name'.`);
     const tags = keyValues(call.body, 'tags');
     call.access.mayCreateProjects();
@@ -110,7 +118,7 @@ const experiments: Record<string, Handler> = {
 
   async 'experiments/search'(call) {
     const maxResults = optionalInt(call.body, 'max_results', { min: 1 }) ?? 1000;
-    if (maxResults > MAX_RESULTS_LIMIT) throw invalid(`Invalid value ${maxResults} for parameter 'max_results' supplied. It must be at most ${MAX_RESULTS_LIMIT}.`);
+    if (maxResults > MLFLOW_MAX_RESULTS) throw invalid(`Invalid value ${maxResults} for parameter 'max_results' supplied. It must be at most ${MLFLOW_MAX_RESULTS}.`);
     const view = viewType(call.body, 'view_type');
     const clauses = parseFilter(optionalString(call.body, 'filter'), { defaultEntity: 'attribute' });
     const order = parseOrderBy(list(call.body, 'order_by').map(String), { defaultEntity: 'attribute' });
@@ -126,12 +134,12 @@ const experiments: Record<string, Handler> = {
 
   /** MLflow 1.x's listing, removed from MLflow 2's server; older clients (and the npm `mlflow` package) still call it. */
   async 'experiments/list'(call) {
-    return experiments['experiments/search']!({ ...call, body: { view_type: call.body.view_type, max_results: 50_000 } });
+    return experiments['experiments/search']!({ ...call, body: { view_type: call.body.view_type, max_results: MLFLOW_MAX_RESULTS } });
   },
 
   async 'experiments/update'(call) {
     const p = await experimentProject(call, requiredString(call.body, 'experiment_id'));
-    const name = optionalString(call.body, 'new_name', 200)?.trim();
+    const name = optionalString(call.body, 'new_name', MAX_NAME)?.trim();
     if (!name || name === p.name) return {};
     if (p.lifecycle !== 'active') throw invalid('Cannot rename a non-active experiment.');
     const clash = (await call.ctx.pedigree.lineage.projects()).find((x) => x.name === name);
@@ -154,8 +162,8 @@ const experiments: Record<string, Handler> = {
 
   async 'experiments/set-experiment-tag'(call) {
     const p = await experimentProject(call, requiredString(call.body, 'experiment_id'));
-    const key = requiredString(call.body, 'key', 250);
-    const value = optionalString(call.body, 'value', 8000) ?? '';
+    const key = requiredString(call.body, 'key', MAX_KEY);
+    const value = optionalString(call.body, 'value', MAX_TAG_VALUE) ?? '';
     if (p.tagValues[key] !== value) await call.ctx.pedigree.tracker.setProjectTag(p.id, key, value, { metadata: meta(call) });
     return {};
   },
@@ -263,7 +271,7 @@ interface MetricIn {
 function parseMetric(m: unknown, where: string): MetricIn {
   if (!m || typeof m !== 'object') throw invalid(`${where} must be an object with key, value, timestamp and step`);
   const o = m as Body;
-  const key = requiredString(o, 'key', 250);
+  const key = requiredString(o, 'key', MAX_KEY);
   if (o.value === undefined || o.value === null) throw invalid(`Missing value for required parameter '${where}.value'.`);
   const value = metricValue(o.value, `${where}.value`);
   const step = optionalInt(o, 'step') ?? 0;
@@ -274,7 +282,7 @@ function parseMetric(m: unknown, where: string): MetricIn {
 
 function parseParams(body: Body, field: string): KeyValue[] {
   const params = keyValues(body, field);
-  for (const p of params) if (p.value.length > MAX_PARAM_VALUE) throw invalid(`Param value '${p.value.slice(0, 50)}…' had length ${p.value.length}, which exceeded length limit of ${MAX_PARAM_VALUE}`);
+  for (const p of params) if (p.value.length > MLFLOW_MAX_PARAM_VALUE) throw invalid(`Param value '${p.value.slice(0, 50)}…' had length ${p.value.length}, which exceeded length limit of ${MLFLOW_MAX_PARAM_VALUE}`);
   const seen = new Map<string, string>();
   for (const p of params) {
     if (seen.has(p.key) && seen.get(p.key) !== p.value) throw invalid(`Duplicate parameter keys with different values: ${JSON.stringify(p.key)}`);
@@ -294,15 +302,14 @@ async function logBatch(call: Call, run: RunView, batch: { metrics: MetricIn[]; 
   for (const [i, t] of batch.tags.entries()) await setTag(call, run, t, opts(`tag-${i}`));
   const now = Date.now();
   const points = batch.metrics.map((m) => ({ key: m.key, step: m.step, value: m.value, time: m.time ?? now }));
-  const CHUNK = 50_000;
-  for (let i = 0; i < points.length; i += CHUNK) {
-    await tracker.logMetrics(run.id, points.slice(i, i + CHUNK), { ...opts(`metrics-${i / CHUNK}`), allowNonFinite: true });
+  for (let i = 0; i < points.length; i += MAX_POINTS_PER_BATCH) {
+    await tracker.logMetrics(run.id, points.slice(i, i + MAX_POINTS_PER_BATCH), { ...opts(`metrics-${i / MAX_POINTS_PER_BATCH}`), allowNonFinite: true });
   }
 }
 
 async function setTag(call: Call, run: RunView, tag: KeyValue, opts: { eventId: string; metadata: { actor: string }; evenIfEnded?: boolean }): Promise<void> {
   const { tracker } = call.ctx.pedigree;
-  if (tag.value.length > 8000) throw invalid(`Tag value for ${JSON.stringify(tag.key)} had length ${tag.value.length}, which exceeded length limit of 8000`);
+  if (tag.value.length > MAX_TAG_VALUE) throw invalid(`Tag value for ${JSON.stringify(tag.key)} had length ${tag.value.length}, which exceeded length limit of ${MAX_TAG_VALUE}`);
   if (tag.key === 'mlflow.runName') {
     if (tag.value && tag.value !== run.name) await tracker.renameRun(run.id, tag.value, opts);
     return;
@@ -368,9 +375,9 @@ const runs: Record<string, Handler> = {
     const project = await experimentProject(call, optionalString(call.body, 'experiment_id'));
     if (project.lifecycle !== 'active') throw invalid(`Could not create run under non-active experiment with ID ${project.id}.`);
     const tags = keyValues(call.body, 'tags');
-    for (const t of tags) if (t.value.length > 8000) throw invalid(`Tag value for ${JSON.stringify(t.key)} exceeded length limit of 8000`);
+    for (const t of tags) if (t.value.length > MAX_TAG_VALUE) throw invalid(`Tag value for ${JSON.stringify(t.key)} exceeded length limit of ${MAX_TAG_VALUE}`);
     const tagMap = new Map(tags.map((t) => [t.key, t.value]));
-    const runName = optionalString(call.body, 'run_name', 200);
+    const runName = optionalString(call.body, 'run_name', MAX_NAME);
     const tagName = tagMap.get('mlflow.runName');
     if (runName && tagName && runName !== tagName) {
       throw invalid(`Both 'run_name' argument and 'mlflow.runName' tag are specified, but with different values (run_name='${runName}', mlflow.runName='${tagName}').`);
@@ -397,7 +404,7 @@ const runs: Record<string, Handler> = {
         runId,
         name,
         kind,
-        codeVersion: tagMap.get('mlflow.source.git.commit')?.slice(0, 200),
+        codeVersion: tagMap.get('mlflow.source.git.commit')?.slice(0, MAX_NAME),
         environment: { client: 'mlflow', ...(tagMap.has('mlflow.source.name') ? { source: tagMap.get('mlflow.source.name')! } : {}) },
         tagValues,
         forkOf,
@@ -418,7 +425,7 @@ const runs: Record<string, Handler> = {
     const { tracker, lineage } = call.ctx.pedigree;
     const wanted = requireStatus(optionalString(call.body, 'status'));
     const endTime = optionalInt(call.body, 'end_time', { min: 0 });
-    const name = optionalString(call.body, 'run_name', 200);
+    const name = optionalString(call.body, 'run_name', MAX_NAME);
     const id = requestId('runs/update', run.id, call.body);
     const opts = (part: string) => ({ eventId: nameUuid(id, part), metadata: meta(call) });
     if (run.lifecycle === 'deleted') throw invalid(`The run ${run.id} must be in the 'active' state. Current state is deleted.`);
@@ -453,14 +460,14 @@ const runs: Record<string, Handler> = {
 
   async 'runs/set-tag'(call) {
     const run = await runOf(call);
-    const tag = { key: requiredString(call.body, 'key', 250), value: optionalString(call.body, 'value') ?? '' };
+    const tag = { key: requiredString(call.body, 'key', MAX_KEY), value: optionalString(call.body, 'value') ?? '' };
     await logBatch(call, run, { metrics: [], params: [], tags: [tag] }, requestId('runs/set-tag', run.id, call.body));
     return {};
   },
 
   async 'runs/delete-tag'(call) {
     const run = await runOf(call);
-    const key = requiredString(call.body, 'key', 250);
+    const key = requiredString(call.body, 'key', MAX_KEY);
     if (run.lifecycle === 'deleted') throw invalid(`The run ${run.id} must be in the 'active' state. Current state is deleted.`);
     if (!(key in run.tagValues)) throw notFound(`No tag with name: ${key} in run with id ${run.id}`);
     await call.ctx.pedigree.tracker.removeTag(run.id, key, { metadata: meta(call) });
@@ -500,9 +507,9 @@ const runs: Record<string, Handler> = {
       const o = (input ?? {}) as Body;
       const d = (o.dataset ?? null) as Body | null;
       if (!d || typeof d !== 'object') throw invalid(`datasets[${i}].dataset is required`);
-      const name = requiredString(d, 'name', 200);
+      const name = requiredString(d, 'name', MAX_NAME);
       const digest = requiredString(d, 'digest', 200);
-      const sourceType = requiredString(d, 'source_type', 200);
+      const sourceType = requiredString(d, 'source_type', MAX_NAME);
       const source = requiredString(d, 'source', 100_000);
       const schema = optionalString(d, 'schema', 1_000_000);
       const profile = optionalString(d, 'profile', 100_000);
@@ -524,7 +531,7 @@ const runs: Record<string, Handler> = {
 
   async 'runs/search'(call) {
     const maxResults = optionalInt(call.body, 'max_results', { min: 1 }) ?? 1000;
-    if (maxResults > MAX_RESULTS_LIMIT) throw invalid(`Invalid value ${maxResults} for parameter 'max_results' supplied. It must be at most ${MAX_RESULTS_LIMIT}.`);
+    if (maxResults > MLFLOW_MAX_RESULTS) throw invalid(`Invalid value ${maxResults} for parameter 'max_results' supplied. It must be at most ${MLFLOW_MAX_RESULTS}.`);
     const view = viewType(call.body, 'run_view_type');
     const ids = list(call.body, 'experiment_ids').map(String);
     if (ids.length === 0) ids.push(DEFAULT_EXPERIMENT_ID);
@@ -555,7 +562,7 @@ const runs: Record<string, Handler> = {
 
   async 'metrics/get-history'(call) {
     const run = await runOf(call);
-    const key = requiredString(call.body, 'metric_key', 250);
+    const key = requiredString(call.body, 'metric_key', MAX_KEY);
     const maxResults = optionalInt(call.body, 'max_results', { min: 1 });
     const offset = decodePageToken(optionalString(call.body, 'page_token'));
     const points = await call.ctx.pedigree.lineage.metricPoints(run.id, key, { offset, ...(maxResults ? { limit: maxResults + 1 } : {}) });

@@ -1,4 +1,4 @@
-import { isNonFinite, metricNumber } from '@pedigree/ledger';
+import { isNonFinite, MAX_KEY, metricNumber } from '@pedigree/ledger';
 import type { Access } from '../access.ts';
 import type { Context } from '../context.ts';
 import { invalid } from './errors.ts';
@@ -73,7 +73,7 @@ export function keyValues(body: Body, field: string): KeyValue[] {
   return list(body, field).map((t, i) => {
     if (!t || typeof t !== 'object') throw invalid(`${field}[${i}] must be an object with key and value`);
     const o = t as Body;
-    const key = requiredString(o, 'key', 250);
+    const key = requiredString(o, 'key', MAX_KEY);
     const value = o.value === undefined || o.value === null ? '' : o.value;
     if (typeof value !== 'string') throw invalid(`${field}[${i}].value must be a string, got ${JSON.stringify(value)}`);
     return { key, value };

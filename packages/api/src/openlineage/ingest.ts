@@ -1,4 +1,4 @@
-import { MAX_NAME, ValidationError, type EventMetadata, type Json, type NewEvent } from '@pedigree/ledger';
+import { MAX_ERROR, MAX_NAME, ValidationError, type EventMetadata, type Json, type NewEvent } from '@pedigree/ledger';
 import { contentDigest, nameUuid, type Pedigree, type RunView } from '@pedigree/lineage';
 import type { DatasetRef, ParsedRunEvent } from './wire.ts';
 
@@ -111,7 +111,7 @@ function lifecycleEvents(e: ParsedRunEvent, run: RunView): NewEvent[] {
     case 'FAIL':
     case 'ABORT': {
       if (ended) return [];
-      const error = (e.errorMessage ?? (e.eventType === 'ABORT' ? `aborted (OpenLineage ABORT from ${e.producer})` : `failed (OpenLineage FAIL from ${e.producer})`)).slice(0, 10_000);
+      const error = (e.errorMessage ?? (e.eventType === 'ABORT' ? `aborted (OpenLineage ABORT from ${e.producer})` : `failed (OpenLineage FAIL from ${e.producer})`)).slice(0, MAX_ERROR);
       return [{ type: 'RunFailed', data: { error, at: e.at, killed: e.eventType === 'ABORT' || undefined } }];
     }
     case 'OTHER':

@@ -1,4 +1,4 @@
-import { canonicalJson, MAX_EVENT_BYTES, type Json } from '@pedigree/ledger';
+import { canonicalJson, MAX_EVENT_BYTES, MAX_LINEAGE_EVENT_TIME, MAX_TIME, type Json } from '@pedigree/ledger';
 import { z } from 'zod';
 import { badField, OpenLineageError } from './errors.ts';
 import { OPENLINEAGE_EVENT_TYPES, type OpenLineageEventType } from './spec.ts';
@@ -23,8 +23,6 @@ const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:
 const URI = /^[A-Za-z][A-Za-z0-9+.-]*:(?:[A-Za-z0-9\-._~:/?#[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*$/;
 /** As the schema's `format: uuid` reads it: any 8-4-4-4-12 hex, optionally as a URN. */
 const UUID = /^(?:urn:uuid:)?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
-/** Pedigree keeps times as ms since the epoch, at or after 1970. */
-const MAX_TIME = 8.64e15;
 
 /** An RFC 3339 date-time with offset, as ms since the epoch; null when it is not one. */
 export function parseRfc3339(s: string): number | null {
@@ -63,7 +61,7 @@ const Dataset = obj({ namespace: nonEmpty(), name: nonEmpty(), facets: facets(),
 const RunEventSchema = obj({
   eventType: z.enum(OPENLINEAGE_EVENT_TYPES, { error: `must be one of ${OPENLINEAGE_EVENT_TYPES.join(', ')}` }).optional(),
   eventTime: str()
-    .max(100, 'is too long')
+    .max(MAX_LINEAGE_EVENT_TIME, 'is too long')
     .refine((s) => parseRfc3339(s) !== null, 'must be an RFC 3339 date-time with a time offset (e.g. 2024-05-01T12:00:00.000Z or …+02:00), at or after 1970'),
   producer: uri(),
   schemaURL: uri(),

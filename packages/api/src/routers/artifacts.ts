@@ -1,6 +1,6 @@
 import { ARTIFACT_KINDS } from '@pedigree/ledger';
 import { z } from 'zod';
-import { EventId, Name, ProjectRef, Uuid } from '../inputs.ts';
+import { Digest, EventId, Name, ProjectRef, Uuid } from '../inputs.ts';
 import { procedure, router } from '../trpc.ts';
 
 export const artifactsRouter = router({
@@ -11,7 +11,7 @@ export const artifactsRouter = router({
         project: ProjectRef,
         name: Name,
         spec: z.object({ kind: z.enum(ARTIFACT_KINDS) }).loose(),
-        digest: z.string().max(200).optional(),
+        digest: Digest.optional(),
         eventId: EventId,
       }),
     )

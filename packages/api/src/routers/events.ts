@@ -3,13 +3,16 @@ import { z } from 'zod';
 import { RunRef } from '../inputs.ts';
 import { procedure, router } from '../trpc.ts';
 
+/** Longest stream id taken: a bound only (ids are `<type>-<uuid>`, under 50 characters). */
+const MAX_STREAM_ID = 100;
+
 export const eventsRouter = router({
   /** The audit log of one stream (a run's by default), oldest first, with each event's hash chain link. */
   stream: procedure
     .input(
       z.union([
         z.object({ runId: RunRef, fromVersion: z.number().int().min(1).max(MAX_STREAM_VERSION).optional(), limit: z.number().int().min(1).max(10_000).optional() }),
-        z.object({ streamId: z.string().min(1).max(100), fromVersion: z.number().int().min(1).max(MAX_STREAM_VERSION).optional(), limit: z.number().int().min(1).max(10_000).optional() }),
+        z.object({ streamId: z.string().min(1).max(MAX_STREAM_ID), fromVersion: z.number().int().min(1).max(MAX_STREAM_VERSION).optional(), limit: z.number().int().min(1).max(10_000).optional() }),
       ]),
     )
     .query(async ({ ctx, input }) => {

@@ -1,8 +1,9 @@
+import { MAX_KEY } from '@pedigree/ledger';
 import { z } from 'zod';
 import { RunRef, Step } from '../inputs.ts';
 import { procedure, router } from '../trpc.ts';
 
-const Series = z.object({ runId: RunRef, key: z.string().min(1).max(250), fromStep: Step.optional(), toStep: Step.optional() });
+const Series = z.object({ runId: RunRef, key: z.string().min(1).max(MAX_KEY), fromStep: Step.optional(), toStep: Step.optional() });
 
 export const metricsRouter = router({
   keys: procedure.input(z.object({ runId: RunRef })).query(async ({ ctx, input }) => ctx.pedigree.lineage.metricKeys((await ctx.access.run(input.runId)).id)),

@@ -1,3 +1,4 @@
+import { MAX_DESCRIPTION } from '@pedigree/ledger';
 import { z } from 'zod';
 import { EventId, Name, ProjectRef } from '../inputs.ts';
 import { procedure, router } from '../trpc.ts';
@@ -16,7 +17,7 @@ export const projectsRouter = router({
   }),
 
   create: procedure
-    .input(z.object({ name: Name, description: z.string().max(2000).optional(), eventId: EventId }))
+    .input(z.object({ name: Name, description: z.string().max(MAX_DESCRIPTION).optional(), eventId: EventId }))
     .mutation(async ({ ctx, input }) => {
       ctx.access.mayCreateProjects();
       const { projectId, duplicate } = await ctx.pedigree.tracker.createProject(

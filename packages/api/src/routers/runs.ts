@@ -1,6 +1,7 @@
-import type { Json } from '@pedigree/ledger';
+import { MAX_ERROR, MAX_KEY, MAX_NAME, MAX_NOTE, MAX_PATH, MAX_REASON, type Json } from '@pedigree/ledger';
+import { ListRunsInput } from '@pedigree/lineage';
 import { z } from 'zod';
-import { EventId, InputRefs, JsonRecord, MetricBatch, Name, ProjectRef, RunKind, RunRef, Step, Tags, Uuid } from '../inputs.ts';
+import { Digest, EventId, InputRefs, JsonRecord, MetricBatch, Name, ProjectRef, RunKind, RunRef, Step, Tags, Uuid } from '../inputs.ts';
 import { procedure, router } from '../trpc.ts';
 import { watchRun } from '../watch.ts';
 
@@ -19,7 +20,7 @@ export const runsRouter = router({
         runId: Uuid.optional(),
         name: Name,
         kind: RunKind,
-        codeVersion: z.string().max(200).optional(),
+        codeVersion: z.string().max(MAX_NAME).optional(),
         environment: JsonRecord.optional(),
         hyperparameters: JsonRecord.optional(),
         inputs: InputRefs.optional(),
@@ -52,7 +53,7 @@ export const runsRouter = router({
         inheritHyperparameters: z.boolean().optional(),
         inputs: InputRefs.optional(),
         tags: Tags.optional(),
-        codeVersion: z.string().max(200).optional(),
+        codeVersion: z.string().max(MAX_NAME).optional(),
         environment: JsonRecord.optional(),
         start: z.boolean().optional(),
         eventId: EventId,
@@ -81,7 +82,7 @@ export const runsRouter = router({
   }),
 
   changeHyperparameter: procedure
-    .input(Write.extend({ key: z.string().min(1).max(250), value: z.unknown(), step: Step, reason: z.string().max(2000).optional() }))
+    .input(Write.extend({ key: z.string().min(1).max(MAX_KEY), value: z.unknown(), step: Step, reason: z.string().max(MAX_REASON).optional() }))
     .mutation(async ({ ctx, input }) => {
       const run = await ctx.access.run(input.runId);
       return ctx.pedigree.tracker.changeHyperparameter(
@@ -91,13 +92,13 @@ export const runsRouter = router({
       );
     }),
 
-  useInput: procedure.input(Write.extend({ artifactId: Uuid, role: z.string().min(1).max(250), step: Step.optional() })).mutation(async ({ ctx, input }) => {
+  useInput: procedure.input(Write.extend({ artifactId: Uuid, role: z.string().min(1).max(MAX_KEY), step: Step.optional() })).mutation(async ({ ctx, input }) => {
     const run = await ctx.access.run(input.runId);
     await ctx.access.artifact(input.artifactId);
     return ctx.pedigree.tracker.useInput(run.id, { artifactId: input.artifactId, role: input.role, step: input.step }, { eventId: input.eventId, metadata: meta(ctx) });
   }),
 
-  produceOutput: procedure.input(Write.extend({ artifactId: Uuid, role: z.string().min(1).max(250), step: Step.optional() })).mutation(async ({ ctx, input }) => {
+  produceOutput: procedure.input(Write.extend({ artifactId: Uuid, role: z.string().min(1).max(MAX_KEY), step: Step.optional() })).mutation(async ({ ctx, input }) => {
     const run = await ctx.access.run(input.runId);
     await ctx.access.artifact(input.artifactId);
     return ctx.pedigree.tracker.produceOutput(run.id, { artifactId: input.artifactId, role: input.role, step: input.step }, { eventId: input.eventId, metadata: meta(ctx) });
@@ -114,10 +115,10 @@ export const runsRouter = router({
     .input(
       Write.extend({
         step: Step,
-        digest: z.string().min(1).max(200),
-        name: z.string().min(1).max(200).optional(),
-        manifest: z.record(z.string().max(250), z.array(z.number().int().nonnegative()).max(16)).optional(),
-        path: z.string().max(4096).optional(),
+        digest: Digest.min(1),
+        name: z.string().min(1).max(MAX_NAME).optional(),
+        manifest: z.record(z.string().max(MAX_KEY), z.array(z.number().int().nonnegative()).max(16)).optional(),
+        path: z.string().max(MAX_PATH).optional(),
         bytes: z.number().int().nonnegative().optional(),
       }),
     )
@@ -131,8 +132,9 @@ export const runsRouter = router({
   recordEval: procedure
     .input(
       Write.extend({
-        suite: z.string().min(1).max(200),
-        task: z.string().min(1).max(200),
+        // Named like runs (MAX_NAME): shorter than the ledger takes them, as keys (MAX_KEY).
+        suite: z.string().min(1).max(MAX_NAME),
+        task: z.string().min(1).max(MAX_NAME),
         contextLength: z.number().int().positive().optional(),
         score: z.number(),
         n: z.number().int().nonnegative().optional(),
@@ -150,17 +152,17 @@ export const runsRouter = router({
     return ctx.pedigree.tracker.completeRun(run.id, { eventId: input.eventId, metadata: meta(ctx) });
   }),
 
-  fail: procedure.input(Write.extend({ error: z.string().min(1).max(10_000) })).mutation(async ({ ctx, input }) => {
+  fail: procedure.input(Write.extend({ error: z.string().min(1).max(MAX_ERROR) })).mutation(async ({ ctx, input }) => {
     const run = await ctx.access.run(input.runId);
     return ctx.pedigree.tracker.failRun(run.id, input.error, { eventId: input.eventId, metadata: meta(ctx) });
   }),
 
-  tag: procedure.input(Write.extend({ tag: z.string().min(1).max(250) })).mutation(async ({ ctx, input }) => {
+  tag: procedure.input(Write.extend({ tag: z.string().min(1).max(MAX_KEY) })).mutation(async ({ ctx, input }) => {
     const run = await ctx.access.run(input.runId);
     return ctx.pedigree.tracker.addTag(run.id, input.tag, { eventId: input.eventId, metadata: meta(ctx) });
   }),
 
-  note: procedure.input(Write.extend({ text: z.string().min(1).max(10_000), author: z.string().max(200).optional() })).mutation(async ({ ctx, input }) => {
+  note: procedure.input(Write.extend({ text: z.string().min(1).max(MAX_NOTE), author: z.string().max(MAX_NAME).optional() })).mutation(async ({ ctx, input }) => {
     const run = await ctx.access.run(input.runId);
     return ctx.pedigree.tracker.addNote(run.id, input.text, input.author, { eventId: input.eventId, metadata: meta(ctx) });
   }),
@@ -177,12 +179,12 @@ export const runsRouter = router({
         project: ProjectRef,
         kind: z.string().max(50).optional(),
         status: z.enum(['created', 'running', 'completed', 'failed']).optional(),
-        tag: z.string().max(250).optional(),
-        search: z.string().max(200).optional(),
+        tag: z.string().max(MAX_KEY).optional(),
+        search: ListRunsInput.shape.search,
         hyperparameters: JsonRecord.optional(),
         sort: z.enum(SORTS).optional(),
         order: z.enum(['asc', 'desc']).optional(),
-        limit: z.number().int().min(1).max(1000).optional(),
+        limit: ListRunsInput.shape.limit.unwrap().optional(),
         offset: z.number().int().min(0).optional(),
       }),
     )
