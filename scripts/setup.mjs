@@ -80,6 +80,9 @@ if (!existsSync(client) || statSync(path.join(root, 'prisma/schema.prisma')).mti
   execFileSync(process.execPath, [path.join(root, 'scripts/generate.mjs')], { stdio: 'inherit' });
 }
 
+// 2b. Fixes to installed dependencies not yet released upstream (postinstall normally applied them; idempotent).
+execFileSync(process.execPath, [path.join(root, 'scripts/patch-deps.mjs')], { stdio: 'inherit' });
+
 // 3. The web app's production build (`pedigree start` serves it in-process), again whenever
 // what it bundles changed: its own sources, the packages the API is made of, the lockfile.
 const web = path.join(root, 'apps/web');

@@ -119,13 +119,18 @@ export async function startPrimary(): Promise<Cluster> {
   return startDir(dir, port);
 }
 
-/** A streaming replica of `primary` (pg_basebackup -R), started, hot standby. */
-export async function startReplica(primary: Cluster): Promise<Cluster> {
+/**
+ * A streaming replica of `primary` (pg_basebackup -R), started, hot standby.
+ * `name` becomes its `cluster_name`, which its WAL receiver reports to the
+ * primary as application_name: what `synchronous_standby_names` names.
+ */
+export async function startReplica(primary: Cluster, opts: { name?: string } = {}): Promise<Cluster> {
   const dir = await ownedTempDir('pedigree-replica-');
   const data = path.join(dir, 'data');
   await exec(path.join(PG_BIN, 'pg_basebackup'), ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', data, '-R', '-X', 'stream', '-c', 'fast']);
   const port = await freePort();
-  await exec('/bin/sh', ['-c', `printf '%s' "$0" >> ${data}/postgresql.conf`, `\nport = ${port}\nunix_socket_directories = '${dir}'\n`]);
+  const name = opts.name ? `cluster_name = '${opts.name}'\n` : '';
+  await exec('/bin/sh', ['-c', `printf '%s' "$0" >> ${data}/postgresql.conf`, `\nport = ${port}\nunix_socket_directories = '${dir}'\n${name}`]);
   return startDir(dir, port);
 }
 
@@ -219,4 +224,64 @@ pidfile = ${dir}/pgbouncer.pid
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Makes `standby` (a replica started with that name) the primary's
+ * synchronous standby: a commit is acknowledged once the standby has flushed
+ * it (`synchronous_commit = on`, the default), or once it has also applied
+ * it (`remote_apply`). Resolves once the primary reports it as `sync`.
+ */
+export async function requireSynchronousStandby(primary: Cluster, standby: string, opts: { commit?: 'on' | 'remote_apply' } = {}): Promise<void> {
+  await withSql(primary.url(), async (sql) => {
+    await sql.unsafe(`ALTER SYSTEM SET synchronous_standby_names = '"${standby}"'`);
+    await sql.unsafe(`ALTER SYSTEM SET synchronous_commit = ${opts.commit ?? 'on'}`);
+    await sql`select pg_reload_conf()`;
+    for (let i = 0; ; i++) {
+      const rows = await sql<{ state: string }[]>`select sync_state as state from pg_stat_replication where application_name = ${standby}`;
+      if (rows[0]?.state === 'sync') return;
+      if (i > 300) throw new Error(`${standby} did not become a synchronous standby (${JSON.stringify(rows)})`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+}
+
+/**
+ * kill -9 of the cluster's postmaster and of every process it started, at
+ * once, as when its machine dies: nothing is shut down, flushed or sent.
+ * pg_ctl starts the postmaster in a session of its own, so they are one
+ * process group. Returns the postmaster's pid.
+ */
+export async function killCluster(cluster: Cluster): Promise<number> {
+  const pid = Number((await readFile(path.join(cluster.dir, 'data', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    process.kill(pid, 'SIGKILL'); // not a group leader after all: its children die of its death
+  }
+  return pid;
+}
+
+/** Promotes a standby to primary (`pg_ctl promote`), resolving once it accepts writes. */
+export async function promote(standby: Cluster): Promise<void> {
+  await exec(path.join(PG_BIN, 'pg_ctl'), ['-D', path.join(standby.dir, 'data'), '-w', '-t', '60', 'promote']);
+}
+
+/** Stops `standby` receiving WAL (an empty primary_conninfo, reloaded), as a network partition or a far replica would: it keeps what it has. */
+export async function disconnectStandby(standby: Cluster): Promise<void> {
+  await withSql(standby.url(), async (sql) => {
+    await sql`ALTER SYSTEM SET primary_conninfo = ''`;
+    await sql`select pg_reload_conf()`;
+    for (let i = 0; ; i++) {
+      const [row] = await sql<{ n: number }[]>`select count(*)::int as n from pg_stat_wal_receiver`;
+      if (row?.n === 0) return;
+      if (i > 300) throw new Error('the standby kept receiving WAL');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+}
+
+/** Starts a cluster again in its directory after it was stopped or killed (crash recovery first, when killed). */
+export async function restartCluster(cluster: Cluster): Promise<void> {
+  await exec(path.join(PG_BIN, 'pg_ctl'), ['-D', path.join(cluster.dir, 'data'), '-l', path.join(cluster.dir, 'log'), '-w', '-t', '60', 'start']);
 }

@@ -18,7 +18,7 @@ import type { Pedigree } from '@pedigree/lineage';
  * Tests about what the API decides (auth, validation) use this; tests about
  * the server a user runs use test/support/server.ts.
  */
-export async function serveInProcess(pedigree: Pedigree, authMode: AuthMode, opts: { files?: FileStoreSettings; reads?: ReadRouting } = {}): Promise<{ url: string; close(): Promise<void> }> {
+export async function serveInProcess(pedigree: Pedigree, authMode: AuthMode, opts: { files?: FileStoreSettings; reads?: ReadRouting; /** Default: a free one; a fixed one lets a server come back at the same address. */ port?: number } = {}): Promise<{ url: string; close(): Promise<void> }> {
   installServer({ pedigree, authMode, files: opts.files, reads: opts.reads });
   const server = http.createServer(async (req, res) => {
     try {
@@ -45,7 +45,7 @@ export async function serveInProcess(pedigree: Pedigree, authMode: AuthMode, opt
       res.end(String(err));
     }
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
