@@ -4,7 +4,7 @@
  *   npx tsx bench/run.ts [--quick] [name …]
  *   npm run bench -- [--quick] [name …]
  *
- * Names filter by substring (`ingest`, `client`, `buckets`, `appends`, `replay`, `replay-size`, `diff`, `matmul`, `web`, `train-step`, `memory`, `soak`). --quick uses
+ * Names filter by substring (`ingest`, `client`, `buckets`, `appends`, `replay`, `replay-size`, `diff`, `matmul`, `web`, `train-step`, `memory`, `soak`, `lab`). --quick uses
  * small sizes (a smoke test of the benchmarks themselves, not a measurement).
  * Figures are printed, never asserted; the exit status is non-zero only when
  * a benchmark could not run (an error, or no PostgreSQL server).
@@ -15,6 +15,7 @@ import { buckets } from './buckets.ts';
 import { client } from './client.ts';
 import { diff } from './diff.ts';
 import { ingest } from './ingest.ts';
+import { lab } from './lab.ts';
 import { matmul } from './matmul.ts';
 import { memory } from './memory.ts';
 import { fmtMs, SERVER_URL, serverUnavailable, table, timeIt, type Benchmark, type Figure } from './lib.ts';
@@ -24,7 +25,7 @@ import { soak } from './soak.ts';
 import { trainStep } from './train-step.ts';
 import { web } from './web.ts';
 
-const ALL: Benchmark[] = [ingest, client, buckets, appends, replay, replaySize, diff, matmul, web, trainStep, memory, soak];
+const ALL: Benchmark[] = [ingest, client, buckets, appends, replay, replaySize, diff, matmul, web, trainStep, memory, soak, lab];
 
 const args = process.argv.slice(2);
 const unknown = args.filter((a) => a.startsWith('-') && a !== '--quick' && a !== '--help' && a !== '-h');
