@@ -1,6 +1,6 @@
 import type { Queryable } from '@pedigree/db';
 import type { Json } from '@pedigree/ledger';
-import type { RunView } from './views.ts';
+import type { ArtifactView, RunView } from './views.ts';
 
 /**
  * The one read path of the projection tables that the commands check:
@@ -222,16 +222,8 @@ export interface RunState {
   lifecycle: string;
 }
 
-export interface ArtifactRecord {
-  id: string;
-  projectId: string;
-  kind: string;
-  name: string;
-  digest: string;
-  spec: Record<string, Json>;
-  producedBy: string | null;
-  createdAt: Date;
-}
+/** An artifacts row as the reader returns it: the view's fields (the view clamps the spec's depth). */
+export type ArtifactRecord = ArtifactView;
 
 export interface EdgeRecord {
   runId: string;
