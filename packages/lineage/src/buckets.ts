@@ -15,7 +15,7 @@ interface Slice {
   /** The first block's index in the chunk, and how many blocks. */
   k: number;
   blocks: number;
-  /** The chunk's first step and stride when its steps follow from the index (then only values are read), else null. */
+  /** The chunk's first step, and its stride when its steps follow from the index (then only values are read), else null. */
   first: number;
   stride: number | null;
 }
@@ -58,22 +58,22 @@ export async function metricBuckets(q: Queryable, runId: string, key: string, op
   const outside = (lo: number, hi: number) => hi < from || lo > to;
 
   const buckets = new Map<number, BucketAcc>();
-  const straddling: { position: number; idx: number; first: number; stride: number | null }[] = [];
+  const straddling: { position: number; idx: number; n: number; first: number; stride: number | null }[] = [];
   for (const c of chunks) {
     if (c.position === null) continue; // the series has no chunk in the range
     if (within(c.first_step, c.last_step)) addToBucket(buckets, bucketOf(c.first_step), c.n, c.first_step, c.last_step, c.min, c.max, c.last_value, c.position, c.n);
-    else straddling.push({ position: c.position, idx: c.idx, first: c.first_step, stride: c.stride });
+    else straddling.push({ position: c.position, idx: c.idx, n: c.n, first: c.first_step, stride: c.stride });
   }
 
   const slices: Slice[] = [];
   if (straddling.length) {
-    const rows = await q.query<{ position: number; idx: number; n: number; blocks: Uint8Array }>(
-      `SELECT m.position, m.idx, m.n, m.blocks FROM unnest($1::int8[], $2::int4[]) AS u(position, idx) JOIN metric_chunks m USING (position, idx)`,
+    const rows = await q.query<{ position: number; idx: number; blocks: Uint8Array }>(
+      `SELECT m.position, m.idx, m.blocks FROM unnest($1::int8[], $2::int4[]) AS u(position, idx) JOIN metric_chunks m USING (position, idx)`,
       [straddling.map((c) => c.position), straddling.map((c) => c.idx)],
     );
     const chunkOf = new Map(straddling.map((c) => [`${c.position}/${c.idx}`, c]));
     for (const row of rows) {
-      const { first, stride } = chunkOf.get(`${row.position}/${row.idx}`)!;
+      const { n, first, stride } = chunkOf.get(`${row.position}/${row.idx}`)!;
       const view = new DataView(row.blocks.buffer, row.blocks.byteOffset, row.blocks.byteLength);
       const count = row.blocks.byteLength / BLOCK_BYTES;
       for (let k = 0; k < count; k++) {
@@ -82,8 +82,7 @@ export async function metricBuckets(q: Queryable, runId: string, key: string, op
         const hi = readInt8(view, at + 8);
         if (outside(lo, hi)) continue;
         if (within(lo, hi)) {
-          const n = Math.min(BLOCK_POINTS, row.n - k * BLOCK_POINTS);
-          addToBucket(buckets, bucketOf(lo), n, lo, hi, view.getFloat64(at + 16), view.getFloat64(at + 24), view.getFloat64(at + 32), row.position, (k + 1) * BLOCK_POINTS - 1);
+          addToBucket(buckets, bucketOf(lo), Math.min(BLOCK_POINTS, n - k * BLOCK_POINTS), lo, hi, view.getFloat64(at + 16), view.getFloat64(at + 24), view.getFloat64(at + 32), row.position, (k + 1) * BLOCK_POINTS - 1);
           continue;
         }
         const last = slices.at(-1);

@@ -1,12 +1,12 @@
 /**
  * The worker side of parallel.ts: waits for a part of a batch on its port,
- * runs the reference forward and backward on it with the CPU kernels, answers
+ * runs the reference forward and backward on it with the model's matmuls, answers
  * on the port and raises the shared flag the caller blocks on.
  */
 import { workerData, type MessagePort } from 'node:worker_threads';
 import { ModelConfigSchema } from '../config.ts';
 import type { PartJob, PartResult } from './parallel.ts';
-import { buildParams, CPU_MATMUL, parameterSpecs, transformerLossRef } from './transformer.ts';
+import { buildParams, CPU_MATMUL, parameterSpecs, REFERENCE_MATMUL, transformerLossRef } from './transformer.ts';
 
 const { flag, port } = workerData as { flag: Int32Array; port: MessagePort };
 
@@ -18,7 +18,7 @@ port.on('message', (job: PartJob) => {
     const dims = { C: config.dModel, V: config.vocab, NH: config.heads, rope: { base: config.ropeBase } };
     const params = buildParams(specs, config.layers, (_, i) => job.params[i]!);
     const grads = job.params.map((p) => new Float32Array(p.length));
-    const { loss } = transformerLossRef(params, job.inputs, job.targets, { ...dims, B: job.B, T: job.T }, (n) => new Float32Array(n), buildParams(specs, config.layers, (_, i) => grads[i]!), job.weights, CPU_MATMUL);
+    const { loss } = transformerLossRef(params, job.inputs, job.targets, { ...dims, B: job.B, T: job.T }, (n) => new Float32Array(n), buildParams(specs, config.layers, (_, i) => grads[i]!), job.weights, job.matmul === 'cpu' ? CPU_MATMUL : REFERENCE_MATMUL);
     answer = { loss, counted: job.targets.reduce((n, t) => n + (t >= 0 ? 1 : 0), 0), grads };
   } catch (err) {
     answer = { error: err instanceof Error ? (err.stack ?? err.message) : String(err) };

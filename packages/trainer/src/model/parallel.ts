@@ -11,11 +11,13 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from '
  * is): the job goes over a message port, the caller blocks on a shared flag
  * (`Atomics.wait`, allowed on Node's main thread) and takes the answer with
  * `receiveMessageOnPort`. The worker runs `transformerLossRef` with the same
- * CPU kernels as the caller (parallel-worker.ts).
+ * matmuls as the caller (parallel-worker.ts).
  */
 
 export interface PartJob {
   model: WorkerModel;
+  /** Which host matmuls to run: the model's own (TransformerOptions.matmul). */
+  matmul: 'cpu' | 'reference';
   /** The parameters, flat per tensor in spec order (copied to the worker). */
   params: Float32Array[];
   inputs: Int32Array;

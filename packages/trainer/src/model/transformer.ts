@@ -405,11 +405,13 @@ export class TransformerModel implements Model {
     // gradient is what the whole batch gives it (1/N over all N counted positions by default).
     const counted = targets.reduce((n, t) => n + (t >= 0 ? 1 : 0), 0);
     const w = weights ?? targets.reduce((a, t, i) => ((a[i] = t >= 0 ? 1 / counted : 0), a), new Float32Array(B * T));
-    const cut = Math.ceil(B / 2) * T;
+    const mineB = Math.ceil(B / 2);
+    const cut = mineB * T;
     const worker = partWorker();
     const { vocab, dModel, heads, layers, ropeBase } = this.config;
-    worker.start({ model: { vocab, dModel, heads, layers, ropeBase }, params: this.slots.map((s) => s.tensor.data), inputs: inputs.slice(cut), targets: targets.slice(cut), weights: w.slice(cut), B: B - Math.ceil(B / 2), T });
-    const mine = transformerLossRef(params, inputs.subarray(0, cut), targets.subarray(0, cut), { ...this.dims, B: Math.ceil(B / 2), T }, (n) => new Float32Array(n), grads, w.subarray(0, cut), CPU_MATMUL);
+    const matmul = this.matmul === CPU_MATMUL ? 'cpu' : 'reference';
+    worker.start({ model: { vocab, dModel, heads, layers, ropeBase }, matmul, params: this.slots.map((s) => s.tensor.data), inputs: inputs.slice(cut), targets: targets.slice(cut), weights: w.slice(cut), B: B - mineB, T });
+    const mine = transformerLossRef(params, inputs.subarray(0, cut), targets.subarray(0, cut), { ...this.dims, B: mineB, T }, (n) => new Float32Array(n), grads, w.subarray(0, cut), this.matmul);
     const theirs = worker.wait();
     theirs.grads.forEach((g, i) => {
       const into = this.grads![i]!;
