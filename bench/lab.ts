@@ -454,8 +454,9 @@ export async function runLab(layout: LabLayout, opts: LabOptions): Promise<LabRe
     const { stored, sizes } = await withSql(stack.primary.url(DB), async (sql) => {
       const [{ stored }] = (await sql<{ stored: number }[]>`SELECT coalesce(sum(n), 0)::float8 AS stored FROM metric_chunks`) as unknown as [{ stored: number }];
       const rows = await sql<{ name: string; bytes: number }[]>`
-        SELECT c.relname AS name, pg_total_relation_size(c.oid)::float8 AS bytes FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 2 DESC`;
+        SELECT c.relname AS name, (SELECT sum(pg_total_relation_size(t.relid)) FROM pg_partition_tree(c.oid) t)::float8 AS bytes
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 2 DESC`; // a partitioned table's size: the sum of its partitions'
       return { stored, sizes: Object.fromEntries(rows.map((r) => [r.name, r.bytes])) };
     });
     // Undrained batches may still commit after the count: then more may be stored than acknowledged, never fewer.
@@ -556,7 +557,7 @@ export async function storageProbe(total: number, log: (msg: string) => void): P
         withSql(primary.url(DB), async (sql) => {
           await sql`CHECKPOINT`; // every shape starts after a checkpoint, so its first touch of each page pays the full-page image
           const [row] = (await sql<{ lsn: string; bytes: number }[]>`
-            SELECT pg_current_wal_lsn()::text AS lsn, (pg_total_relation_size('metric_chunks') + pg_total_relation_size('events'))::float8 AS bytes`) as unknown as [{ lsn: string; bytes: number }];
+            SELECT pg_current_wal_lsn()::text AS lsn, ((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('metric_chunks')) + (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('events')))::float8 AS bytes`) as unknown as [{ lsn: string; bytes: number }];
           return row;
         });
       for (const { keys, steps } of shapes) {
@@ -579,7 +580,7 @@ export async function storageProbe(total: number, log: (msg: string) => void): P
         const pgCpu = clusterCpu(primary, procs()) - cpu0.pg;
         const after = await withSql(primary.url(DB), async (sql) => {
           const [row] = (await sql<{ wal: number; bytes: number }[]>`
-            SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), ${before.lsn}::pg_lsn)::float8 AS wal, (pg_total_relation_size('metric_chunks') + pg_total_relation_size('events'))::float8 AS bytes`) as unknown as [{ wal: number; bytes: number }];
+            SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), ${before.lsn}::pg_lsn)::float8 AS wal, ((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('metric_chunks')) + (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('events')))::float8 AS bytes`) as unknown as [{ wal: number; bytes: number }];
           return row;
         });
         const n = batches * perBatch;

@@ -196,8 +196,8 @@ export const replaySize: Benchmark = {
         await pd.database.db.query('VACUUM ANALYZE events');
         await pd.database.db.query('VACUUM ANALYZE metric_chunks');
         const [size] = await pd.database.db.query<{ events: number; bytes: number; text: number; chunks: number }>(
-          `SELECT count(*)::int8 AS events, pg_total_relation_size('events')::int8 AS bytes, sum(octet_length(data::text))::int8 AS text,
-                  pg_total_relation_size('metric_chunks')::int8 AS chunks FROM events`,
+          `SELECT count(*)::int8 AS events, (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('events'))::int8 AS bytes, sum(octet_length(data::text))::int8 AS text,
+                  (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('metric_chunks'))::int8 AS chunks FROM events`,
         );
         events = size!.events;
         ctx.log(

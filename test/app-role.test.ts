@@ -36,6 +36,18 @@ const ATTACKS = [
   'SET session_replication_role = replica', // would skip every trigger: superuser only
   `SELECT setval('events_position_seq', 1)`,
   `ALTER ROLE ${APP_ROLE} SUPERUSER`,
+  // The partitions (issue 17): the role is granted the partitioned tables only, never a partition itself.
+  `UPDATE events_p0 SET type = 'Forged'`,
+  'DELETE FROM metric_chunks_p3',
+  'TRUNCATE events_p15',
+  'TRUNCATE event_ids',
+  'DELETE FROM event_ids',
+  'SELECT count(*) FROM events_p1',
+  `INSERT INTO event_ids_p4 (event_id, project_id, position) VALUES (gen_random_uuid(), gen_random_uuid(), 0)`,
+  'ALTER TABLE events_p2 DISABLE TRIGGER USER',
+  'ALTER TABLE events DETACH PARTITION events_p4',
+  'ALTER TABLE metric_chunks DETACH PARTITION metric_chunks_p4',
+  'DROP TABLE events_p5',
 ] as const;
 
 async function refusal(run: Promise<unknown>): Promise<string> {
@@ -86,9 +98,16 @@ for (const { backend, skip } of await backends()) {
     it('can reach every table (a migration that adds one must grant the role what it needs)', async () => {
       const unreachable = await pd.database.db.query<{ table_name: string }>(
         `SELECT c.relname AS table_name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT has_table_privilege(c.oid, 'SELECT')`,
+         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND NOT has_table_privilege(c.oid, 'SELECT')`,
       );
       expect(unreachable.map((r) => r.table_name)).toEqual([]);
+      // … through the partitioned tables only: not one partition is granted anything.
+      const partitions = await pd.database.db.query<{ table_name: string; granted: boolean }>(
+        `SELECT c.relname AS table_name, has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE') AS granted
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relispartition AND c.relkind = 'r'`,
+      );
+      expect(partitions.length).toBe(48);
+      expect(partitions.filter((p) => p.granted).map((p) => p.table_name)).toEqual([]);
     });
 
     it('is refused every way of rewriting history, through the pool, in a transaction and through Prisma', async () => {

@@ -149,10 +149,21 @@ for (const { backend, skip } of await backends({ pooler: true })) {
 
     it('refuses them to the owner too: the triggers guard the log against its own owner’s mistakes', async () => {
       // SET LOCAL ROLE NONE: back to the login (a superuser here, as `pedigree migrate` runs).
+      // A row trigger fires for a row: the partitions written to are those that hold this project's events.
+      const [{ p } = { p: '' }] = await pd.database.db.query<{ p: string }>('SELECT tableoid::regclass::text AS p FROM events WHERE project_id = $1 LIMIT 1', [projectId]);
+      const [{ ids } = { ids: '' }] = await pd.database.db.query<{ ids: string }>('SELECT tableoid::regclass::text AS ids FROM event_ids WHERE project_id = $1 LIMIT 1', [projectId]);
       for (const [statement, op] of [
         [`UPDATE events SET type = 'X' WHERE position = 1`, 'UPDATE'],
         ['DELETE FROM events WHERE position = 1', 'DELETE'],
         ['TRUNCATE events', 'TRUNCATE'],
+        // Each partition on its own (TRUNCATE of a partition fires only its own triggers), and the event ids.
+        [`UPDATE ${p} SET type = 'X'`, 'UPDATE'],
+        [`DELETE FROM ${p}`, 'DELETE'],
+        ...Array.from({ length: 16 }, (_, k) => [`TRUNCATE events_p${k}`, 'TRUNCATE'] as const),
+        ['UPDATE event_ids SET position = 0', 'UPDATE'],
+        [`DELETE FROM ${ids}`, 'DELETE'],
+        ['TRUNCATE event_ids', 'TRUNCATE'],
+        ['TRUNCATE event_ids_p5', 'TRUNCATE'],
       ] as const) {
         await expect(
           pd.database.db.transaction(async (tx) => {
@@ -168,10 +179,14 @@ for (const { backend, skip } of await backends({ pooler: true })) {
       const { stream, created } = newRun();
       await store.append(stream, [created, { type: 'MetricsLogged', data: { points: [{ key: 'loss', step: 1, value: 2, time: 3 }] } }], { projectId, expectedVersion: 0 });
       const db = pd.database.db;
+      const [{ p } = { p: '' }] = await db.query<{ p: string }>('SELECT tableoid::regclass::text AS p FROM metric_chunks WHERE project_id = $1 LIMIT 1', [projectId]);
       for (const [statement, op] of [
         ['UPDATE metric_chunks SET vals = vals', 'UPDATE'],
         ['DELETE FROM metric_chunks', 'DELETE'],
         ['TRUNCATE metric_chunks', 'TRUNCATE'],
+        [`UPDATE ${p} SET vals = vals`, 'UPDATE'],
+        [`DELETE FROM ${p}`, 'DELETE'],
+        ...Array.from({ length: 16 }, (_, k) => [`TRUNCATE metric_chunks_p${k}`, 'TRUNCATE'] as const),
       ] as const) {
         await expect(db.query(statement)).rejects.toThrow(/permission denied for table metric_chunks/);
         await expect(

@@ -61,8 +61,8 @@ const READ_PATHS: Record<string, ReadPath> = {
   run_files: { via: 'prisma', in: [QUERIES] },
 };
 
-/** Not projections: the ledger's events and the metric chunks that are part of them, and the API's keys. */
-const NOT_PROJECTIONS = ['events', 'metric_chunks', 'api_keys'];
+/** Not projections: the ledger's events, their ids and the metric chunks that are part of them, and the API's keys. */
+const NOT_PROJECTIONS = ['events', 'event_ids', 'metric_chunks', 'api_keys'];
 
 /** Prisma's read methods on a model delegate. */
 const PRISMA_READS = new Set(['findMany', 'findUnique', 'findUniqueOrThrow', 'findFirst', 'findFirstOrThrow', 'count', 'aggregate', 'groupBy']);

@@ -205,6 +205,25 @@ for (const store of [pgliteStore, await postgresStore()]) {
       expect(done.map((r) => r.name)).toEqual(loadMigrations().map((m) => m.name));
     });
 
+    it('is moved into the partitioned layout: every event, its id and every chunk, each in its project’s partition', async () => {
+      const [row] = await pd.database.db.query<{ partitioned: string[]; events: number; ids: number; misfiled: number; chunks: number; chunks_misfiled: number }>(
+        `SELECT (SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid) AS partitioned,
+                (SELECT count(*)::int FROM events) AS events,
+                (SELECT count(*)::int FROM events e JOIN event_ids i USING (event_id, project_id, position)) AS ids,
+                (SELECT count(*)::int FROM events e JOIN pg_class c ON c.oid = e.tableoid
+                  WHERE NOT satisfies_hash_partition('events'::regclass, 16, substr(c.relname, 9)::int, e.project_id)) AS misfiled,
+                (SELECT count(*)::int FROM metric_chunks) AS chunks,
+                (SELECT count(*)::int FROM metric_chunks m JOIN pg_class c ON c.oid = m.tableoid JOIN events e ON e.position = m.position
+                  WHERE e.project_id <> m.project_id OR substr(c.relname, 16) <> substr((SELECT relname FROM pg_class WHERE oid = e.tableoid), 9)) AS chunks_misfiled`,
+      );
+      expect(row!.partitioned).toEqual(['event_ids', 'events', 'metric_chunks']);
+      expect(row!.events).toBe((expected.verify as { checked: number }).checked);
+      expect(row!.ids).toBe(row!.events);
+      expect(row!.misfiled).toBe(0);
+      expect(row!.chunks).toBeGreaterThan(0);
+      expect(row!.chunks_misfiled).toBe(0);
+    });
+
     it('gives every old chunk its stride: that of its steps, or none', async () => {
       // The migration computes it in SQL; here it is recomputed from the points in JS.
       const chunks = await pd.database.db.query<{ steps: Uint8Array; stride: number | null }>('SELECT steps, stride FROM metric_chunks');

@@ -67,6 +67,13 @@ export const APPEND_LOCK = 72490002;
 export const STREAM_LOCK = 72490003;
 /** Appends whose `check` reads other streams (no lineage cycles, unique names) go one at a time. */
 export const CHECK_LOCK = 72490004;
+/**
+ * The unique indexes whose violation an append explains, by name on the table
+ * or on one of its partitions (a partition's index reports its own name:
+ * events_p3_stream_id_stream_version_project_id_key, event_ids_p7_pkey).
+ */
+const STREAM_VERSION_KEY = /^events(_p\d+)?_stream_id_stream_version/;
+const EVENT_ID_KEY = /^(events(_p\d+)?_event_id|event_ids(_p\d+)?_pkey$)/;
 /** Held (shared) by every appending transaction from before it has an id until it ends. */
 export const APPENDER_MARK = 72490005;
 /**
@@ -287,11 +294,11 @@ export class EventStore {
       if (pgErrorCode(err) === '23505') {
         const again = await this.findDuplicate(this.db, streamId, prepared, opts.sameEvent);
         if (again) return again;
-        if (pgConstraint(err) === 'events_stream_id_stream_version_key') {
+        if (STREAM_VERSION_KEY.test(pgConstraint(err) ?? '')) {
           const actual = await this.streamVersion(streamId);
           throw new ConcurrencyError(streamId, opts.expectedVersion === 'any' ? -1 : opts.expectedVersion, actual);
         }
-        if (pgConstraint(err) === 'events_event_id_key') throw new IdempotencyError('an event id was already used by another event');
+        if (EVENT_ID_KEY.test(pgConstraint(err) ?? '')) throw new IdempotencyError('an event id was already used by another event');
       }
       throw err;
     }
@@ -303,10 +310,16 @@ export class EventStore {
     await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [STREAM_LOCK, streamId]);
     // In one round trip: the events these ids already name (a retry), and the stream's head.
     const found = await tx.query<EventRow & { is_head: boolean }>(
-      `(SELECT ${EVENT_COLUMNS}, false AS is_head FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY position)
+      // Each read opens the project's partition only, but one: a retry of an id stored under another project
+      // is refused by event_ids at the insert, and a stream with no head in this project is looked for in
+      // every partition (a stream belongs to one project: a new stream, or one of another project's).
+      `WITH mine AS (SELECT ${EVENT_COLUMNS}, true AS is_head FROM events WHERE project_id = $3::uuid AND stream_id = $2 ORDER BY stream_version DESC LIMIT 1)
+       (SELECT ${EVENT_COLUMNS}, false AS is_head FROM events WHERE event_id = ANY($1::uuid[]) AND project_id = $3::uuid ORDER BY position)
        UNION ALL
-       (SELECT ${EVENT_COLUMNS}, true FROM events WHERE stream_id = $2 ORDER BY stream_version DESC LIMIT 1)`,
-      [prepared.map((p) => p.eventId), streamId],
+       (SELECT * FROM mine)
+       UNION ALL
+       (SELECT ${EVENT_COLUMNS}, true FROM events WHERE stream_id = $2 AND NOT EXISTS (SELECT FROM mine) ORDER BY stream_version DESC LIMIT 1)`,
+      [prepared.map((p) => p.eventId), streamId, opts.projectId],
     );
     const duplicate = await this.findDuplicate(tx, streamId, prepared, opts.sameEvent, found.filter((r) => !r.is_head));
     if (duplicate) return duplicate;
@@ -352,7 +365,8 @@ export class EventStore {
          INSERT INTO events (position, stream_id, stream_version, event_id, project_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash)
          SELECT r.first + u.o - 1, $1, v, id, $2::uuid, t, sv, d::jsonb, m::jsonb, $3, ph, h
          FROM r, unnest($4::int4[], $5::uuid[], $6::text[], $7::int4[], $8::text[], $9::text[], $10::text[], $11::text[]) WITH ORDINALITY AS u(v, id, t, sv, d, m, ph, h, o)
-         RETURNING position)
+         RETURNING position, event_id),
+       ids AS (INSERT INTO event_ids (event_id, project_id, position) SELECT event_id, $2::uuid, position FROM ins)
        SELECT position, (SELECT pg_notify($12, max(position)::text) FROM ins) IS NULL AS notified FROM ins ORDER BY position`,
       [
         streamId,

@@ -167,7 +167,7 @@ export async function verifyChunks(db: Queryable, opts: { streamId?: string; aft
   const missing = await db.query<{ position: number; stream_id: string; stream_version: number; event_id: string; type: string; chunks: number; named: number }>(
     `SELECT e.position, e.stream_id, e.stream_version, e.event_id, e.type, k.chunks, n.named
      FROM events e
-     CROSS JOIN LATERAL (SELECT count(*)::int AS chunks FROM metric_chunks c WHERE c.position = e.position) k
+     CROSS JOIN LATERAL (SELECT count(*)::int AS chunks FROM metric_chunks c WHERE c.project_id = e.project_id AND c.position = e.position) k
      CROSS JOIN LATERAL (SELECT CASE WHEN e.schema_version >= 2 THEN jsonb_array_length(e.data->'chunks')
                                      ELSE (SELECT count(DISTINCT p->>'key')::int FROM jsonb_array_elements(e.data->'points') p) END AS named) n
      WHERE e.type = 'MetricsLogged' AND k.chunks <> n.named${inRange('e')}${opts.streamId !== undefined ? ' AND e.stream_id = $1' : ''}
@@ -202,7 +202,7 @@ export async function verifyChunks(db: Queryable, opts: { streamId?: string; aft
        -- One index probe per chunk (LIMIT keeps the planner from turning this into a scan of every event).
        LEFT JOIN LATERAL (SELECT stream_id, stream_version, event_id, type, schema_version,
                                  CASE WHEN schema_version >= 2 THEN data->'chunks'->c.idx END AS entry
-                          FROM events WHERE position = c.position LIMIT 1) e ON true
+                          FROM events WHERE project_id = c.project_id AND position = c.position LIMIT 1) e ON true
        WHERE (c.position, c.idx) > ($1, $2) AND (c.position, c.idx) <= ($3, $4) AND c.position BETWEEN $1 AND $3${byRun}
        ORDER BY c.position, c.idx`,
       [after.position, after.idx, cut.position, cut.idx],
@@ -210,7 +210,7 @@ export async function verifyChunks(db: Queryable, opts: { streamId?: string; aft
     for (const c of rows) {
       if (broken && broken.position <= c.position) return broken;
       if (c.type !== 'MetricsLogged' || c.schema_version === null) {
-        broken ??= { position: c.position, streamId: c.stream_id ?? '?', streamVersion: c.stream_version ?? 0, eventId: c.event_id ?? '?', type: c.type ?? '(no event)', reason: `metric chunk ${c.idx} (${c.key}) has no MetricsLogged event at its position` };
+        broken ??= { position: c.position, streamId: c.stream_id ?? '?', streamVersion: c.stream_version ?? 0, eventId: c.event_id ?? '?', type: c.type ?? '(no event)', reason: `metric chunk ${c.idx} (${c.key}) has no MetricsLogged event of its project at its position` };
         continue;
       }
       if (c.schema_version < 2 && inline.position !== c.position) {

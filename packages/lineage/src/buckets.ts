@@ -39,10 +39,11 @@ const SLICE_BYTES = BLOCK_POINTS * POINT_BYTES;
 export async function metricBuckets(q: Queryable, runId: string, key: string, opts: BucketOptions): Promise<Bucket[]> {
   if (!Number.isInteger(opts.buckets) || opts.buckets < 1 || opts.buckets > 10_000) throw new ValidationError('buckets must be an integer in 1..10000');
   // The series' range and its chunks in the asked range, in one round trip.
-  const chunks = await q.query<{ s_first: number; s_last: number; position: number | null; idx: number; n: number; first_step: number; last_step: number; min: number; max: number; last_value: number; stride: number | null }>(
-    `SELECT s.first_step AS s_first, s.last_step AS s_last, c.position, c.idx, c.n, c.first_step, c.last_step, c.min, c.max, c.last_value, c.stride
+  // With the project's id beside a run's, each read below opens one partition of metric_chunks.
+  const chunks = await q.query<{ project_id: string; s_first: number; s_last: number; position: number | null; idx: number; n: number; first_step: number; last_step: number; min: number; max: number; last_value: number; stride: number | null }>(
+    `SELECT s.project_id, s.first_step AS s_first, s.last_step AS s_last, c.position, c.idx, c.n, c.first_step, c.last_step, c.min, c.max, c.last_value, c.stride
      FROM metric_series s
-     LEFT JOIN metric_chunks c ON c.run_id = s.run_id AND c.key = s.key
+     LEFT JOIN metric_chunks c ON c.project_id = s.project_id AND c.run_id = s.run_id AND c.key = s.key
        AND c.last_step >= greatest(s.first_step, coalesce($3::int8, s.first_step)) AND c.first_step <= least(s.last_step, coalesce($4::int8, s.last_step))
      WHERE s.run_id = $1 AND s.key = $2`,
     [runId, key, opts.fromStep ?? null, opts.toStep ?? null],
@@ -68,8 +69,9 @@ export async function metricBuckets(q: Queryable, runId: string, key: string, op
   const slices: Slice[] = [];
   if (straddling.length) {
     const rows = await q.query<{ position: number; idx: number; blocks: Uint8Array }>(
-      `SELECT m.position, m.idx, m.blocks FROM unnest($1::int8[], $2::int4[]) AS u(position, idx) JOIN metric_chunks m USING (position, idx)`,
-      [straddling.map((c) => c.position), straddling.map((c) => c.idx)],
+      `SELECT m.position, m.idx, m.blocks FROM unnest($1::int8[], $2::int4[]) AS u(position, idx)
+       JOIN metric_chunks m ON m.project_id = $3::uuid AND m.position = u.position AND m.idx = u.idx`,
+      [straddling.map((c) => c.position), straddling.map((c) => c.idx), series.project_id],
     );
     const chunkOf = new Map(straddling.map((c) => [`${c.position}/${c.idx}`, c]));
     for (const row of rows) {
@@ -97,9 +99,9 @@ export async function metricBuckets(q: Queryable, runId: string, key: string, op
       `SELECT CASE WHEN u.stride IS NULL THEN substring(m.steps FROM u.k * ${SLICE_BYTES} + 1 FOR u.blocks * ${SLICE_BYTES}) END AS steps,
               substring(m.vals FROM u.k * ${SLICE_BYTES} + 1 FOR u.blocks * ${SLICE_BYTES}) AS vals
        FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::int4[], $5::int8[]) WITH ORDINALITY AS u(position, idx, k, blocks, stride, o)
-       JOIN metric_chunks m USING (position, idx)
+       JOIN metric_chunks m ON m.project_id = $6::uuid AND m.position = u.position AND m.idx = u.idx
        ORDER BY u.o`,
-      [slices.map((s) => s.position), slices.map((s) => s.idx), slices.map((s) => s.k), slices.map((s) => s.blocks), slices.map((s) => s.stride)],
+      [slices.map((s) => s.position), slices.map((s) => s.idx), slices.map((s) => s.k), slices.map((s) => s.blocks), slices.map((s) => s.stride), series.project_id],
     );
     opened.forEach((row, j) => {
       const slice = slices[j]!;

@@ -273,8 +273,9 @@ export class Lineage {
     const to = range.toStep ?? Number.MAX_SAFE_INTEGER;
     const offset = range.offset ?? 0;
     const end = offset + (range.limit ?? 10_000_000);
-    const heads = await this.db.query<{ position: number; idx: number; n: number; first_step: number }>(
-      `SELECT position, idx, n, first_step FROM metric_chunks WHERE run_id = $1 AND key = $2 AND last_step >= $3 AND first_step <= $4 ORDER BY first_step, position, idx`,
+    // The heads name the run's project: each read of the points then opens one partition of metric_chunks.
+    const heads = await this.db.query<{ project_id: string; position: number; idx: number; n: number; first_step: number }>(
+      `SELECT project_id, position, idx, n, first_step FROM metric_chunks WHERE run_id = $1 AND key = $2 AND last_step >= $3 AND first_step <= $4 ORDER BY first_step, position, idx`,
       [runId, key, from, to],
     );
     const points: { step: number; value: number; time: number; position: number; ord: number }[] = [];
@@ -282,8 +283,9 @@ export class Lineage {
       let j = i;
       for (let read = 0; j < heads.length && (j === i || read + heads[j]!.n <= METRIC_POINTS_PER_READ); j++) read += heads[j]!.n;
       const rows = await this.db.query<ChunkRow>(
-        `SELECT ${CHUNK_READ_COLUMNS} FROM unnest($1::int8[], $2::int4[]) AS u(position, idx) JOIN metric_chunks USING (position, idx)`,
-        [heads.slice(i, j).map((h) => h.position), heads.slice(i, j).map((h) => h.idx)],
+        `SELECT ${CHUNK_READ_COLUMNS} FROM unnest($1::int8[], $2::int4[]) AS u(position, idx)
+         JOIN metric_chunks USING (position, idx) WHERE project_id = $3::uuid`,
+        [heads.slice(i, j).map((h) => h.position), heads.slice(i, j).map((h) => h.idx), heads[i]!.project_id],
       );
       for (const row of rows) {
         const c = chunkOfRow(row);

@@ -194,7 +194,7 @@ export class ProjectionReader {
   async lastStepChunks(runIds: string[]): Promise<LastStepChunk[]> {
     return this.q.query<LastStepChunk>(
       `SELECT s.run_id AS "runId", s.key, s.last_step AS step, c.steps, c.vals, c.times
-       FROM metric_series s JOIN metric_chunks c ON c.run_id = s.run_id AND c.key = s.key AND c.last_step = s.last_step
+       FROM metric_series s JOIN metric_chunks c ON c.project_id = s.project_id AND c.run_id = s.run_id AND c.key = s.key AND c.last_step = s.last_step
        WHERE s.run_id = ANY($1::uuid[])
        ORDER BY s.run_id, s.key`,
       [runIds],
