@@ -37,9 +37,10 @@
 --   role is granted the parent tables only: it reads and appends through
 --   them and cannot address a partition.
 --
--- Rows already stored are copied into the new tables in one transaction
--- (the whole store is rewritten once: a few seconds per million events on
--- this machine kind, during which appends wait).
+-- Rows already stored are copied into the new tables in one transaction,
+-- during which appends wait: the whole store is rewritten once (measured on
+-- a PostgreSQL server of this machine kind: 9 s for 200,000 events with a
+-- 100-point chunk each, 669 MB).
 
 ALTER TABLE "events" RENAME TO "events_unpartitioned";
 ALTER INDEX "events_pkey" RENAME TO "events_unpartitioned_pkey";
