@@ -50,6 +50,7 @@ import { clustersUnavailable, pgbouncerUnavailable, startPgbouncer, startPrimary
 import { pedigreeCommand, pedigreeServer, type PedigreeServer } from '../test/support/server.ts';
 import { POOL_LOGIN } from '../test/support/stores.ts';
 import { fmtInt, fmtMs, rng, table, type Benchmark, type Figure } from './lib.ts';
+import type postgres from 'postgres';
 
 const METRICS = Array.from({ length: 10 }, (_, i) => `m${i}`);
 const STEP_MS = 100;
@@ -63,6 +64,10 @@ const DRAIN_LIMIT_MS = 30_000;
 const PROJECT = 'lab';
 const DB = 'pedigree';
 const CLK_TCK = 100;
+/** What the ledger stores: the events, their ids and the metric chunks, each the sum of its partitions. */
+const LEDGER_TABLES = ['events', 'event_ids', 'metric_chunks'];
+const ledgerBytes = (sql: postgres.Sql) =>
+  sql`(SELECT sum(pg_total_relation_size(t.relid)) FROM unnest(${LEDGER_TABLES}::regclass[]) AS r(rel), pg_partition_tree(r.rel) AS t)::float8`;
 
 export interface LabOptions {
   trainers: number;
@@ -469,7 +474,7 @@ export async function runLab(layout: LabLayout, opts: LabOptions): Promise<LabRe
     for (const [k, l] of byProcedure) byProcedure.set(k, sort(l));
     const lb = sort(lagBytes);
     const lm = sort(lagMs);
-    const tableBytes = (sizes.metric_chunks ?? 0) + (sizes.events ?? 0);
+    const tableBytes = LEDGER_TABLES.reduce((sum, t) => sum + (sizes[t] ?? 0), 0);
     return {
       layout,
       seconds,
@@ -525,7 +530,7 @@ export interface StorageShape {
  * above run with it off), one writer logging `total` points through
  * `tracker.logMetrics` (the server's own path, without HTTP) in batches of
  * `keys × steps` points; the WAL written (pg_current_wal_lsn before and
- * after), the growth of metric_chunks + events with their indexes and TOAST
+ * after), the growth of the ledger's tables (LEDGER_TABLES) with their indexes and TOAST
  * (pg_total_relation_size), and the CPU seconds of this process and of the
  * cluster.
  */
@@ -557,7 +562,7 @@ export async function storageProbe(total: number, log: (msg: string) => void): P
         withSql(primary.url(DB), async (sql) => {
           await sql`CHECKPOINT`; // every shape starts after a checkpoint, so its first touch of each page pays the full-page image
           const [row] = (await sql<{ lsn: string; bytes: number }[]>`
-            SELECT pg_current_wal_lsn()::text AS lsn, ((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('metric_chunks')) + (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('events')))::float8 AS bytes`) as unknown as [{ lsn: string; bytes: number }];
+            SELECT pg_current_wal_lsn()::text AS lsn, ${ledgerBytes(sql)} AS bytes`) as unknown as [{ lsn: string; bytes: number }];
           return row;
         });
       for (const { keys, steps } of shapes) {
@@ -580,7 +585,7 @@ export async function storageProbe(total: number, log: (msg: string) => void): P
         const pgCpu = clusterCpu(primary, procs()) - cpu0.pg;
         const after = await withSql(primary.url(DB), async (sql) => {
           const [row] = (await sql<{ wal: number; bytes: number }[]>`
-            SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), ${before.lsn}::pg_lsn)::float8 AS wal, ((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('metric_chunks')) + (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('events')))::float8 AS bytes`) as unknown as [{ wal: number; bytes: number }];
+            SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), ${before.lsn}::pg_lsn)::float8 AS wal, ${ledgerBytes(sql)} AS bytes`) as unknown as [{ wal: number; bytes: number }];
           return row;
         });
         const n = batches * perBatch;
@@ -658,7 +663,7 @@ function report(r: LabResult, log: (msg: string) => void): void {
   log(`${r.layout}: replica lag ${r.lagBytesP50 === null ? 'n/a (no replicas)' : `p50 ${fmtBytes(r.lagBytesP50)}, max ${fmtBytes(r.lagBytesMax!)}; replay_lag p50 ${fmtLat(r.lagMsP50!)}, max ${fmtLat(r.lagMsMax!)}`}`);
   log(`${r.layout}: CPU over the window (s, of ${(os.cpus().length * r.seconds).toFixed(0)} available): machine ${c.machine.toFixed(1)}, server ${c.server.toFixed(1)}, primary ${c.primary.toFixed(1)}, replicas ${c.replicas.toFixed(1)}, pgbouncer ${c.pgbouncer.toFixed(1)}, clients (this process) ${c.clients.toFixed(1)}; load average ${r.loadAvg.toFixed(1)}`);
   log(`${r.layout}: points per CPU-second: server ${perCore(c.server)}, primary ${perCore(c.primary)}, server+primary ${perCore(c.server + c.primary)}`);
-  log(`${r.layout}: WAL ${r.walBytesPerPoint.toFixed(1)} bytes per acknowledged point; tables (metric_chunks + events) ${r.tableBytesPerPoint.toFixed(1)} bytes per stored point (${Object.entries(r.tableBytes).slice(0, 4).map(([k, v]) => `${k} ${fmtBytes(v)}`).join(', ')})`);
+  log(`${r.layout}: WAL ${r.walBytesPerPoint.toFixed(1)} bytes per acknowledged point; tables (${LEDGER_TABLES.join(' + ')}) ${r.tableBytesPerPoint.toFixed(1)} bytes per stored point (${Object.entries(r.tableBytes).slice(0, 4).map(([k, v]) => `${k} ${fmtBytes(v)}`).join(', ')})`);
   log(`${r.layout}: errors ${r.errors.size ? [...r.errors].map(([k, n]) => `${n}× ${k}`).join('; ') : 'none'}; retried by the client ${r.retries.size ? [...r.retries].map(([k, n]) => `${n}× ${k}`).join('; ') : 'none'}`);
 }
 

@@ -111,6 +111,10 @@ for (const { backend, skip } of await backends()) {
       expect(await snapshot(pd.database.db)).toBe(before);
       const retry = await pd.store.append(streamIds.run(a.runId), [{ type: 'TagAdded', data: { tag: 'x' }, eventId }], { projectId: a.id, expectedVersion: 'any' });
       expect(retry).toMatchObject({ duplicate: true, positions: first.positions });
+      // hasEvent asks event_ids: the id is there, in its own partition, whatever the project.
+      expect(await pd.store.hasEvent(eventId)).toBe(true);
+      expect(await pd.store.hasEvent(eventId.toUpperCase())).toBe(true);
+      expect(await pd.store.hasEvent(randomUUID())).toBe(false);
     });
 
     it("refuses a stream's event under another project, also when two writers race to start the stream", async () => {

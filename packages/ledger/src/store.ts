@@ -310,9 +310,9 @@ export class EventStore {
     await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [STREAM_LOCK, streamId]);
     // In one round trip: the events these ids already name (a retry), and the stream's head.
     const found = await tx.query<EventRow & { is_head: boolean }>(
-      // Each read opens the project's partition only, but one: a retry of an id stored under another project
-      // is refused by event_ids at the insert, and a stream with no head in this project is looked for in
-      // every partition (a stream belongs to one project: a new stream, or one of another project's).
+      // Both reads open the project's partition only. A retry of an id stored under another project is refused
+      // by event_ids at the insert; a stream with no head in this project (a new stream, or another project's:
+      // a stream belongs to one project) is looked for in every partition.
       `WITH mine AS (SELECT ${EVENT_COLUMNS}, true AS is_head FROM events WHERE project_id = $3::uuid AND stream_id = $2 ORDER BY stream_version DESC LIMIT 1)
        (SELECT ${EVENT_COLUMNS}, false AS is_head FROM events WHERE event_id = ANY($1::uuid[]) AND project_id = $3::uuid ORDER BY position)
        UNION ALL
@@ -415,10 +415,13 @@ export class EventStore {
     };
   }
 
-  /** Whether an event with this id is stored (one index probe): for a caller whose retry would propose different events. */
+  /**
+   * Whether an event with this id is stored, for a caller whose retry would propose different events: one index
+   * probe, in the one partition of event_ids the id hashes to (events would probe each of its partitions).
+   */
   async hasEvent(eventId: string): Promise<boolean> {
     if (!UUID.safeParse(eventId).success) return false;
-    const [row] = await this.db.query('SELECT 1 FROM events WHERE event_id = $1', [eventId.toLowerCase()]);
+    const [row] = await this.db.query('SELECT 1 FROM event_ids WHERE event_id = $1::uuid', [eventId.toLowerCase()]);
     return Boolean(row);
   }
 
