@@ -13,9 +13,9 @@ import { ABLATIONS, stageConfigs, type Ablation } from './recipe.ts';
  * Only the training steps are measured; the rest is priced in "train tokens"
  * (the time one token of a pretraining-shaped step takes) by the constants
  * below, calibrated on the machine kind the budget is for (2 CPU cores, no
- * GPU, backend reference) from the quick run (78 s) and the full run of
- * docs/toy-recipe-results.md (9.2 minutes): they matter little, as training
- * steps are ~90% of the time.
+ * GPU, backend reference) from the quick run (78 s) and a full run of
+ * the old recipe (9.2 minutes): they matter little, as training steps are
+ * ~90% of the time.
  */
 export const COST = {
   /** A step also draws its batch, weights the answer tokens, logs, and evaluates every so often: on top of forward + backward + update. */
@@ -98,11 +98,17 @@ export interface Throughput {
 export const shapeKey = (batch: number, context: number) => `${batch}x${context}`;
 
 /**
- * Times `steps` training steps (after one to warm up: gpu.js compiles its
- * kernels then) at each distinct shape the recipe trains at, on `backend`,
- * with the model of `size`. About a second at the quick and full sizes.
+ * Times `steps` training steps one by one (after `WARMUP_STEPS` to warm up:
+ * gpu.js compiles its kernels, V8 optimises the reference path's loops, the
+ * worker thread starts) at each distinct shape the recipe trains at, on
+ * `backend`, with the model of `size`, and takes the median: one slow step
+ * (a collection, a neighbour's burst) does not set the estimate. With one
+ * warm-up step and the mean of three, the full recipe's estimate was 17
+ * minutes for a 9.4-minute run. About a second at the quick and full sizes.
  */
-export function measureThroughput(size: RecipeSize, backend: TrainConfig['backend'] = 'reference', steps = 3): Throughput {
+const WARMUP_STEPS = 4;
+
+export function measureThroughput(size: RecipeSize, backend: TrainConfig['backend'] = 'reference', steps = 7): Throughput {
   const started = performance.now();
   const configs = stageConfigs(size, 'plan', { backend });
   const shapes = new Map<string, TrainConfig>();
@@ -121,10 +127,15 @@ export function measureThroughput(size: RecipeSize, backend: TrainConfig['backen
         model.forwardBackward(inputs, targets, B, T);
         model.step(c.optimizer.lr, t, c.optimizer);
       };
-      once(1);
-      const t0 = performance.now();
-      for (let t = 0; t < steps; t++) once(t + 2);
-      stepSeconds[key] = (performance.now() - t0) / 1000 / steps;
+      for (let t = 1; t <= WARMUP_STEPS; t++) once(t);
+      const times: number[] = [];
+      for (let t = 0; t < steps; t++) {
+        const t0 = performance.now();
+        once(WARMUP_STEPS + 1 + t);
+        times.push((performance.now() - t0) / 1000);
+      }
+      times.sort((a, b) => a - b);
+      stepSeconds[key] = times[Math.floor(times.length / 2)]!;
     } finally {
       model.destroy?.();
     }

@@ -9,12 +9,14 @@ export const RECIPE_SIZES = ['ci', 'quick', 'full'] as const satisfies readonly 
 
 export interface RecipePreset {
   model: { layers: number; dModel: number; heads: number; vocab: number };
+  /** The KV source's share of the pretraining mix (and of its replay), the rest in equal parts; default Table 5's (40%, the rest as in Table 5). */
+  kvShare?: number;
   /** Loss weight of answer tokens against 1 for the rest (pretraining and midtraining; TrainConfig.answerWeight). */
   answerWeight: number;
   /** Documents generated per source (training split), and per source for held-out. */
   docs: number;
   heldoutDocs: number;
-  pretrain: { steps: number; batch: number; lr: number };
+  pretrain: { steps: number; batch: number; lr: number; /** Where the linear decay ends (default lr / 10); = lr holds the lr constant after warmup. */ minLr?: number };
   midtrain: { steps: number; batch: number };
   sft: { steps: number; batch: number; context: number; lr: number };
   pts: { questions: number; rollouts: number };
@@ -25,10 +27,10 @@ export interface RecipePreset {
 /**
  * The vocabulary: KV documents draw their 1-token keys as distinct words, so
  * recall at L tokens needs 2 × pairs + 17 tokens (kvMinVocab), and
- * the longest recall eval (8 × 64 = 512 tokens: 122 pairs and 6 queries of 4
- * tokens) needs 261.
+ * the longest recall eval (8 × 64 = 512 tokens: 162 pairs `KEY k v` and 6
+ * queries of 4 tokens) needs 341.
  */
-export const TOY_VOCAB = 272;
+export const TOY_VOCAB = 352;
 
 export const RECIPE_PRESETS: Record<RecipeSize, RecipePreset> = {
   ci: {
@@ -44,7 +46,7 @@ export const RECIPE_PRESETS: Record<RecipeSize, RecipePreset> = {
     evals: { recallDocs: 1, arithmeticQuestions: 8, lossBatches: 1 },
   },
   quick: {
-    model: { layers: 2, dModel: 32, heads: 4, vocab: TOY_VOCAB },
+    model: { layers: 2, dModel: 32, heads: 2, vocab: TOY_VOCAB },
     answerWeight: 8,
     docs: 256,
     heldoutDocs: 32,
@@ -56,12 +58,14 @@ export const RECIPE_PRESETS: Record<RecipeSize, RecipePreset> = {
     evals: { recallDocs: 2, arithmeticQuestions: 32, lossBatches: 2 },
   },
   full: {
-    model: { layers: 2, dModel: 32, heads: 4, vocab: TOY_VOCAB },
+    // 2 heads of 16 dimensions: with 4 of 8 the lookup formed on some trajectories only (docs/recall-tuning.md)
+    model: { layers: 2, dModel: 32, heads: 2, vocab: TOY_VOCAB },
+    kvShare: 0.8,
     answerWeight: 8,
     docs: 1024,
     heldoutDocs: 64,
-    pretrain: { steps: 2400, batch: 8, lr: 1.5e-2 }, // docs/recall-tuning.md
-    midtrain: { steps: 60, batch: 2 },
+    pretrain: { steps: 8000, batch: 8, lr: 5e-3, minLr: 5e-3 }, // docs/recall-tuning.md: a constant 5e-3
+    midtrain: { steps: 200, batch: 2 }, // 2.5% of the pretraining tokens, as Phi-4's 250B of 10T
     sft: { steps: 250, batch: 8, context: 64, lr: 1e-2 },
     pts: { questions: 64, rollouts: 12 },
     dpo: { steps: 40, beta: 0.1, lr: 1e-5, batch: 16 },
@@ -81,9 +85,12 @@ export const TOY = {
   recallContexts: [1, 2, 4, 8], // × the pretraining context
   /**
    * The KV format training and the recall eval share: 1-token keys (distinct words) and 1-digit values (chance 10%),
+   * pairs written `KEY k v` (the value right after its key, as an answer comes right after its query's key),
    * 6 queries a document. Word values (chance ≈ 0.4%) did not start learning within the tuning budget (docs/recall-tuning.md).
    */
-  kv: { keyLength: 1, valueLength: 1, values: 'digits', layout: 'key-val', queries: 6 },
+  kv: { keyLength: 1, valueLength: 1, values: 'digits', layout: 'key', queries: 6 },
+  /** Pairs in a pretraining KV document, fewest and most (the 1× recall eval fills the context: 13). */
+  pretrainPairs: [2, 10],
   dataSeed: 1234,
   /** SFT, PTS and the pass rate: one-digit sums (a 2-layer toy learns them in minutes; two-digit sums it did not: 1% after SFT). */
   arithmeticDigits: 1,

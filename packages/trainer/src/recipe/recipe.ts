@@ -31,16 +31,23 @@ import { RECIPE_PRESETS, TOY, type RecipeSize } from './presets.ts';
 
 // ------------------------------------------------------------------ data
 
-/** Table 5's five sources, tagged, at toy scale. */
-export function pretrainSources(docs: number): DataSourceConfig[] {
+/**
+ * Table 5's five sources, tagged, at toy scale. `kvShare` (RecipePreset.kvShare)
+ * gives the KV "synthetic" source that share and the other four the rest in
+ * equal parts: `--full` trains on 80% KV documents so that pretraining learns
+ * recall within its budget (docs/recall-tuning.md), a stated departure from
+ * Table 5's 40%.
+ */
+export function pretrainSources(docs: number, kvShare?: number): DataSourceConfig[] {
   const T = TOY.pretrainContext;
+  const other = (table5: number) => (kvShare === undefined ? table5 : Number(((1 - kvShare) / 4).toPrecision(12)));
   return [
-    { name: 'web', weight: 0.15, generator: 'language', params: {}, docs },
-    { name: 'web_rewrites', weight: 0.15, generator: 'language', params: { branching: 2 }, docs },
-    // a curriculum of pair counts up to what fills the pretraining context (the recall eval's 1× document), queries shuffled
-    { name: 'synthetic', weight: 0.4, generator: 'kv-recall', params: { ...KV_FORMAT, minPairs: 2, maxPairs: pairsIn(T), order: 'shuffled' }, docs },
-    { name: 'code', weight: 0.2, generator: 'long-recall', params: { minLength: T / 4, maxLength: T }, docs },
-    { name: 'acquired', weight: 0.1, generator: 'arithmetic', params: { digits: 2 }, docs },
+    { name: 'web', weight: other(0.15), generator: 'language', params: {}, docs },
+    { name: 'web_rewrites', weight: other(0.15), generator: 'language', params: { branching: 2 }, docs },
+    // a curriculum of pair counts (TOY.pretrainPairs; the 1× recall eval fills the context), queries shuffled
+    { name: 'synthetic', weight: kvShare ?? 0.4, generator: 'kv-recall', params: { ...KV_FORMAT, minPairs: TOY.pretrainPairs[0], maxPairs: TOY.pretrainPairs[1], order: 'shuffled' }, docs },
+    { name: 'code', weight: other(0.2), generator: 'long-recall', params: { minLength: T / 4, maxLength: T }, docs },
+    { name: 'acquired', weight: other(0.1), generator: 'arithmetic', params: { digits: 2 }, docs },
   ];
 }
 
@@ -68,11 +75,11 @@ export function longSource(docs: number, style: 'native' | 'concatenated'): Data
   };
 }
 
-export function midtrainSources(docs: number, style: 'native' | 'concatenated'): DataSourceConfig[] {
+export function midtrainSources(docs: number, style: 'native' | 'concatenated', kvShare?: number): DataSourceConfig[] {
   return [
     longSource(docs, style),
-    // the same seed as pretraining: the replay is the pretraining data itself (same dataset artifacts)
-    { name: 'replay', weight: TOY.replayShare, params: {}, docs, seed: TOY.dataSeed, mix: pretrainSources(docs) },
+    // the same seed and shares as pretraining: the replay is the pretraining data itself (same dataset artifacts)
+    { name: 'replay', weight: TOY.replayShare, params: {}, docs, seed: TOY.dataSeed, mix: pretrainSources(docs, kvShare) },
   ];
 }
 
@@ -113,14 +120,14 @@ export function stageConfigs(size: RecipeSize, project: string, opts: { outputDi
       name: 'pretrain',
       kind: 'pretrain',
       model: { ...model, context: T, ropeBase: TOY.ropeBase },
-      optimizer: { lr: p.pretrain.lr, decay: 'linear', warmupSteps: Math.min(20, Math.floor(p.pretrain.steps / 10)) },
+      optimizer: { lr: p.pretrain.lr, decay: 'linear', ...(p.pretrain.minLr === undefined ? {} : { minLr: p.pretrain.minLr }), warmupSteps: Math.min(20, Math.floor(p.pretrain.steps / 10)) },
       steps: p.pretrain.steps,
       batchSize: p.pretrain.batch,
       answerWeight: p.answerWeight,
       evalEvery: Math.max(1, Math.floor(p.pretrain.steps / 5)),
       checkpointEvery: 0,
       logEvery: 1,
-      data: { seed: TOY.dataSeed, name: 'pretrain-mix', heldoutDocs: p.heldoutDocs, sources: pretrainSources(p.docs) },
+      data: { seed: TOY.dataSeed, name: 'pretrain-mix', heldoutDocs: p.heldoutDocs, sources: pretrainSources(p.docs, p.kvShare) },
     },
     'recipe pretrain',
   );
@@ -142,7 +149,7 @@ export function stageConfigs(size: RecipeSize, project: string, opts: { outputDi
           seed: TOY.dataSeed + 1,
           name: change.style === 'concatenated' ? 'midtrain-mix-concatenated' : 'midtrain-mix',
           heldoutDocs: p.heldoutDocs,
-          sources: midtrainSources(p.docs, change.style ?? 'native'),
+          sources: midtrainSources(p.docs, change.style ?? 'native', p.kvShare),
         },
       },
       `recipe ${name}`,

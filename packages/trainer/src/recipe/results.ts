@@ -106,8 +106,9 @@ export function resultsMarkdown(result: RecipeResult, opts: { date?: Date; figur
   lines.push(
     `Recorded by \`pedigree demo${result.size === 'full' ? ' --full' : ''}\` into project \`${result.project}\` on ${(opts.date ?? new Date()).toISOString().slice(0, 10)}, in ${(result.seconds / 60).toFixed(1)} minutes on backend ${result.backend}. ` +
       `Model: ${preset.model.layers} layers, d_model ${preset.model.dModel}, ${preset.model.heads} heads, vocabulary ${preset.model.vocab}. ` +
-      `Pretraining: ${preset.pretrain.steps} steps × ${preset.pretrain.batch} × ${TOY.pretrainContext} tokens, RoPE base ${TOY.ropeBase}. ` +
-      `Midtraining: ${preset.midtrain.steps} steps × ${preset.midtrain.batch} × ${TOY.pretrainContext * TOY.contextFactor} tokens (${((100 * preset.midtrain.steps * preset.midtrain.batch * TOY.contextFactor) / (preset.pretrain.steps * preset.pretrain.batch)).toFixed(0)}% of the pretraining tokens; Phi-4: 2.5%), base ×${TOY.ropeFactor}, lr ÷${1 / TOY.lrFactor}.`,
+      `Pretraining: ${preset.pretrain.steps} steps × ${preset.pretrain.batch} × ${TOY.pretrainContext} tokens, RoPE base ${TOY.ropeBase}, lr ${preset.pretrain.lr}${preset.pretrain.minLr === preset.pretrain.lr ? ' (constant after warmup)' : ''}, ` +
+      `key–value documents ${100 * (preset.kvShare ?? 0.4)}% of the mix${preset.kvShare === undefined ? " (Table 5's synthetic share)" : " (Table 5: 40%; raised so that recall is learned in the budget)"}. ` +
+      `Midtraining: ${preset.midtrain.steps} steps × ${preset.midtrain.batch} × ${TOY.pretrainContext * TOY.contextFactor} tokens (${((100 * preset.midtrain.steps * preset.midtrain.batch * TOY.contextFactor) / (preset.pretrain.steps * preset.pretrain.batch)).toFixed(1)}% of the pretraining tokens; Phi-4: 2.5%), base ×${TOY.ropeFactor}, lr ÷${1 / TOY.lrFactor}.`,
   );
   lines.push('');
   lines.push('Every figure below comes from the evals the runs recorded; each verdict is a fixed rule in packages/trainer/src/recipe/results.ts. "Beats" means by more than two standard errors of the difference (a tie, or a gap within noise, did not hold).');
