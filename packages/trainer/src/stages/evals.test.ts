@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ANSWER, KEY, VAL } from '../data/data.ts';
 import type { Model } from '../model/model.ts';
+import { TOY, TOY_VOCAB } from '../recipe/presets.ts';
 import { recallEval } from './evals.ts';
 
 /**
@@ -12,13 +13,13 @@ import { recallEval } from './evals.ts';
 const V = 272;
 
 /** A model whose logits at each ANSWER put all their mass on `answer(tokens, at)`: the token it "recalls". */
-function planted(answer: (tokens: Int32Array, answerAt: number) => number): Model {
+function planted(answer: (tokens: Int32Array, answerAt: number) => number, vocab = V): Model {
   return {
     backend: 'planted',
-    config: { vocab: V },
+    config: { vocab },
     logits(tokens: Int32Array, B: number, T: number) {
-      const out = new Float32Array(B * T * V); // (B,T,V)
-      for (let t = 0; t < T; t++) if (tokens[t] === ANSWER) out[t * V + answer(tokens, t)] = 1;
+      const out = new Float32Array(B * T * vocab); // (B,T,V)
+      for (let t = 0; t < T; t++) if (tokens[t] === ANSWER) out[t * vocab + answer(tokens, t)] = 1;
       return out;
     },
   } as unknown as Model;
@@ -79,5 +80,33 @@ describe('recall eval on planted models', () => {
   it('says which vocabulary 1-token keys need when the context asks for more pairs', () => {
     const lookup = planted(() => 0);
     expect(() => recallEval(lookup, [1024], opts)).toThrow(/vocabulary of at least 517/);
+  });
+
+  describe("in the recipe's own format (TOY.kv: pairs KEY k v, 1-digit values; its vocabulary; every recall length)", () => {
+    const recipe = { ...TOY.kv, docs: 2, seed: 11 };
+    const lengths = TOY.recallContexts.map((f) => f * TOY.pretrainContext);
+    /** Pairs KEY k v: every KEY not inside a query (QUERY k ANSWER v) starts one; the value is two tokens on. */
+    const starts = (tokens: Int32Array, before: number) => Array.from(tokens.subarray(0, before).keys()).filter((i) => tokens[i] === KEY);
+    const asked = (tokens: Int32Array, at: number) => {
+      const pairs = starts(tokens, at);
+      return { pairs, index: pairs.findIndex((p) => tokens[p + 1] === tokens[at - 1]) };
+    };
+
+    it('scores a lookup model at 100% and one that copies the pair before the queried one at 0', () => {
+      expect(TOY.kv.layout).toBe('key');
+      const lookup = planted((tokens, at) => {
+        const { pairs, index } = asked(tokens, at);
+        return tokens[pairs[index]! + 2]!;
+      }, TOY_VOCAB);
+      const previous = planted((tokens, at) => {
+        const { pairs, index } = asked(tokens, at);
+        return tokens[pairs[(index + pairs.length - 1) % pairs.length]! + 2]!;
+      }, TOY_VOCAB);
+      const right = recallEval(lookup, lengths, recipe);
+      expect(right.map((r) => r.contextLength)).toEqual([64, 128, 256, 512]);
+      for (const r of right) expect(r).toMatchObject({ score: 100, inOrder: 100, n: 12 });
+      // a neighbour's value is a digit too, so it is right where the two values happen to be equal (1 in 10), not more
+      for (const r of recallEval(previous, lengths, recipe)) expect(r.score).toBeLessThanOrEqual(100 / 3);
+    });
   });
 });
