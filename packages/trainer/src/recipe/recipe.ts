@@ -166,7 +166,7 @@ export function stageConfigs(size: RecipeSize, project: string, opts: { outputDi
       evalEvery: 0,
       checkpointEvery: 0,
       logEvery: 1,
-      data: { seed: TOY.dataSeed + 2, name: 'sft-arithmetic', heldoutDocs: p.heldoutDocs, sources: [{ name: 'arithmetic', weight: 1, generator: 'arithmetic', params: { digits: TOY.arithmeticDigits }, docs: p.docs }] },
+      data: { seed: TOY.dataSeed + 2, name: 'sft-arithmetic', heldoutDocs: p.heldoutDocs, sources: [{ name: 'arithmetic', weight: 1, generator: 'arithmetic', params: { digits: p.arithmeticDigits }, docs: p.docs }] },
     },
     'recipe sft',
   );
@@ -202,7 +202,7 @@ export async function runRecipe(opts: RecipeOptions): Promise<RecipeResult> {
   const configs = stageConfigs(size, project, opts);
   const started = performance.now();
   const stages: StageOutcome[] = [];
-  const questions = arithmeticQuestions(preset.evals.arithmeticQuestions, TOY.arithmeticDigits, TOY.dataSeed + 3, preset.model.vocab);
+  const questions = arithmeticQuestions(preset.evals.arithmeticQuestions, preset.arithmeticDigits, TOY.dataSeed + 3, preset.model.vocab);
   // the pretraining mix's held-out split: the short-context loss every stage is measured on
   const shortHeldout = buildMix(configs.pretrain.data, preset.model.vocab, 'heldout').mix;
   const recallContexts = TOY.recallContexts.map((f) => f * TOY.pretrainContext);
@@ -283,7 +283,7 @@ export async function runRecipe(opts: RecipeOptions): Promise<RecipeResult> {
   const { outcome: sft, result: sftResult } = await stage(configs.sft, midtrain, { arithmetic: true });
 
   heading('pts', 'Pivotal Token Search on the SFT model');
-  const pts = await runPtsStage({ pd, project, sft, sftConfig: sftResult.config, settings: { ...preset.pts, digits: TOY.arithmeticDigits }, questionsSeed: TOY.dataSeed + 6, log: say, progress: opts.progress });
+  const pts = await runPtsStage({ pd, project, sft, sftConfig: sftResult.config, settings: { ...preset.pts, digits: preset.arithmeticDigits }, questionsSeed: TOY.dataSeed + 6, log: say, progress: opts.progress });
   heading('dpo', 'on the PTS pairs');
   const dpo = await runDpoStage({
     pd,
