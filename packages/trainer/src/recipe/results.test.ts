@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { RecallResult } from '../stages/evals.ts';
 import type { StageOutcome } from '../stages/outcome.ts';
-import { TOY } from './presets.ts';
+import { TOY, TOY_VOCAB } from './presets.ts';
 import type { RecipeResult } from './recipe.ts';
 import { checkClaims, clearlyGreater, resultsMarkdown } from './results.ts';
 
@@ -44,5 +44,13 @@ describe('results.md verdicts', () => {
     expect(resultsMarkdown(good)).not.toContain('No stage learned');
     // stages that were not run are said so, not judged
     expect(checkClaims(result([stage('pretrain', { recall: recall([0, 0, 0, 0]) })])).every((c) => c.held === null)).toBe(true);
+  });
+});
+
+describe('the recall format', () => {
+  it('is the one stages/evals.test.ts scores planted models in: KEY k v, 1-digit values, 6 queries, vocabulary 352, 64–512 tokens', () => {
+    expect(TOY.kv).toEqual({ keyLength: 1, valueLength: 1, values: 'digits', layout: 'key', queries: 6 });
+    expect(TOY_VOCAB).toBe(352);
+    expect(TOY.recallContexts.map((f) => f * TOY.pretrainContext)).toEqual([64, 128, 256, 512]);
   });
 });

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ANSWER, KEY, VAL } from '../data/data.ts';
 import type { Model } from '../model/model.ts';
-import { TOY, TOY_VOCAB } from '../recipe/presets.ts';
 import { recallEval } from './evals.ts';
 
 /**
@@ -82,9 +81,12 @@ describe('recall eval on planted models', () => {
     expect(() => recallEval(lookup, [1024], opts)).toThrow(/vocabulary of at least 517/);
   });
 
-  describe("in the recipe's own format (TOY.kv: pairs KEY k v, 1-digit values; its vocabulary; every recall length)", () => {
-    const recipe = { ...TOY.kv, docs: 2, seed: 11 };
-    const lengths = TOY.recallContexts.map((f) => f * TOY.pretrainContext);
+  // The recipe's format (recipe/presets.ts TOY.kv, checked there against this): pairs KEY k v, 1-digit values,
+  // 6 queries; its vocabulary 352; every recall length it evaluates (1×–8× of 64 tokens). Stages may not import recipe.
+  describe('in the recipe\'s format: pairs KEY k v, 1-digit values, vocabulary 352, 64–512 tokens', () => {
+    const RECIPE_VOCAB = 352;
+    const recipe = { keyLength: 1, valueLength: 1, values: 'digits' as const, layout: 'key' as const, queries: 6, docs: 2, seed: 11 };
+    const lengths = [64, 128, 256, 512];
     /** Pairs KEY k v: every KEY not inside a query (QUERY k ANSWER v) starts one; the value is two tokens on. */
     const starts = (tokens: Int32Array, before: number) => Array.from(tokens.subarray(0, before).keys()).filter((i) => tokens[i] === KEY);
     const asked = (tokens: Int32Array, at: number) => {
@@ -93,15 +95,14 @@ describe('recall eval on planted models', () => {
     };
 
     it('scores a lookup model at 100% and one that copies the pair before the queried one at 0', () => {
-      expect(TOY.kv.layout).toBe('key');
       const lookup = planted((tokens, at) => {
         const { pairs, index } = asked(tokens, at);
         return tokens[pairs[index]! + 2]!;
-      }, TOY_VOCAB);
+      }, RECIPE_VOCAB);
       const previous = planted((tokens, at) => {
         const { pairs, index } = asked(tokens, at);
         return tokens[pairs[(index + pairs.length - 1) % pairs.length]! + 2]!;
-      }, TOY_VOCAB);
+      }, RECIPE_VOCAB);
       const right = recallEval(lookup, lengths, recipe);
       expect(right.map((r) => r.contextLength)).toEqual([64, 128, 256, 512]);
       for (const r of right) expect(r).toMatchObject({ score: 100, inOrder: 100, n: 12 });
