@@ -145,8 +145,9 @@ export function resultsMarkdown(result: RecipeResult, opts: { date?: Date; figur
   lines.push('');
   if (result.pts) {
     const st = result.pts.stats;
+    const questions = (10 ** (2 * preset.arithmeticDigits)).toLocaleString('en-US'); // every a + b of that many digits
     lines.push(
-      `PTS: ${st.questions} of the ${(10 ** (2 * preset.arithmeticDigits)).toLocaleString('en-US')} ${preset.arithmeticDigits}-digit additions (${preset.arithmeticDigits === 1 ? 'all of which SFT trains on: there is no held-out split of so small a task' : `SFT trained on ${preset.docs.toLocaleString('en-US')} sums drawn from the same ${(10 ** (2 * preset.arithmeticDigits)).toLocaleString('en-US')}, so most are new to it`}), sampled ${preset.pts.rollouts}× per prefix; ${st.kept} had 0.2 ≤ p(success) ≤ 0.8; ${st.pivotalTokens} pivotal tokens (p_gap 0.2), ${st.pairs} DPO pairs; ${st.oracleCalls} prefixes sampled.`,
+      `PTS: ${st.questions} of the ${questions} ${preset.arithmeticDigits}-digit additions (${preset.arithmeticDigits === 1 ? 'all of which SFT trains on: there is no held-out split of so small a task' : `SFT trained on ${preset.docs.toLocaleString('en-US')} sums drawn from the same ${questions}, so most are new to it`}), sampled ${preset.pts.rollouts}× per prefix; ${st.kept} had 0.2 ≤ p(success) ≤ 0.8; ${st.pivotalTokens} pivotal tokens (p_gap 0.2), ${st.pairs} DPO pairs; ${st.oracleCalls} prefixes sampled.`,
     );
   }
   if (result.dpo) lines.push(`DPO: ${result.dpo.pairs} pairs; loss ${result.dpo.firstLoss.toFixed(3)} → ${result.dpo.lastLoss.toFixed(3)}, pairs ranked right ${(100 * (result.dpo.lastAccuracy || 0)).toFixed(0)}%.`);
