@@ -2,7 +2,8 @@
  * Bad input over the wire, as raw HTTP (what a non-TypeScript caller sends,
  * in tRPC's wire format: `POST /api/trpc/<path>` with `{"json": input}`).
  * How we tried to break it: malformed JSON, wrong types, missing fields,
- * a batch one point over the limit, a body over the size limit, a made-up
+ * a batch one point over the limit, a packed (columnar) batch whose
+ * columns do not match its size or are not base64, points and columns at once, a body over the size limit, a made-up
  * procedure, GET on a mutation, a reused event id with other content, writes
  * to a finished run, data-mix weights that do not sum to 1, names too long.
  * Each gets the documented 4xx and a message naming the problem, and the
@@ -13,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_REQUEST_BYTES } from '@pedigree/api';
+import { packPoints } from '@pedigree/ledger/packed';
 import { connect, type Pedigree as Client } from '@pedigree/client';
 import { pedigreeServer, type PedigreeServer } from './support/server.ts';
 
@@ -119,6 +121,24 @@ describe('bad input over raw HTTP, to the real server', () => {
     expect(await again.json()).toMatchObject({ result: { data: { json: { duplicate: true } } } });
     await refused(post('runs.logMetrics', { json: { runId, eventId, points: [{ key: 'acc', step: 0, value: 0.9 }] } }), 409, /event id|eventId|different/i);
     expect((await pointsOf('acc')).map((p) => p.value)).toEqual([0.5]);
+  });
+
+  it('packed columns (what the typed client sends): accepted; a packing that lies is 400 naming the column; points and columns together refused', async () => {
+    const columns = packPoints([
+      { key: 'packed', step: 0, value: 1.25, time: 1 },
+      { key: 'packed', step: 1, value: 2.5, time: 2 },
+    ]);
+    expect((await post('runs.logMetrics', { json: { runId, columns } })).status).toBe(200);
+    expect((await pointsOf('packed')).map((p) => [p.step, p.value])).toEqual([[0, 1.25], [1, 2.5]]);
+    await refused(post('runs.logMetrics', { json: { runId, columns: { ...columns, n: 3 } } }), 400, /columns\.steps: must hold n × 8 = 24 bytes, got 16/);
+    await refused(post('runs.logMetrics', { json: { runId, columns: { ...columns, values: 'not base64!' } } }), 400, /columns\.values: must be base64/);
+    await refused(post('runs.logMetrics', { json: { runId, columns: { ...columns, format: 'msgpack' } } }), 400, /format/);
+    await refused(post('runs.logMetrics', { json: { runId, columns, points: [{ key: 'packed', step: 5, value: 1 }] } }), 400, /points or columns/);
+    await refused(post('runs.logMetrics', { json: { runId } }), 400, /points or columns/);
+    // Packed values are numbers with their bits: NaN needs the same opt-in, and the ledger names the point.
+    await refused(post('runs.logMetrics', { json: { runId, columns: packPoints([{ key: 'packed', step: 9, value: NaN, time: 3 }]) } }), 400, /points\.0\.value.*finite|finite/);
+    await refused(post('runs.logMetrics', { json: { runId, columns: packPoints([{ key: 'packed', step: 0.5, value: 1, time: 3 }]) } }), 400, /points\.0\.step/);
+    expect(await pointsOf('packed')).toHaveLength(2);
   });
 
   it('domain rules: writes to a finished run, unknown run, bad data-mix weights, non-finite values: 4xx from the ledger', async () => {

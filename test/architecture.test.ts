@@ -42,6 +42,8 @@ const root = path.resolve(import.meta.dirname, '..');
  * kinds, the data-filter schema, the weight tolerance, NaN/±Infinity), free of
  * the store, which the client re-exports so that the trainer's configs are
  * written in the ledger's words without loading the database code.
+ * `ledger/packed`: only packages/ledger/src/packed.ts, the columnar wire form
+ * of a metric batch, which the client packs and the API unpacks.
  */
 const ALLOWED: Record<string, readonly string[]> = {
   db: [],
@@ -49,7 +51,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   lineage: ['ledger', 'db'],
   api: ['lineage', 'ledger', 'db'],
   // AppRouter's types; its embedded mode runs api in-process on a store it opens through lineage
-  client: ['api', 'lineage', 'ledger/vocabulary'],
+  client: ['api', 'lineage', 'ledger/vocabulary', 'ledger/packed'],
   // reports through the client like any other user (the ledger's vocabulary too, re-exported by it)
   trainer: ['client'],
   // user commands go through the client; operator commands (start, migrate, replay, verify, keys) hold a store
@@ -61,7 +63,7 @@ const ALLOWED: Record<string, readonly string[]> = {
 /** packages/trainer/src's rooms, lowest first; the files at src/ itself (config, rng) are shared by all. */
 const TRAINER_ROOMS = ['kernels', 'data', 'model', 'stages', 'recipe'] as const;
 
-const dirOf = (pkg: string) => (pkg === 'web' ? 'apps/web/' : pkg === 'ledger/vocabulary' ? 'packages/ledger/src/vocabulary\\.ts$' : `packages/${pkg}/`);
+const dirOf = (pkg: string) => (pkg === 'web' ? 'apps/web/' : pkg.startsWith('ledger/') ? `packages/ledger/src/${pkg.slice('ledger/'.length)}\\.ts$` : `packages/${pkg}/`);
 const packageOf = (file: string) => (file.startsWith('apps/web/') ? 'web' : /^packages\/([^/]+)\//.exec(file)?.[1]);
 const alternatives = (items: readonly string[]) => `(${items.join('|')})`;
 

@@ -1,4 +1,5 @@
 import { MAX_KEY, MAX_NAME, MAX_POINTS_PER_BATCH, RUN_KINDS } from '@pedigree/ledger';
+import { MAX_PACKED_COLUMN, PACKED_FORMAT, type PackedPoints } from '@pedigree/ledger/packed';
 import { z } from 'zod';
 
 /**
@@ -34,6 +35,21 @@ export const MetricBatch = z
   .array(z.unknown())
   .min(1, 'at least one point')
   .max(MAX_POINTS_PER_BATCH, `at most ${MAX_POINTS_PER_BATCH} points per call: split the batch`) as unknown as z.ZodType<MetricPointInput[]>;
+
+/**
+ * The same batch as columns (see @pedigree/ledger/packed): what the typed
+ * client sends. Only the shape and sizes are checked here; the packing, then
+ * each point, by the ledger.
+ */
+export const PackedBatch = z.object({
+  format: z.literal(PACKED_FORMAT),
+  n: z.number().int().min(1).max(MAX_POINTS_PER_BATCH, `at most ${MAX_POINTS_PER_BATCH} points per call: split the batch`),
+  keys: z.array(z.string().max(MAX_KEY)).min(1).max(MAX_POINTS_PER_BATCH),
+  keyIndex: z.string().max(MAX_PACKED_COLUMN).optional(),
+  steps: z.string().max(MAX_PACKED_COLUMN),
+  values: z.string().max(MAX_PACKED_COLUMN),
+  times: z.string().max(MAX_PACKED_COLUMN),
+}) as z.ZodType<PackedPoints>;
 
 export const InputRefs = z.array(z.object({ artifactId: Uuid, role: z.string().min(1).max(MAX_KEY) })).max(1000);
 /** Labels one call may add to a run (each a TagAdded event). */

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { RouterInputs } from '@pedigree/api';
+import { packPoints } from '@pedigree/ledger/packed';
 import { MAX_ERROR } from '@pedigree/ledger/vocabulary';
 import { PedigreeError } from './errors.ts';
 import type { Api } from './transport.ts';
@@ -142,7 +143,8 @@ export class Run {
       this.queue = this.queue.then(async () => {
         if (this.failure) return; // a batch was refused: keep the rest for the caller to see, send nothing out of order
         try {
-          await this.core.call('log metrics', () => this.core.api.runs.logMetrics.mutate({ runId: this.id, eventId, points: batch, allowNonFinite: this.core.options.allowNonFinite }));
+          const columns = packPoints(batch); // packed once: every attempt sends the same bytes
+          await this.core.call('log metrics', () => this.core.api.runs.logMetrics.mutate({ runId: this.id, eventId, columns, allowNonFinite: this.core.options.allowNonFinite }));
           this.pointsSent += batch.length;
         } catch (err) {
           this.failure = err as PedigreeError;

@@ -1,7 +1,8 @@
-import { MAX_ERROR, MAX_KEY, MAX_NAME, MAX_NOTE, MAX_PATH, MAX_REASON, type Json } from '@pedigree/ledger';
+import { MAX_ERROR, MAX_KEY, MAX_NAME, MAX_NOTE, MAX_PATH, MAX_REASON, ValidationError, type Json } from '@pedigree/ledger';
+import { unpackPoints } from '@pedigree/ledger/packed';
 import { ListRunsInput } from '@pedigree/lineage';
 import { z } from 'zod';
-import { Digest, EventId, InputRefs, JsonRecord, MetricBatch, Name, ProjectRef, RunKind, RunRef, Step, Tags, Uuid } from '../inputs.ts';
+import { Digest, EventId, InputRefs, JsonRecord, MetricBatch, Name, PackedBatch, ProjectRef, RunKind, RunRef, Step, Tags, Uuid } from '../inputs.ts';
 import { procedure, router } from '../trpc.ts';
 import { watchRun } from '../watch.ts';
 
@@ -104,11 +105,16 @@ export const runsRouter = router({
     return ctx.pedigree.tracker.produceOutput(run.id, { artifactId: input.artifactId, role: input.role, step: input.step }, { eventId: input.eventId, metadata: meta(ctx) });
   }),
 
-  /** A batch of points (up to 50,000 per call), one event. Retrying with the same eventId never duplicates. */
-  logMetrics: procedure.input(Write.extend({ points: MetricBatch, allowNonFinite: z.boolean().optional() })).mutation(async ({ ctx, input }) => {
+  /**
+   * A batch of points (up to 50,000 per call), one event: as `points` (objects) or as `columns`
+   * (packed, what the typed client sends), not both. Retrying with the same eventId never duplicates.
+   */
+  logMetrics: procedure.input(Write.extend({ points: MetricBatch.optional(), columns: PackedBatch.optional(), allowNonFinite: z.boolean().optional() })).mutation(async ({ ctx, input }) => {
+    if ((input.points === undefined) === (input.columns === undefined)) throw new ValidationError('logMetrics takes points or columns: send exactly one of them');
     const run = await ctx.access.run(input.runId);
-    const res = await ctx.pedigree.tracker.logMetrics(run.id, input.points, { eventId: input.eventId, metadata: meta(ctx), allowNonFinite: input.allowNonFinite });
-    return { version: res.version, position: res.positions[0] ?? null, duplicate: res.duplicate, points: input.points.length };
+    const points = input.points ?? unpackPoints(input.columns!);
+    const res = await ctx.pedigree.tracker.logMetrics(run.id, points, { eventId: input.eventId, metadata: meta(ctx), allowNonFinite: input.allowNonFinite });
+    return { version: res.version, position: res.positions[0] ?? null, duplicate: res.duplicate, points: points.length };
   }),
 
   saveCheckpoint: procedure
