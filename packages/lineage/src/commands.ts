@@ -105,6 +105,14 @@ const read = (q: Queryable) => new ProjectionReader(q);
  * `ProjectionReader` (reader.ts), the tables' one read path.
  */
 export class Tracker {
+  /**
+   * Each run's project, once read: a run never changes project, so a batch of
+   * points to a run seen before skips one round trip before its transaction
+   * (which reads the run again, under the stream's lock, for its status).
+   * Bounded: cleared when it reaches RUN_PROJECTS_CACHED runs.
+   */
+  private readonly runProjects = new Map<string, string>();
+
   constructor(readonly store: EventStore) {}
 
   private get db() {
@@ -508,13 +516,18 @@ export class Tracker {
     rule: { allow?: string[]; verb: string; lifecycle?: 'active' | 'deleted'; check?: (tx: Queryable, run: RunState) => Promise<void>; sameEvent?: (index: number, storedData: unknown) => boolean },
   ): Promise<AppendResult> {
     const id = uuid(runId, 'runId');
-    const run = await getRunRow(this.db, id);
+    let projectId = this.runProjects.get(id);
+    if (projectId === undefined) {
+      projectId = (await getRunRow(this.db, id)).projectId;
+      if (this.runProjects.size >= RUN_PROJECTS_CACHED) this.runProjects.clear();
+      this.runProjects.set(id, projectId);
+    }
     const ids = eventIds(opts.eventId, events.length);
     return this.store.append(
       streamIds.run(id),
       events.map((e, i) => ({ ...e, eventId: ids[i] }) as NewEvent),
       {
-        projectId: run.projectId,
+        projectId,
         expectedVersion: opts.expectedVersion ?? 'any',
         metadata: opts.metadata,
         sameEvent: rule.sameEvent,
@@ -534,6 +547,8 @@ export class Tracker {
     );
   }
 }
+
+const RUN_PROJECTS_CACHED = 10_000;
 
 export function checkWeights(weights: number[]): void {
   const sum = weights.reduce((a, b) => a + b, 0);

@@ -253,17 +253,22 @@ async function applyMetrics(tx: Queryable, events: StoredEventOf<'MetricsLogged'
     }
   }
   const acc = [...series.values()].flatMap((keys) => [...keys.values()]);
-  // NaN min/max means "no finite value yet": the CASEs keep NaN from winning GREATEST.
+  const totals = [...runTotals];
+  // One round trip: the series (NaN min/max means "no finite value yet": the CASEs keep NaN from winning
+  // GREATEST), and each run's point count and last position (a data-modifying CTE runs unreferenced).
   await tx.query(
-    `INSERT INTO metric_series AS m (project_id, run_id, key, count, first_step, last_step, last_value, min, max)
-     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::float8[], $8::float8[], $9::float8[])
-     ON CONFLICT (run_id, key) DO UPDATE SET
-       count = m.count + excluded.count,
-       first_step = LEAST(m.first_step, excluded.first_step),
-       last_value = CASE WHEN excluded.last_step >= m.last_step THEN excluded.last_value ELSE m.last_value END,
-       last_step = GREATEST(m.last_step, excluded.last_step),
-       min = CASE WHEN m.min = 'NaN' THEN excluded.min WHEN excluded.min = 'NaN' THEN m.min ELSE LEAST(m.min, excluded.min) END,
-       max = CASE WHEN m.max = 'NaN' THEN excluded.max WHEN excluded.max = 'NaN' THEN m.max ELSE GREATEST(m.max, excluded.max) END`,
+    `WITH series AS (
+       INSERT INTO metric_series AS m (project_id, run_id, key, count, first_step, last_step, last_value, min, max)
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::float8[], $8::float8[], $9::float8[])
+       ON CONFLICT (run_id, key) DO UPDATE SET
+         count = m.count + excluded.count,
+         first_step = LEAST(m.first_step, excluded.first_step),
+         last_value = CASE WHEN excluded.last_step >= m.last_step THEN excluded.last_value ELSE m.last_value END,
+         last_step = GREATEST(m.last_step, excluded.last_step),
+         min = CASE WHEN m.min = 'NaN' THEN excluded.min WHEN excluded.min = 'NaN' THEN m.min ELSE LEAST(m.min, excluded.min) END,
+         max = CASE WHEN m.max = 'NaN' THEN excluded.max WHEN excluded.max = 'NaN' THEN m.max ELSE GREATEST(m.max, excluded.max) END)
+     UPDATE runs SET summary = jsonb_set(summary, '{points}', to_jsonb(coalesce((summary->>'points')::int8, 0) + u.points)), last_position = u.position
+     FROM unnest($10::uuid[], $11::int8[], $12::int8[]) AS u(id, position, points) WHERE runs.id = u.id`,
     [
       acc.map((s) => s.projectId),
       acc.map((s) => s.runId),
@@ -274,12 +279,9 @@ async function applyMetrics(tx: Queryable, events: StoredEventOf<'MetricsLogged'
       acc.map((s) => s.lastValue),
       acc.map((s) => s.min),
       acc.map((s) => s.max),
+      totals.map(([runId]) => runId),
+      totals.map(([, t]) => t.position),
+      totals.map(([, t]) => t.points),
     ],
   );
-  for (const [runId, { position, points }] of runTotals) {
-    await tx.query(
-      `UPDATE runs SET summary = jsonb_set(summary, '{points}', to_jsonb(coalesce((summary->>'points')::int8, 0) + $3)), last_position = $2 WHERE id = $1`,
-      [runId, position, points],
-    );
-  }
 }
