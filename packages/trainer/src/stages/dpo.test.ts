@@ -40,18 +40,30 @@ describe('DPO on single-token pairs', () => {
     expect(weights[10]).toBeCloseTo(w, 7);
     expect(weights[15]).toBeCloseTo(-w, 7);
     expect(weights.filter((x) => x !== 0)).toHaveLength(4);
+    // the NLL term (α) adds α/N to the accepted rows only
+    const rpo = dpoBatch(pairs, z, 0.5, 0.8).weights;
+    expect(rpo[4]! - weights[4]!).toBeCloseTo(0.8 / 2, 7);
+    expect(rpo[10]! - weights[10]!).toBeCloseTo(0.8 / 2, 7);
+    expect(rpo[9]).toBe(weights[9]);
+    expect(rpo[15]).toBe(weights[15]);
   });
 
-  it('its gradient matches a central difference of the DPO loss (directional, float32)', () => {
+  it.each([
+    ['plain DPO', 0],
+    ['with an NLL term on the accepted answer (RPO, α = 0.8)', 0.8],
+  ])('its gradient matches a central difference of the loss: %s (directional, float32)', (_, nll) => {
     const model = tinyModel();
     const beta = 0.7;
     // A reference away from the policy, so that σ(−z) differs across pairs.
     const rng = new Rng(4);
     const now = pairLogProbs(model, PAIRS);
     const ref: PairLogProbs = { accepted: now.accepted.map((x) => x + 2 * rng.normal()), rejected: now.rejected.map((x) => x + 2 * rng.normal()) };
-    dpoBackward(model, PAIRS, ref, beta);
+    dpoBackward(model, PAIRS, ref, beta, nll);
     const grads = model.gradients().map((g) => Float32Array.from(g.data));
-    const loss = () => dpoEvaluate(model, PAIRS, ref, beta).loss;
+    const loss = () => {
+      const s = dpoEvaluate(model, PAIRS, ref, beta);
+      return s.loss + nll * s.nll;
+    };
     const gnorm = Math.sqrt(dot(grads, grads));
     expect(gnorm).toBeGreaterThan(1e-3);
     const random = grads.map((g) => Float32Array.from(g, () => rng.normal()));
@@ -78,7 +90,8 @@ describe('DPO on single-token pairs', () => {
     const optimizer = OptimizerConfigSchema.parse({});
     const beta = 0.5;
     const before = dpoEvaluate(model, PAIRS, ref, beta);
-    expect(before).toEqual({ loss: Math.log(2), accuracy: 0, margin: 0 }); // π = π_ref: z = 0
+    expect(before).toMatchObject({ loss: Math.log(2), accuracy: 0, margin: 0 }); // π = π_ref: z = 0
+    expect(before.nll).toBeCloseTo(-ref.accepted.reduce((a, b) => a + b, 0) / PAIRS.length, 12);
     const stats = Array.from({ length: 8 }, (_, i) => dpoStep(model, PAIRS, ref, { beta, lr: 1e-2, t: i + 1, optimizer }));
     expect(stats[0]!.loss).toBeCloseTo(Math.log(2), 6);
     const after = dpoEvaluate(model, PAIRS, ref, beta);

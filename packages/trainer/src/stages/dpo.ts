@@ -18,6 +18,10 @@ import { lastLogits, logSoftmax, type LogitsModel } from '../model/sampling.ts';
  * accumulates exactly dloss/dθ: lowering CE_a (raising π(a)) lowers the loss, and the negative
  * weight pushes π(r) down.
  *
+ * An NLL term on the accepted answer (RPO, Pang et al. 2024: "Iterative Reasoning Preference
+ * Optimization") adds α·(1/N) Σ_i CE_a,i to the loss, so α/N to the accepted row's weight; α = 0
+ * (the default) is plain DPO, the report's setting.
+ *
  * Legend: N = pairs, B = batch rows (2N for the backward), T = longest query, V = vocab.
  */
 
@@ -56,7 +60,8 @@ export function referenceLogProbs(model: LogitsModel, pairs: readonly DpoPair[])
 }
 
 export interface DpoStats {
-  loss: number; // mean −log σ(z)
+  loss: number; // mean −log σ(z) (the NLL term not included)
+  nll: number; // mean −log π(a|q): what the NLL term weighs
   accuracy: number; // share of pairs with z > 0
   margin: number; // mean z = β·(implicit reward of a − that of r), TRL's rewards/margins
 }
@@ -72,8 +77,10 @@ export function dpoMargins(policy: PairLogProbs, ref: PairLogProbs, beta: number
   return z;
 }
 
-function statsOf(z: Float64Array): DpoStats {
+function statsOf(z: Float64Array, policy: PairLogProbs): DpoStats {
   const N = z.length;
+  let nll = 0;
+  for (const lp of policy.accepted) nll -= lp;
   let loss = 0;
   let right = 0;
   let margin = 0;
@@ -82,20 +89,21 @@ function statsOf(z: Float64Array): DpoStats {
     right += zi > 0 ? 1 : 0;
     margin += zi;
   }
-  return { loss: loss / N, accuracy: right / N, margin: margin / N };
+  return { loss: loss / N, nll: nll / N, accuracy: right / N, margin: margin / N };
 }
 
 /** The DPO loss, accuracy and margin of the current policy (no gradients). */
 export function dpoEvaluate(model: LogitsModel, pairs: readonly DpoPair[], ref: PairLogProbs, beta: number): DpoStats {
-  return statsOf(dpoMargins(pairLogProbs(model, pairs), ref, beta));
+  const policy = pairLogProbs(model, pairs);
+  return statsOf(dpoMargins(policy, ref, beta), policy);
 }
 
 /**
  * The two-row batch of DPO's backward: rows 2i (target a) and 2i+1 (target r) hold query i
  * right-padded with EOS; the target sits at the query's last position, −1 elsewhere; weights
- * +β·σ(−z_i)/N and −β·σ(−z_i)/N there, 0 elsewhere.
+ * +β·σ(−z_i)/N + α/N and −β·σ(−z_i)/N there (α: the NLL term's weight), 0 elsewhere.
  */
-export function dpoBatch(pairs: readonly DpoPair[], z: Float64Array, beta: number): { inputs: Int32Array; targets: Int32Array; weights: Float32Array; B: number; T: number } {
+export function dpoBatch(pairs: readonly DpoPair[], z: Float64Array, beta: number, nll = 0): { inputs: Int32Array; targets: Int32Array; weights: Float32Array; B: number; T: number } {
   const N = pairs.length;
   const B = 2 * N;
   const T = Math.max(...pairs.map((p) => p.query.length));
@@ -111,7 +119,7 @@ export function dpoBatch(pairs: readonly DpoPair[], z: Float64Array, beta: numbe
     ] as const) {
       inputs.set(p.query, row * T);
       targets[row * T + last] = target;
-      weights[row * T + last] = sign * w;
+      weights[row * T + last] = sign * w + (sign > 0 ? nll / N : 0);
     }
   });
   return { inputs, targets, weights, B, T };
@@ -120,16 +128,19 @@ export function dpoBatch(pairs: readonly DpoPair[], z: Float64Array, beta: numbe
 export type DpoModel = LogitsModel & Pick<Model, 'forwardBackward' | 'step'>;
 
 /** Accumulates dloss/dθ into the model's gradients; returns the stats before the update. */
-export function dpoBackward(model: DpoModel, pairs: readonly DpoPair[], ref: PairLogProbs, beta: number): DpoStats {
+export function dpoBackward(model: DpoModel, pairs: readonly DpoPair[], ref: PairLogProbs, beta: number, nll = 0): DpoStats {
   if (pairs.length === 0) throw new Error('DPO needs at least one pair');
-  const z = dpoMargins(pairLogProbs(model, pairs), ref, beta); // (N)
-  const { inputs, targets, weights, B, T } = dpoBatch(pairs, z, beta);
+  const policy = pairLogProbs(model, pairs);
+  const z = dpoMargins(policy, ref, beta); // (N)
+  const { inputs, targets, weights, B, T } = dpoBatch(pairs, z, beta, nll);
   model.forwardBackward(inputs, targets, B, T, weights);
-  return statsOf(z);
+  return statsOf(z, policy);
 }
 
 export interface DpoStepOptions {
   beta: number; // DPO's β (the toy: ~0.1–0.5)
+  /** α, the NLL term's weight (RPO); 0 or absent: plain DPO. */
+  nll?: number;
   lr: number;
   t: number; // update count from 1 (AdamW bias correction)
   optimizer: OptimizerConfig;
@@ -137,7 +148,7 @@ export interface DpoStepOptions {
 
 /** One DPO update over `pairs`; the stats are the policy's before it. */
 export function dpoStep(model: DpoModel, pairs: readonly DpoPair[], ref: PairLogProbs, opts: DpoStepOptions): DpoStats {
-  const stats = dpoBackward(model, pairs, ref, opts.beta);
+  const stats = dpoBackward(model, pairs, ref, opts.beta, opts.nll ?? 0);
   model.step(opts.lr, opts.t, opts.optimizer);
   return stats;
 }

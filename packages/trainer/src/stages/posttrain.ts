@@ -52,6 +52,10 @@ export interface DpoSettings {
   beta: number;
   lr: number;
   batch: number;
+  /** α of an NLL term on the accepted answer (RPO; dpo.ts); 0 or absent: plain DPO, the report's setting. Recorded as the hyperparameter nll_weight either way. */
+  nll?: number;
+  /** The run's name (default "dpo"). */
+  name?: string;
 }
 
 export interface PtsStageResult {
@@ -171,14 +175,16 @@ export async function runDpoStage(
   const t0 = performance.now();
   const model = await sftModel(ctx);
   const { steps, beta, lr, batch } = ctx.settings;
+  const nll = ctx.settings.nll ?? 0;
+  const name = ctx.settings.name ?? 'dpo';
   const pairs = pts.pairs;
   const optimizer = { ...ctx.sftConfig.optimizer, lr, minLr: lr, warmupSteps: 0 };
   const c = ctx.sft.checkpoint!;
   const run = await pd.startRun({
     project,
-    name: 'dpo',
+    name,
     kind: 'dpo',
-    hyperparameters: { ...hyperparametersOf(ctx.sftConfig), lr, min_lr: lr, schedule: 'constant', warmup_steps: 0, steps, batch, beta, pairs: pairs.length },
+    hyperparameters: { ...hyperparametersOf(ctx.sftConfig), lr, min_lr: lr, schedule: 'constant', warmup_steps: 0, steps, batch, beta, nll_weight: nll, pairs: pairs.length },
     inputs: [{ artifactId: pts.pairsArtifactId, role: 'train-pairs' }],
     tags: ['toy-recipe'],
     codeVersion: TRAINER,
@@ -195,11 +201,11 @@ export async function runDpoStage(
       const ref = referenceLogProbs(model, pairs);
       run.log({ 'dpo/loss_all_pairs': Math.LN2, 'dpo/accuracy_all_pairs': 0 }, 0); // the policy is the reference: z = 0 for every pair
       const rng = new Rng(deriveSeed(1337, 'dpo-batches'));
-      const bar = ctx.progress ? new ProgressBar(ctx.progress, { label: 'dpo', total: steps }) : null;
+      const bar = ctx.progress ? new ProgressBar(ctx.progress, { label: name, total: steps }) : null;
       for (let step = 0; step < steps; step++) {
         const picked = pairs.length <= batch ? pairs : Array.from({ length: batch }, () => pairs[rng.int(pairs.length)]!);
-        const stats = dpoStep(model, picked, ref, { beta, lr, t: step + 1, optimizer });
-        run.log({ 'dpo/loss': stats.loss, 'dpo/accuracy': stats.accuracy, 'dpo/margin': stats.margin, lr }, step);
+        const stats = dpoStep(model, picked, ref, { beta, nll, lr, t: step + 1, optimizer });
+        run.log({ 'dpo/loss': stats.loss, 'dpo/accuracy': stats.accuracy, 'dpo/margin': stats.margin, 'dpo/nll': stats.nll, lr }, step);
         bar?.update({ step: step + 1, loss: stats.loss, tokens: picked.length });
         await new Promise((resolve) => setImmediate(resolve));
       }
@@ -211,13 +217,13 @@ export async function runDpoStage(
       log(`  ${pairs.length} pairs, ${steps} steps: DPO loss ${Math.LN2.toFixed(3)} → ${end.loss.toFixed(3)}, pairs ranked right ${(100 * end.accuracy).toFixed(0)}%`);
     }
     // the SFT config under the DPO run's name, so `pedigree train --fork` can go on from here
-    const config = JSON.stringify({ ...ctx.sftConfig, name: 'dpo', kind: 'dpo' });
-    const checkpoint = await saveRunCheckpoint(run, model, { outputDir: ctx.outputDir, name: `dpo@${steps}`, step: steps, metadata: { config } });
+    const config = JSON.stringify({ ...ctx.sftConfig, name, kind: 'dpo' });
+    const checkpoint = await saveRunCheckpoint(run, model, { outputDir: ctx.outputDir, name: `${name}@${steps}`, step: steps, metadata: { config } });
     const evals = await ctx.evaluate(model, run, steps);
     await run.finish();
     return {
       outcome: {
-        name: 'dpo',
+        name,
         kind: 'dpo',
         runId: run.id,
         evals,
