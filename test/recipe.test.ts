@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { connect, type Pedigree } from '@pedigree/client';
-import { checkClaims, loadCheckpoint, loadPairs, recordReport, resultsMarkdown, runRecipe, TOY, writeReport, type RecipeResult } from '@pedigree/trainer';
+import { checkClaims, loadCheckpoint, loadPairs, RECIPE_PRESETS, recordReport, resultsMarkdown, runRecipe, TOY, writeReport, type RecipeResult } from '@pedigree/trainer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pedigreeCommand, pedigreeServer } from './support/server.ts';
 
@@ -70,6 +70,7 @@ describe('the toy recipe, recorded', () => {
       ['sft', 'sft'],
       ['pts', 'pts'],
       ['dpo', 'dpo'],
+      ['dpo-rpo', 'dpo'],
     ];
     const { runs, total } = await pd.runs({ project: PROJECT, limit: 100 });
     expect(total).toBe(expected.length);
@@ -179,10 +180,17 @@ describe('the toy recipe, recorded', () => {
       for (const e of recall) expect(e.score).toBeGreaterThanOrEqual(0), expect(e.score).toBeLessThanOrEqual(100);
       expect(evals.filter((e) => e.task === 'short-context-loss'), name).toHaveLength(1);
     }
-    for (const name of ['sft', 'dpo']) {
+    for (const name of ['sft', 'dpo', 'dpo-rpo']) {
       const evals = await pd.evals((await runNamed(name)).id);
       expect(evals.filter((e) => e.task === 'arithmetic-pass'), name).toHaveLength(1);
     }
+    // the report's DPO has no NLL term, the other run has one: both say so in their hyperparameters
+    const hp = async (name: string) => {
+      const h = (await pd.api.runs.hyperparameters.query({ runId: (await runNamed(name)).id })) as unknown;
+      return (Array.isArray(h) ? Object.fromEntries((h as { key: string; value: unknown }[]).map((x) => [x.key, x.value])) : h) as Record<string, unknown>;
+    };
+    expect((await hp('dpo')).nll_weight).toBe(0);
+    expect((await hp('dpo-rpo')).nll_weight).toBe(RECIPE_PRESETS.ci.rpo.nll);
     // what was recorded is what the recipe measured
     const mid = result.stages.find((s) => s.name === 'midtrain')!;
     const stored = (await pd.evals(mid.runId)).find((e) => e.task === 'short-context-loss')!;
@@ -206,11 +214,11 @@ describe('the toy recipe, recorded', () => {
 
   it('writes results.md with a verdict for each claim, from the recorded figures', () => {
     const checks = checkClaims(result);
-    expect(checks.map((c) => c.claim)).toHaveLength(5);
+    expect(checks.map((c) => c.claim)).toHaveLength(6);
     for (const c of checks) expect(typeof c.held).toBe('boolean');
     const md = resultsMarkdown(result);
     expect(md).toContain('| claim | the report | toy measurement | at toy scale |');
-    expect(md.match(/\*\*(held|did not hold)\*\*/g)).toHaveLength(5);
+    expect(md.match(/\*\*(held|did not hold)\*\*/g)).toHaveLength(6);
     for (const s of result.stages) expect(md).toContain(s.runId.slice(0, 8));
   });
 
@@ -246,7 +254,7 @@ describe('pedigree demo and npm start', () => {
     expect(summary.stages.map((s) => s.name)).toContain('dpo');
     // the expected time comes before the first stage, the comparison after the last
     expect(res.stderr).toMatch(/^Expected: about \d+ seconds \(pretrain .*\)$/m);
-    expect(res.stderr.indexOf('Expected: ')).toBeLessThan(res.stderr.indexOf('── [1/8] pretrain'));
+    expect(res.stderr.indexOf('Expected: ')).toBeLessThan(res.stderr.indexOf('── [1/9] pretrain'));
     expect(res.stderr).toMatch(/expected about \d+ seconds\.\n {2}by stage, took \/ expected: pretrain \d+s \/ \d+s/);
     expect(summary.expectedSeconds).toBeGreaterThanOrEqual(0);
     // results.md and its figures in the store's directory, the path said last
@@ -291,8 +299,9 @@ describe('pedigree demo and npm start', () => {
         }
         expect(reports, `the demo finished; server output:\n${server.stderr.slice(-2000)}`).toHaveLength(3);
         const { runs, total } = await client.runs({ project: 'phi4-recipe', limit: 100 });
-        expect(total).toBe(8);
+        expect(total).toBe(9);
         expect(runs.find((r) => r.name === 'dpo')?.status).toBe('completed');
+        expect(runs.find((r) => r.name === 'dpo-rpo')?.status).toBe('completed');
         // recorded through the server, written beside the store it serves (start hands the demo its checkpoints directory)
         const { markdown } = await reportArtifacts(client, 'phi4-recipe');
         expect((markdown[0]!.spec as ReportSpec).path).toBe(path.join(home, 'results', 'phi4-recipe', 'results.md'));

@@ -15,7 +15,7 @@ describe('the expected time', () => {
   it('plans every stage in the order it runs, with the work the presets give it', () => {
     const plan = planRecipe('full');
     const p = RECIPE_PRESETS.full;
-    expect(plan.map((s) => s.name)).toEqual(['pretrain', 'midtrain', 'midtrain-rope-unchanged', 'midtrain-concat', 'midtrain-lr-not-lowered', 'sft', 'pts', 'dpo']);
+    expect(plan.map((s) => s.name)).toEqual(['pretrain', 'midtrain', 'midtrain-rope-unchanged', 'midtrain-concat', 'midtrain-lr-not-lowered', 'sft', 'pts', 'dpo', 'dpo-rpo']);
     expect(plan[0]).toMatchObject({ steps: p.pretrain.steps, batch: p.pretrain.batch, context: 64 });
     expect(plan[1]).toMatchObject({ steps: p.midtrain.steps, batch: p.midtrain.batch, context: 256 });
     expect(plan[5]).toMatchObject({ steps: p.sft.steps, batch: p.sft.batch, context: p.sft.context });
@@ -23,7 +23,7 @@ describe('the expected time', () => {
     // the midtraining replay is the pretraining mix generated again: its documents count
     expect(plan[1]!.docs).toBe(6 * (p.docs + p.heldoutDocs));
     expect(plan.find((s) => s.name === 'dpo')!.pairs).toBe(p.dpo.steps * p.dpo.batch);
-    expect(planRecipe('ci', ['concat']).map((s) => s.name)).toEqual(['pretrain', 'midtrain', 'midtrain-concat', 'sft', 'pts', 'dpo']);
+    expect(planRecipe('ci', ['concat']).map((s) => s.name)).toEqual(['pretrain', 'midtrain', 'midtrain-concat', 'sft', 'pts', 'dpo', 'dpo-rpo']);
   });
 
   it('prices training steps at the measured step time, and scales with it', () => {

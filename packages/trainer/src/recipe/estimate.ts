@@ -78,6 +78,7 @@ export function planRecipe(size: RecipeSize, ablations: readonly Ablation[] = AB
     training(configs.sft, { arithmetic: true }),
     { name: 'pts', steps: 0, batch: 0, context: 0, evalTokens: 0, answers: 0, rollouts: p.pts.questions * COST.ptsPrefixesPerQuestion * p.pts.rollouts, pairs: 0, docs: 0 },
     { name: 'dpo', steps: 0, batch: 0, context: 0, evalTokens: 0, answers: arithmeticAnswers, rollouts: 0, pairs: p.dpo.steps * p.dpo.batch, docs: 0 },
+    { name: 'dpo-rpo', steps: 0, batch: 0, context: 0, evalTokens: 0, answers: arithmeticAnswers, rollouts: 0, pairs: p.rpo.steps * p.dpo.batch, docs: 0 },
   ];
 }
 

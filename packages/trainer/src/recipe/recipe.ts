@@ -4,7 +4,7 @@ import { buildMix, kvPairsIn } from '../data/data.ts';
 import type { Model } from '../model/model.ts';
 import { arithmeticPassRate, arithmeticQuestions, arithmeticSampledPassRate, evalEvents, mixLoss, recallEval, type StageEvals } from '../stages/evals.ts';
 import type { StageOutcome } from '../stages/outcome.ts';
-import { runPtsStage, runDpoStage, type PtsStageResult, type DpoStageResult } from '../stages/posttrain.ts';
+import { runPtsStage, runDpoStage, type DpoSettings, type PtsStageResult, type DpoStageResult } from '../stages/posttrain.ts';
 import { formatSeconds, ProgressBar, type ProgressSink } from '../stages/progress.ts';
 import { train, type TrainResult } from '../stages/train.ts';
 import { RECIPE_PRESETS, TOY, type RecipeSize } from './presets.ts';
@@ -190,6 +190,8 @@ export interface RecipeResult {
   stages: StageOutcome[];
   pts?: PtsStageResult;
   dpo?: DpoStageResult;
+  /** DPO with an NLL term (RPO), from the same SFT model and pairs. */
+  rpo?: DpoStageResult;
   seconds: number;
   backend: string;
 }
@@ -230,7 +232,7 @@ export async function runRecipe(opts: RecipeOptions): Promise<RecipeResult> {
     bar?.finish();
     return evals;
   };
-  const stageCount = 5 + (opts.ablations ?? ABLATIONS).length; // pretrain, midtrain, the ablations, SFT, PTS, DPO
+  const stageCount = 6 + (opts.ablations ?? ABLATIONS).length; // pretrain, midtrain, the ablations, SFT, PTS, DPO, DPO with an NLL term
   let stageNumber = 0;
   const heading = (name: string, what: string) => {
     const expected = opts.expected?.[name];
@@ -283,27 +285,43 @@ export async function runRecipe(opts: RecipeOptions): Promise<RecipeResult> {
   const { outcome: sft, result: sftResult } = await stage(configs.sft, midtrain, { arithmetic: true });
 
   heading('pts', 'Pivotal Token Search on the SFT model');
-  const pts = await runPtsStage({ pd, project, sft, sftConfig: sftResult.config, settings: { ...preset.pts, digits: preset.arithmeticDigits }, questionsSeed: TOY.dataSeed + 6, log: say, progress: opts.progress });
-  heading('dpo', 'on the PTS pairs');
-  const dpo = await runDpoStage({
+  const pts = await runPtsStage({
     pd,
     project,
     sft,
     sftConfig: sftResult.config,
-    pts,
-    settings: preset.dpo,
-    outputDir: configs.sft.outputDir,
+    settings: { ...preset.pts, digits: preset.arithmeticDigits },
+    questionsSeed: TOY.dataSeed + 6,
+    exclude: questions, // the eval's: DPO never trains on the test
     log: say,
     progress: opts.progress,
-    evaluate: async (model, run, step) => {
-      const evals = await measure(model, { arithmetic: true }, 'dpo');
-      await record(run, evals, step);
-      say(`  evals: ${describeEvals(evals)}`);
-      return evals;
-    },
   });
+  // Both from the SFT model, on the same pairs: the report's DPO (no NLL term), then with one (RPO).
+  const dpoRun = async (name: string, settings: DpoSettings) =>
+    runDpoStage({
+      pd,
+      project,
+      sft,
+      sftConfig: sftResult.config,
+      pts,
+      settings: { ...settings, name },
+      outputDir: configs.sft.outputDir,
+      log: say,
+      progress: opts.progress,
+      evaluate: async (model, run, step) => {
+        const evals = await measure(model, { arithmetic: true }, name);
+        await record(run, evals, step);
+        say(`  evals: ${describeEvals(evals)}`);
+        return evals;
+      },
+    });
+  heading('dpo', 'on the PTS pairs, as the report: no NLL term');
+  const dpo = await dpoRun('dpo', preset.dpo);
   stages.push(dpo.outcome);
-  return { project, size, stages, pts, dpo, seconds: (performance.now() - started) / 1000, backend };
+  heading('dpo-rpo', `on the same pairs, with an NLL term on the accepted answer (RPO, α ${preset.rpo.nll})`);
+  const rpo = await dpoRun('dpo-rpo', { ...preset.dpo, ...preset.rpo });
+  stages.push(rpo.outcome);
+  return { project, size, stages, pts, dpo, rpo, seconds: (performance.now() - started) / 1000, backend };
 }
 
 export function describeEvals(e: StageEvals): string {

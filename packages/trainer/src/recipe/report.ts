@@ -78,21 +78,21 @@ export function passRateSE(score: number, n: number): number {
   return n > 0 ? 100 * Math.sqrt((p * (1 - p)) / n) : NaN;
 }
 
-/** The arithmetic pass rate after SFT and after PTS-DPO, greedy and sampled, with error bars at ±2 standard errors. */
+/** The arithmetic pass rate after SFT and after PTS-DPO (the report's, and with an NLL term), greedy and sampled, with error bars at ±2 standard errors. */
 export function passRateFigure(result: RecipeResult): { title: string; svg: string } {
   const by = (name: string) => result.stages.find((s) => s.name === name)?.evals;
-  const [sft, dpo] = [by('sft'), by('dpo')];
+  const [sft, dpo, rpo] = [by('sft'), by('dpo'), by('dpo-rpo')];
   const bar = (x: { score: number; n: number } | undefined) => (x ? { value: x.score, se: passRateSE(x.score, x.n) } : { value: NaN });
-  const title = 'Arithmetic pass rate: SFT against PTS-DPO';
+  const title = 'Arithmetic pass rate: SFT against PTS-DPO, without and with an NLL term';
   const n = (x: { n: number } | undefined) => (x ? String(x.n) : '—');
   const svg = barChart({
     title,
     subtitle: `error bars ±2 standard errors; ${n(sft?.arithmetic)} questions greedy, ${n(sft?.arithmeticSampled)} answers sampled`,
     yLabel: 'pass rate (%)',
-    series: ['SFT', 'PTS-DPO'],
+    series: ['SFT', 'PTS-DPO', 'PTS-DPO + NLL (RPO)'],
     groups: [
-      { label: 'greedy', values: [bar(sft?.arithmetic), bar(dpo?.arithmetic)] },
-      { label: 'sampled at temperature 1', values: [bar(sft?.arithmeticSampled), bar(dpo?.arithmeticSampled)] },
+      { label: 'greedy', values: [bar(sft?.arithmetic), bar(dpo?.arithmetic), bar(rpo?.arithmetic)] },
+      { label: 'sampled at temperature 1', values: [bar(sft?.arithmeticSampled), bar(dpo?.arithmeticSampled), bar(rpo?.arithmeticSampled)] },
     ],
     yDomain: [0, 100],
     yFormat: pctLabel,

@@ -26,8 +26,9 @@ describe('results.md verdicts', () => {
       stage('midtrain-lr-not-lowered', { recall: recall([90, 80, 70, 10]), shortContextLoss: 1.7 }),
       stage('sft', { arithmetic: { score: 40, n: 100 }, arithmeticSampled: { score: 40, n: 800 } }),
       stage('dpo', { arithmetic: { score: 70, n: 100 }, arithmeticSampled: { score: 60, n: 800 } }),
+      stage('dpo-rpo', { arithmetic: { score: 72, n: 100 }, arithmeticSampled: { score: 62, n: 800 } }),
     ]);
-    expect(checkClaims(good).map((c) => c.held)).toEqual([true, true, true, true, true]);
+    expect(checkClaims(good).map((c) => c.held)).toEqual([true, true, true, true, true, true]);
     const flat = result([
       stage('pretrain', { recall: recall([0, 0, 0, 0]), shortContextLoss: 1.5 }),
       stage('midtrain', { recall: recall([2, 0, 0, 0]), shortContextLoss: 1.8 }),
@@ -36,11 +37,12 @@ describe('results.md verdicts', () => {
       stage('midtrain-lr-not-lowered', { recall: recall([2, 0, 2, 2]), shortContextLoss: 1.71 }),
       stage('sft', { arithmetic: { score: 40, n: 100 }, arithmeticSampled: { score: 40, n: 800 } }),
       stage('dpo', { arithmetic: { score: 41, n: 100 }, arithmeticSampled: { score: 41, n: 800 } }),
+      stage('dpo-rpo', { arithmetic: { score: 43, n: 100 }, arithmeticSampled: { score: 43, n: 800 } }), // +3 of 800: within 2 SE (4.9)
     ]);
-    expect(checkClaims(flat).map((c) => c.held)).toEqual([false, false, false, false, false]);
+    expect(checkClaims(flat).map((c) => c.held)).toEqual([false, false, false, false, false, false]);
     const md = resultsMarkdown(flat);
     expect(md).toContain('No stage learned key–value recall');
-    expect(md.match(/\*\*did not hold\*\*/g)).toHaveLength(5);
+    expect(md.match(/\*\*did not hold\*\*/g)).toHaveLength(6);
     expect(resultsMarkdown(good)).not.toContain('No stage learned');
     // stages that were not run are said so, not judged
     expect(checkClaims(result([stage('pretrain', { recall: recall([0, 0, 0, 0]) })])).every((c) => c.held === null)).toBe(true);

@@ -89,6 +89,15 @@ export function checkClaims(result: RecipeResult): ClaimCheck[] {
     toy: `arithmetic pass rate, sampled at temperature 1: SFT ${pct(sftS?.score)}% → PTS-DPO ${pct(dpoS?.score)}% of ${sftS?.n ?? 0} answers (greedy: ${pct(sft)}% → ${pct(dpo)}%); ${result.pts?.stats.pairs ?? 0} PTS pairs`,
     held: sftS === undefined || dpoS === undefined ? null : clearlyGreater(dpoS.score, dpoS.n, sftS.score, sftS.n),
   });
+  const rpoStage = by('dpo-rpo')?.evals;
+  const rpoS = rpoStage?.arithmeticSampled;
+  const rpoSet = RECIPE_PRESETS[result.size].rpo;
+  checks.push({
+    claim: 'DPO on Pivotal Token Search pairs with an NLL term on the accepted answer (RPO) improves over SFT',
+    report: 'not in the report (its DPO has no NLL term: the row above); RPO: Pang et al. 2024, the same pairs and SFT model',
+    toy: `arithmetic pass rate, sampled: SFT ${pct(sftS?.score)}% → PTS-DPO with NLL (α ${rpoSet.nll}, lr ${rpoSet.lr}, ${rpoSet.steps} steps) ${pct(rpoS?.score)}% of ${sftS?.n ?? 0} answers (greedy: ${pct(sft)}% → ${pct(rpoStage?.arithmetic?.score)}%)`,
+    held: sftS === undefined || rpoS === undefined ? null : clearlyGreater(rpoS.score, rpoS.n, sftS.score, sftS.n),
+  });
   return checks;
 }
 
@@ -102,13 +111,14 @@ export function resultsMarkdown(result: RecipeResult, opts: { date?: Date; figur
   const verdict = (h: boolean | null) => (h === null ? 'not run' : h ? '**held**' : '**did not hold**');
   const lines: string[] = [];
   lines.push(`# The Phi-4 recipe at toy scale: results (${result.size})`);
+  const midShare = (100 * preset.midtrain.steps * preset.midtrain.batch * TOY.contextFactor) / (preset.pretrain.steps * preset.pretrain.batch);
   lines.push('');
   lines.push(
     `Recorded by \`pedigree demo${result.size === 'full' ? ' --full' : ''}\` into project \`${result.project}\` on ${(opts.date ?? new Date()).toISOString().slice(0, 10)}, in ${(result.seconds / 60).toFixed(1)} minutes on backend ${result.backend}. ` +
       `Model: ${preset.model.layers} layers, d_model ${preset.model.dModel}, ${preset.model.heads} heads, vocabulary ${preset.model.vocab}. ` +
       `Pretraining: ${preset.pretrain.steps} steps × ${preset.pretrain.batch} × ${TOY.pretrainContext} tokens, RoPE base ${TOY.ropeBase}, lr ${preset.pretrain.lr}${preset.pretrain.minLr === preset.pretrain.lr ? ' (constant after warmup)' : ''}, ` +
       `key–value documents ${100 * (preset.kvShare ?? 0.4)}% of the mix${preset.kvShare === undefined ? " (Table 5's synthetic share)" : " (Table 5: 40%; raised so that recall is learned in the budget)"}. ` +
-      `Midtraining: ${preset.midtrain.steps} steps × ${preset.midtrain.batch} × ${TOY.pretrainContext * TOY.contextFactor} tokens (${((100 * preset.midtrain.steps * preset.midtrain.batch * TOY.contextFactor) / (preset.pretrain.steps * preset.pretrain.batch)).toFixed(1)}% of the pretraining tokens; Phi-4: 2.5%), base ×${TOY.ropeFactor}, lr ÷${1 / TOY.lrFactor}.`,
+      `Midtraining: ${preset.midtrain.steps} steps × ${preset.midtrain.batch} × ${TOY.pretrainContext * TOY.contextFactor} tokens (${midShare.toFixed(1)}% of the pretraining tokens; Phi-4: 2.5%${midShare > 2.5 ? '; raised so that recall at 2× and 4× is learned in the budget' : ''}), base ×${TOY.ropeFactor}, lr ÷${1 / TOY.lrFactor}.`,
   );
   lines.push('');
   lines.push('Every figure below comes from the evals the runs recorded; each verdict is a fixed rule in packages/trainer/src/recipe/results.ts. "Beats" means by more than two standard errors of the difference (a tie, or a gap within noise, did not hold).');
@@ -150,7 +160,12 @@ export function resultsMarkdown(result: RecipeResult, opts: { date?: Date; figur
       `PTS: ${st.questions} of the ${questions} ${preset.arithmeticDigits}-digit additions (${preset.arithmeticDigits === 1 ? 'all of which SFT trains on: there is no held-out split of so small a task' : `SFT trained on ${preset.docs.toLocaleString('en-US')} sums drawn from the same ${questions}, so most are new to it`}), sampled ${preset.pts.rollouts}× per prefix; ${st.kept} had 0.2 ≤ p(success) ≤ 0.8; ${st.pivotalTokens} pivotal tokens (p_gap 0.2), ${st.pairs} DPO pairs; ${st.oracleCalls} prefixes sampled.`,
     );
   }
-  if (result.dpo) lines.push(`DPO: ${result.dpo.pairs} pairs; loss ${result.dpo.firstLoss.toFixed(3)} → ${result.dpo.lastLoss.toFixed(3)}, pairs ranked right ${(100 * (result.dpo.lastAccuracy || 0)).toFixed(0)}%.`);
+  if (result.dpo) lines.push(`DPO (the report's: no NLL term; lr ${preset.dpo.lr}, β ${preset.dpo.beta}, ${preset.dpo.steps} steps of ${preset.dpo.batch} pairs): ${result.dpo.pairs} pairs; loss ${result.dpo.firstLoss.toFixed(3)} → ${result.dpo.lastLoss.toFixed(3)}, pairs ranked right ${(100 * (result.dpo.lastAccuracy || 0)).toFixed(0)}%.`);
+  if (result.rpo) {
+    lines.push(
+      `DPO with an NLL term (RPO: α ${preset.rpo.nll}, lr ${preset.rpo.lr}, β ${preset.dpo.beta}, ${preset.rpo.steps} steps; chosen on a dev set of sums drawn with another seed than the eval's, docs/recall-tuning.md): loss ${result.rpo.firstLoss.toFixed(3)} → ${result.rpo.lastLoss.toFixed(3)}, pairs ranked right ${(100 * (result.rpo.lastAccuracy || 0)).toFixed(0)}%. PTS drew its questions with the eval's questions left out.`,
+    );
+  }
   lines.push('');
   lines.push('Recall is exact match of every value token of a query (6 queries per document at evenly spaced depths, asked in a shuffled order so that a model cannot answer from a position; 1-token keys, 1-digit values: chance 10%), teacher-forced, so it equals what greedy decoding would answer. ');
   lines.push(`See what differs between two stages: \`pedigree diff <run> <run>\`, e.g. midtrain against midtrain-concat (${result.stages.find((s) => s.name === 'midtrain')?.runId.slice(0, 8) ?? '…'} vs ${result.stages.find((s) => s.name === 'midtrain-concat')?.runId.slice(0, 8) ?? '…'}).`);

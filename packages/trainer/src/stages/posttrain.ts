@@ -75,16 +75,23 @@ async function sftModel(ctx: StageContext): Promise<TransformerModel> {
   return model;
 }
 
-export async function runPtsStage(ctx: StageContext & { settings: PtsSettings; questionsSeed: number }): Promise<PtsStageResult> {
+/**
+ * `exclude`: questions PTS must not use (the recipe's eval questions: DPO
+ * trained on their pivotal tokens would be trained on the test).
+ */
+export async function runPtsStage(ctx: StageContext & { settings: PtsSettings; questionsSeed: number; exclude?: readonly number[][] }): Promise<PtsStageResult> {
   const { pd, project, log } = ctx;
   const t0 = performance.now();
   const model = await sftModel(ctx);
   const { questions: count, rollouts, digits } = ctx.settings;
-  const questions = arithmeticQuestions(count, digits, ctx.questionsSeed, model.config.vocab);
+  const excluded = new Set((ctx.exclude ?? []).map((q) => q.join(',')));
+  const questions = arithmeticQuestions(count + excluded.size, digits, ctx.questionsSeed, model.config.vocab)
+    .filter((q) => !excluded.has(q.join(',')))
+    .slice(0, count);
   const { artifactId: questionsId } = await pd.registerArtifact({
     project,
     name: 'pts-questions',
-    spec: { kind: 'evalset', source: 'synthetic/arithmetic', params: { count, digits, seed: ctx.questionsSeed, split: 'pts' } },
+    spec: { kind: 'evalset', source: 'synthetic/arithmetic', params: { count, digits, seed: ctx.questionsSeed, split: 'pts', excluding: excluded.size ? 'the eval questions' : 'none' } },
   });
   const hyperparameters = { p_gap: P_GAP, filter_min_p: FILTER.minP, filter_max_p: FILTER.maxP, rollouts, temperature: 1, questions: count, max_answer_tokens: MAX_ANSWER_TOKENS, seed: ctx.questionsSeed };
   const run = await pd.startRun({
