@@ -24,14 +24,14 @@ export const COST = {
   evalToken: 0.5,
   /** One generated answer of an eval (an addition's sum, token by token, no cache), greedy or sampled. */
   answer: 12,
-  /** One PTS rollout: the rest of an answer from a prefix, shorter than a whole one (0.44 s for 448 in the quick run). */
-  ptsRollout: 4,
-  /** A DPO pair: one accepted and one rejected token after a short prompt, forward and backward. */
-  dpoPair: 4,
+  /** One PTS rollout: the rest of an answer from a prefix, shorter than a whole one (--full, two-digit sums: 39,024 in 43 s at 94 ms a pretraining step). */
+  ptsRollout: 6,
+  /** A DPO pair: one accepted and one rejected token after a short prompt, the policy's forward, then forward and backward (--full: 2,560 more pairs took 9 s more). */
+  dpoPair: 18,
   /** Each stage generates its data, registers it and the run, saves a checkpoint: per document of each source. */
   perDoc: 2,
-  /** Prefixes PTS samples per question (the question itself, then the subdivision where p moves): 1.2–2.3 measured. */
-  ptsPrefixesPerQuestion: 2,
+  /** Prefixes PTS samples per question (the question itself, then the subdivision where p moves): 1.2–2.3 measured on one-digit sums, 3.25 on two-digit. */
+  ptsPrefixesPerQuestion: 3,
 } as const;
 
 /** One stage's planned work. */
