@@ -60,18 +60,45 @@ export function ropeBackwardRef(dx: Floats, dout: Floats, B: number, T: number, 
   for (let i = 0; i < dx.length; i++) dx[i]! += tmp[i]!;
 }
 
+/**
+ * cos θ and sin θ for every (position, pair) a rotation uses, θ = (offset + t)·base^(−2i/HS):
+ * the same expression the loop below evaluated inline, computed once per shape (a training run
+ * uses one or two), so the numbers are bit for bit the same. Cached, a few shapes at most.
+ */
+const ANGLES = new Map<string, { cos: Float64Array; sin: Float64Array }>();
+const ANGLES_CACHED = 16;
+
+function angles(T: number, HS: number, base: number, offset: number): { cos: Float64Array; sin: Float64Array } {
+  const key = `${T}|${HS}|${base}|${offset}`;
+  let a = ANGLES.get(key);
+  if (!a) {
+    const half = HS / 2;
+    a = { cos: new Float64Array(T * half), sin: new Float64Array(T * half) }; // (T, HS/2)
+    for (let t = 0; t < T; t++) {
+      for (let i = 0; i < half; i++) {
+        const theta = (offset + t) * base ** ((-2 * i) / HS);
+        a.cos[t * half + i] = Math.cos(theta);
+        a.sin[t * half + i] = Math.sin(theta);
+      }
+    }
+    if (ANGLES.size >= ANGLES_CACHED) ANGLES.clear();
+    ANGLES.set(key, a);
+  }
+  return a;
+}
+
 function rotate(out: Floats, x: Floats, B: number, T: number, NH: number, HS: number, opts: RopeOptions, sign: 1 | -1): void {
   const base = opts.base ?? ROPE_BASE;
   const offset = opts.posOffset ?? 0;
   const half = HS / 2;
+  const { cos: cosT, sin: sinT } = angles(T, HS, base, offset);
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       for (let h = 0; h < NH; h++) {
         const o = ((b * T + t) * NH + h) * HS;
         for (let i = 0; i < half; i++) {
-          const theta = (offset + t) * base ** ((-2 * i) / HS);
-          const cos = Math.cos(theta);
-          const sin = sign * Math.sin(theta);
+          const cos = cosT[t * half + i]!;
+          const sin = sign * sinT[t * half + i]!;
           const xa = x[o + i]!;
           const xb = x[o + half + i]!;
           out[o + i] = xa * cos - xb * sin;
