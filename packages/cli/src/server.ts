@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import type { StoreTarget } from '@pedigree/db';
+import { processAlive, type StoreTarget } from '@pedigree/db';
 import { UsageError } from './args.ts';
 
 /**
@@ -223,13 +223,7 @@ export function servingProcess(dir: string): ServingNote | null {
     return null;
   }
   if (note.pid === process.pid) return null;
-  try {
-    process.kill(note.pid, 0);
-    return note;
-  } catch (err) {
-    // EPERM: alive, someone else's. ESRCH: a server that was killed left the note behind.
-    return (err as NodeJS.ErrnoException).code === 'EPERM' ? note : null;
-  }
+  return processAlive(note.pid) ? note : null; // a server that was killed left its note behind
 }
 
 /**

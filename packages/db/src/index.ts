@@ -9,7 +9,7 @@ import { defaultRole, type DbRole } from './roles.ts';
 export * from './db.ts';
 export { defaultHome, defaultReadUrls, readEnv, splitUrls } from './env.ts';
 export { loadMigrations, migrate, splitStatements, MIGRATIONS_DIR } from './migrate.ts';
-export { openPglite, pgliteOf } from './pglite.ts';
+export { openPglite, pgliteOf, processAlive } from './pglite.ts';
 export { isPooledUrl, openPostgres, postgresOf, redact, stripQuery, type PostgresOptions } from './postgres.ts';
 export { prismaFor, PrismaClient } from './prisma.ts';
 export { APP_ROLE, defaultRole, type DbRole } from './roles.ts';

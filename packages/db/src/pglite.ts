@@ -15,15 +15,19 @@ interface LockNote {
   since: string;
 }
 
-/** Whether the process a lock names still runs (one on another host is taken to: it cannot be asked). */
-function holderAlive(note: LockNote): boolean {
-  if (note.host !== os.hostname()) return true;
+/** Whether process `pid` on this host runs: EPERM is alive (someone else's), ESRCH gone (killed, its note left behind). */
+export function processAlive(pid: number): boolean {
   try {
-    process.kill(note.pid, 0);
+    process.kill(pid, 0);
     return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's; ESRCH: gone
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** Whether the process a lock names still runs (one on another host is taken to: it cannot be asked). */
+function holderAlive(note: LockNote): boolean {
+  return note.host !== os.hostname() || processAlive(note.pid);
 }
 
 /**
