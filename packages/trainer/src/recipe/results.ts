@@ -83,11 +83,13 @@ export function checkClaims(result: RecipeResult): ClaimCheck[] {
   });
   const sftS = by('sft')?.evals.arithmeticSampled;
   const dpoS = by('dpo')?.evals.arithmeticSampled;
+  /** A post-training run's sampled pass rate against SFT's, by the two-standard-error rule (null: either was not run). */
+  const beatsSft = (s: { score: number; n: number } | undefined) => (sftS === undefined || s === undefined ? null : clearlyGreater(s.score, s.n, sftS.score, sftS.n));
   checks.push({
     claim: 'DPO on Pivotal Token Search pairs improves over SFT',
     report: 'Table 9: GPQA 47.3 → 53.6, MATH 77.1 → 80.5 (SFT → PTS-DPO)',
     toy: `arithmetic pass rate, sampled at temperature 1: SFT ${pct(sftS?.score)}% → PTS-DPO ${pct(dpoS?.score)}% of ${sftS?.n ?? 0} answers (greedy: ${pct(sft)}% → ${pct(dpo)}%); ${result.pts?.stats.pairs ?? 0} PTS pairs`,
-    held: sftS === undefined || dpoS === undefined ? null : clearlyGreater(dpoS.score, dpoS.n, sftS.score, sftS.n),
+    held: beatsSft(dpoS),
   });
   const rpoStage = by('dpo-rpo')?.evals;
   const rpoS = rpoStage?.arithmeticSampled;
@@ -96,7 +98,7 @@ export function checkClaims(result: RecipeResult): ClaimCheck[] {
     claim: 'DPO on Pivotal Token Search pairs with an NLL term on the accepted answer (RPO) improves over SFT',
     report: 'not in the report (its DPO has no NLL term: the row above); RPO: Pang et al. 2024, the same pairs and SFT model',
     toy: `arithmetic pass rate, sampled: SFT ${pct(sftS?.score)}% → PTS-DPO with NLL (α ${rpoSet.nll}, lr ${rpoSet.lr}, ${rpoSet.steps} steps) ${pct(rpoS?.score)}% of ${sftS?.n ?? 0} answers (greedy: ${pct(sft)}% → ${pct(rpoStage?.arithmetic?.score)}%)`,
-    held: sftS === undefined || rpoS === undefined ? null : clearlyGreater(rpoS.score, rpoS.n, sftS.score, sftS.n),
+    held: beatsSft(rpoS),
   });
   return checks;
 }
@@ -157,13 +159,13 @@ export function resultsMarkdown(result: RecipeResult, opts: { date?: Date; figur
     const st = result.pts.stats;
     const questions = (10 ** (2 * preset.arithmeticDigits)).toLocaleString('en-US'); // every a + b of that many digits
     lines.push(
-      `PTS: ${st.questions} of the ${questions} ${preset.arithmeticDigits}-digit additions (${preset.arithmeticDigits === 1 ? 'all of which SFT trains on: there is no held-out split of so small a task' : `SFT trained on ${preset.docs.toLocaleString('en-US')} sums drawn from the same ${questions}, so most are new to it`}), sampled ${preset.pts.rollouts}× per prefix; ${st.kept} had 0.2 ≤ p(success) ≤ 0.8; ${st.pivotalTokens} pivotal tokens (p_gap 0.2), ${st.pairs} DPO pairs; ${st.oracleCalls} prefixes sampled.`,
+      `PTS: ${st.questions} of the ${questions} ${preset.arithmeticDigits}-digit additions (${preset.arithmeticDigits === 1 ? 'all of which SFT trains on: there is no held-out split of so small a task' : `SFT trained on ${preset.docs.toLocaleString('en-US')} sums drawn from the same ${questions}, so most are new to it`}; the eval's questions left out), sampled ${preset.pts.rollouts}× per prefix; ${st.kept} had 0.2 ≤ p(success) ≤ 0.8; ${st.pivotalTokens} pivotal tokens (p_gap 0.2), ${st.pairs} DPO pairs; ${st.oracleCalls} prefixes sampled.`,
     );
   }
   if (result.dpo) lines.push(`DPO (the report's: no NLL term; lr ${preset.dpo.lr}, β ${preset.dpo.beta}, ${preset.dpo.steps} steps of ${preset.dpo.batch} pairs): ${result.dpo.pairs} pairs; loss ${result.dpo.firstLoss.toFixed(3)} → ${result.dpo.lastLoss.toFixed(3)}, pairs ranked right ${(100 * (result.dpo.lastAccuracy || 0)).toFixed(0)}%.`);
   if (result.rpo) {
     lines.push(
-      `DPO with an NLL term (RPO: α ${preset.rpo.nll}, lr ${preset.rpo.lr}, β ${preset.dpo.beta}, ${preset.rpo.steps} steps; chosen on a dev set of sums drawn with another seed than the eval's, docs/recall-tuning.md): loss ${result.rpo.firstLoss.toFixed(3)} → ${result.rpo.lastLoss.toFixed(3)}, pairs ranked right ${(100 * (result.rpo.lastAccuracy || 0)).toFixed(0)}%. PTS drew its questions with the eval's questions left out.`,
+      `DPO with an NLL term (RPO: α ${preset.rpo.nll}, lr ${preset.rpo.lr}, β ${preset.dpo.beta}, ${preset.rpo.steps} steps; chosen on a dev set of sums drawn with another seed than the eval's, docs/recall-tuning.md): loss ${result.rpo.firstLoss.toFixed(3)} → ${result.rpo.lastLoss.toFixed(3)}, pairs ranked right ${(100 * (result.rpo.lastAccuracy || 0)).toFixed(0)}%.`,
     );
   }
   lines.push('');
