@@ -1,7 +1,7 @@
 import type { Queryable } from '@pedigree/db';
 import { logTotals, pointsIn, readEventBatches, scanProgress, type BatchLimits, type ScanProgress } from './batches.ts';
 import { canonicalJson, GENESIS_HASH } from './canonical.ts';
-import { decodeFloats, decodeSteps, digestOf, encodeBlocks, jsonChunkDigest, POINT_BYTES, strideOf, summarize } from './chunks.ts';
+import { byteaAsBase64, bytesOf, decodeFloats, decodeSteps, digestOf, encodeBlocks, jsonChunkDigest, POINT_BYTES, strideOf, summarize } from './chunks.ts';
 import { metricNumber, type MetricValueJson, type StoredEvent } from './events.ts';
 import { eventHash, type EventRow } from './store.ts';
 
@@ -132,6 +132,9 @@ const CHUNK_BATCH_POINTS = 250_000;
  */
 const CHUNK_BATCH_ROWS = 10_000;
 
+const CHUNK_COLUMNS = ['steps', 'vals', 'times', 'blocks'] as const;
+type ChunkColumn = (typeof CHUNK_COLUMNS)[number];
+
 interface CheckedChunk {
   position: number;
   idx: number;
@@ -200,9 +203,9 @@ export async function verifyChunks(db: Queryable, opts: { streamId?: string; aft
       points += h.n;
       cut = h;
     }
-    const rows = await db.query<CheckedChunk>(
+    const rows = await db.query<CheckedChunk & Record<ChunkColumn, string>>(
       `SELECT c.position, c.idx, c.key, c.n, c.first_step, c.last_step, c.min, c.max, c.last_value,
-              c.steps, c.vals, c.times, c.blocks, c.digest, c.stride,
+              ${CHUNK_COLUMNS.map((col) => byteaAsBase64(`c.${col}`, col)).join(', ')}, c.digest, c.stride,
               e.stream_id, e.stream_version, e.event_id, e.type, e.schema_version,
               CASE WHEN e.schema_version >= 2 THEN e.data->'chunks'->c.idx END AS entry
        FROM metric_chunks c
@@ -213,7 +216,8 @@ export async function verifyChunks(db: Queryable, opts: { streamId?: string; aft
        ORDER BY c.position, c.idx`,
       [after.position, after.idx, cut.position, cut.idx],
     );
-    for (const c of rows) {
+    for (const row of rows) {
+      const c: CheckedChunk = { ...row, steps: bytesOf(row.steps), vals: bytesOf(row.vals), times: bytesOf(row.times), blocks: bytesOf(row.blocks) };
       if (broken && broken.position <= c.position) return broken;
       if (c.type !== 'MetricsLogged' || c.schema_version === null) {
         broken ??= { position: c.position, streamId: c.stream_id ?? '?', streamVersion: c.stream_version ?? 0, eventId: c.event_id ?? '?', type: c.type ?? '(no event)', reason: `metric chunk ${c.idx} (${c.key}) has no MetricsLogged event of its project at its position` };

@@ -1,5 +1,5 @@
 import type { Queryable } from '@pedigree/db';
-import { BLOCK_BYTES, BLOCK_POINTS, POINT_BYTES, readInt8, ValidationError } from '@pedigree/ledger';
+import { BLOCK_BYTES, BLOCK_POINTS, byteaAsBase64, bytesOf, POINT_BYTES, readInt8, ValidationError } from '@pedigree/ledger';
 import type { Bucket } from './views.ts';
 
 export interface BucketOptions {
@@ -68,16 +68,17 @@ export async function metricBuckets(q: Queryable, runId: string, key: string, op
 
   const slices: Slice[] = [];
   if (straddling.length) {
-    const rows = await q.query<{ position: number; idx: number; blocks: Uint8Array }>(
-      `SELECT m.position, m.idx, m.blocks FROM unnest($1::int8[], $2::int4[]) AS u(position, idx)
+    const rows = await q.query<{ position: number; idx: number; blocks: string }>(
+      `SELECT m.position, m.idx, ${byteaAsBase64('m.blocks', 'blocks')} FROM unnest($1::int8[], $2::int4[]) AS u(position, idx)
        JOIN metric_chunks m ON m.project_id = $3::uuid AND m.position = u.position AND m.idx = u.idx`,
       [straddling.map((c) => c.position), straddling.map((c) => c.idx), series.project_id],
     );
     const chunkOf = new Map(straddling.map((c) => [`${c.position}/${c.idx}`, c]));
     for (const row of rows) {
       const { n, first, stride } = chunkOf.get(`${row.position}/${row.idx}`)!;
-      const view = new DataView(row.blocks.buffer, row.blocks.byteOffset, row.blocks.byteLength);
-      const count = row.blocks.byteLength / BLOCK_BYTES;
+      const blocks = bytesOf(row.blocks);
+      const view = new DataView(blocks.buffer, blocks.byteOffset, blocks.byteLength);
+      const count = blocks.byteLength / BLOCK_BYTES;
       for (let k = 0; k < count; k++) {
         const at = k * BLOCK_BYTES;
         const lo = readInt8(view, at);
@@ -95,9 +96,9 @@ export async function metricBuckets(q: Queryable, runId: string, key: string, op
   }
 
   if (slices.length) {
-    const opened = await q.query<{ steps: Uint8Array | null; vals: Uint8Array }>(
-      `SELECT CASE WHEN u.stride IS NULL THEN substring(m.steps FROM u.k * ${SLICE_BYTES} + 1 FOR u.blocks * ${SLICE_BYTES}) END AS steps,
-              substring(m.vals FROM u.k * ${SLICE_BYTES} + 1 FOR u.blocks * ${SLICE_BYTES}) AS vals
+    const opened = await q.query<{ steps: string | null; vals: string }>(
+      `SELECT ${byteaAsBase64(`CASE WHEN u.stride IS NULL THEN substring(m.steps FROM u.k * ${SLICE_BYTES} + 1 FOR u.blocks * ${SLICE_BYTES}) END`, 'steps')},
+              ${byteaAsBase64(`substring(m.vals FROM u.k * ${SLICE_BYTES} + 1 FOR u.blocks * ${SLICE_BYTES})`, 'vals')}
        FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::int4[], $5::int8[]) WITH ORDINALITY AS u(position, idx, k, blocks, stride, o)
        JOIN metric_chunks m ON m.project_id = $6::uuid AND m.position = u.position AND m.idx = u.idx
        ORDER BY u.o`,
@@ -105,10 +106,12 @@ export async function metricBuckets(q: Queryable, runId: string, key: string, op
     );
     opened.forEach((row, j) => {
       const slice = slices[j]!;
-      const vals = new DataView(row.vals.buffer, row.vals.byteOffset, row.vals.byteLength);
-      const steps = row.steps ? new DataView(row.steps.buffer, row.steps.byteOffset, row.steps.byteLength) : null;
+      const valBytes = bytesOf(row.vals);
+      const stepBytes = row.steps === null ? null : bytesOf(row.steps);
+      const vals = new DataView(valBytes.buffer, valBytes.byteOffset, valBytes.byteLength);
+      const steps = stepBytes ? new DataView(stepBytes.buffer, stepBytes.byteOffset, stepBytes.byteLength) : null;
       const firstIndex = slice.k * BLOCK_POINTS;
-      const points = row.vals.byteLength / POINT_BYTES;
+      const points = valBytes.byteLength / POINT_BYTES;
       for (let i = 0; i < points; i++) {
         const step = steps ? readInt8(steps, i * POINT_BYTES) : slice.first + (firstIndex + i) * slice.stride!;
         if (step < from || step > to) continue;

@@ -1,5 +1,5 @@
 import type { Queryable } from '@pedigree/db';
-import type { Json } from '@pedigree/ledger';
+import { byteaAsBase64, type Json } from '@pedigree/ledger';
 import type { ArtifactView, RunView } from './views.ts';
 
 /**
@@ -193,7 +193,7 @@ export class ProjectionReader {
   /** Per series of these runs, the chunks that hold its last step (usually one), whole, by run and key. */
   async lastStepChunks(runIds: string[]): Promise<LastStepChunk[]> {
     return this.q.query<LastStepChunk>(
-      `SELECT s.run_id AS "runId", s.key, s.last_step AS step, c.steps, c.vals, c.times
+      `SELECT s.run_id AS "runId", s.key, s.last_step AS step, ${['steps', 'vals', 'times'].map((col) => byteaAsBase64(`c.${col}`, col)).join(', ')}
        FROM metric_series s JOIN metric_chunks c ON c.project_id = s.project_id AND c.run_id = s.run_id AND c.key = s.key AND c.last_step = s.last_step
        WHERE s.run_id = ANY($1::uuid[])
        ORDER BY s.run_id, s.key`,
@@ -248,9 +248,10 @@ export interface LastStepChunk {
   key: string;
   /** The series' last step. */
   step: number;
-  steps: Uint8Array;
-  vals: Uint8Array;
-  times: Uint8Array;
+  /** The columns as base64 (byteaAsBase64 in @pedigree/ledger). */
+  steps: string;
+  vals: string;
+  times: string;
 }
 
 /** A listing of runs as queries.ts's ListRunsInput parses it. */
