@@ -222,12 +222,7 @@ export interface ChunkColumns {
 export function encodeSteps(steps: ArrayLike<number>): Buffer {
   const buf = Buffer.allocUnsafe(steps.length * POINT_BYTES);
   const view = viewOf(buf);
-  for (let i = 0; i < steps.length; i++) {
-    const v = steps[i]!;
-    const hi = Math.floor(v / TWO_32);
-    view.setInt32(i * POINT_BYTES, hi);
-    view.setUint32(i * POINT_BYTES + 4, v - hi * TWO_32);
-  }
+  for (let i = 0; i < steps.length; i++) writeInt8(view, i * POINT_BYTES, steps[i]!);
   return buf;
 }
 
@@ -240,22 +235,25 @@ const LITTLE_ENDIAN = new Uint8Array(new Float64Array([1]).buffer)[7] === 0x3f;
  */
 export function encodeFloats(values: ArrayLike<number>): Buffer {
   const floats = new Float64Array(values.length);
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    floats[i] = v === 0 ? 0 : v;
-  }
+  for (let i = 0; i < values.length; i++) floats[i] = storedFloat(values[i]!);
   const buf = Buffer.from(floats.buffer, 0, floats.byteLength);
   return LITTLE_ENDIAN ? buf.swap64() : buf;
 }
 
-function writeFloat8(buf: Buffer, at: number, v: number): void {
-  buf.writeDoubleBE(v === 0 ? 0 : v, at);
+/** A value as the columns store it: -0 as 0. */
+function storedFloat(v: number): number {
+  return v === 0 ? 0 : v;
 }
 
-function writeInt8(buf: Buffer, at: number, v: number): void {
+function writeFloat8(view: DataView, at: number, v: number): void {
+  view.setFloat64(at, storedFloat(v));
+}
+
+/** A number as a big-endian int8 at `at` (whole numbers within ±2^53): readInt8's inverse. */
+function writeInt8(view: DataView, at: number, v: number): void {
   const hi = Math.floor(v / TWO_32);
-  buf.writeInt32BE(hi, at);
-  buf.writeUInt32BE(v - hi * TWO_32, at + 4);
+  view.setInt32(at, hi);
+  view.setUint32(at + 4, v - hi * TWO_32);
 }
 
 /** A big-endian int8 at `at` as a number (exact within ±2^53). */
@@ -285,14 +283,15 @@ export function decodeFloats(bytes: Uint8Array): number[] {
 export function encodeBlocks(steps: ArrayLike<number>, values: ArrayLike<number>): Buffer {
   const count = Math.ceil(steps.length / BLOCK_POINTS);
   const buf = Buffer.allocUnsafe(count * BLOCK_BYTES);
+  const view = viewOf(buf);
   for (let k = 0; k < count; k++) {
     const s = summarize(steps, values, k * BLOCK_POINTS, Math.min(steps.length, (k + 1) * BLOCK_POINTS));
     const at = k * BLOCK_BYTES;
-    writeInt8(buf, at, s.firstStep);
-    writeInt8(buf, at + 8, s.lastStep);
-    writeFloat8(buf, at + 16, s.min);
-    writeFloat8(buf, at + 24, s.max);
-    writeFloat8(buf, at + 32, s.lastValue);
+    writeInt8(view, at, s.firstStep);
+    writeInt8(view, at + 8, s.lastStep);
+    writeFloat8(view, at + 16, s.min);
+    writeFloat8(view, at + 24, s.max);
+    writeFloat8(view, at + 32, s.lastValue);
   }
   return buf;
 }
@@ -345,7 +344,10 @@ export interface ChunkRow {
   times: string;
 }
 
-export const CHUNK_READ_COLUMNS = `position, idx, key, ${['steps', 'vals', 'times'].map((c) => byteaAsBase64(c, c)).join(', ')}`;
+/** A chunk's points columns (steps, vals, times) as base64, under their own names: for chunkOfRow and its kin. */
+export const CHUNK_POINT_COLUMNS = ['steps', 'vals', 'times'].map((c) => byteaAsBase64(c, c)).join(', ');
+
+export const CHUNK_READ_COLUMNS = `position, idx, key, ${CHUNK_POINT_COLUMNS}`;
 
 export function chunkOfRow(row: ChunkRow): Pick<MetricChunk, 'key' | 'steps' | 'values' | 'times'> {
   return { key: row.key, steps: decodeSteps(bytesOf(row.steps)), values: decodeFloats(bytesOf(row.vals)), times: decodeFloats(bytesOf(row.times)) };

@@ -1,5 +1,5 @@
 import type { Queryable } from '@pedigree/db';
-import { byteaAsBase64, type Json } from '@pedigree/ledger';
+import { CHUNK_POINT_COLUMNS, type Json } from '@pedigree/ledger';
 import type { ArtifactView, RunView } from './views.ts';
 
 /**
@@ -193,7 +193,7 @@ export class ProjectionReader {
   /** Per series of these runs, the chunks that hold its last step (usually one), whole, by run and key. */
   async lastStepChunks(runIds: string[]): Promise<LastStepChunk[]> {
     return this.q.query<LastStepChunk>(
-      `SELECT s.run_id AS "runId", s.key, s.last_step AS step, ${['steps', 'vals', 'times'].map((col) => byteaAsBase64(`c.${col}`, col)).join(', ')}
+      `SELECT s.run_id AS "runId", s.key, s.last_step AS step, ${CHUNK_POINT_COLUMNS}
        FROM metric_series s JOIN metric_chunks c ON c.project_id = s.project_id AND c.run_id = s.run_id AND c.key = s.key AND c.last_step = s.last_step
        WHERE s.run_id = ANY($1::uuid[])
        ORDER BY s.run_id, s.key`,
@@ -248,7 +248,7 @@ export interface LastStepChunk {
   key: string;
   /** The series' last step. */
   step: number;
-  /** The columns as base64 (byteaAsBase64 in @pedigree/ledger). */
+  /** The columns as base64 (CHUNK_POINT_COLUMNS in @pedigree/ledger). */
   steps: string;
   vals: string;
   times: string;
