@@ -141,7 +141,7 @@ export async function handleTrpcRequest(req: Request): Promise<Response> {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     const body = await readLimited(req, MAX_REQUEST_BYTES);
     if (!body) return jsonError(413, 'PAYLOAD_TOO_LARGE', `request body over ${MAX_REQUEST_BYTES} bytes; send metrics in batches of at most 50,000 points`);
-    if (jsonTextDepth(new TextDecoder().decode(body), MAX_JSON_DEPTH + 4) > MAX_JSON_DEPTH + 4) return jsonError(400, 'BAD_REQUEST', TOO_DEEP);
+    if (jsonTextDepth(body, MAX_JSON_DEPTH + 4) > MAX_JSON_DEPTH + 4) return jsonError(400, 'BAD_REQUEST', TOO_DEEP);
     request = new Request(req.url, { method: req.method, headers: req.headers, body: new Uint8Array(body) });
   } else {
     const input = new URL(req.url).searchParams.get('input');

@@ -1,7 +1,7 @@
 import canonicalize from 'canonicalize';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson } from './canonical.ts';
+import { canonicalJson, jsonDepth, jsonTextDepth } from './canonical.ts';
 
 /**
  * The event hash is specified as SHA-256 over RFC 8785 (JCS) canonical JSON
@@ -225,5 +225,70 @@ describe('canonicalJson is iterative and byte-identical to its recursive definit
     const iterative = time(canonicalJson);
     console.log(`canonicalJson of a 10,000-point batch: iterative ${iterative.toFixed(1)} ms, recursive ${recursive.toFixed(1)} ms (×${(iterative / recursive).toFixed(2)})`);
     expect(canonicalJson(batch)).toBe(recursiveCanonicalJson(batch));
+  });
+});
+
+/** jsonTextDepth as it was, one character at a time: the reference for the indexOf scan. */
+function charLoopTextDepth(text: string, limit = Infinity): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++;
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 || c === 91) {
+      if (++depth > deepest) deepest = depth;
+      if (deepest > limit) return deepest;
+    } else if (c === 125 || c === 93) depth--;
+  }
+  return deepest;
+}
+
+describe('jsonTextDepth (a request body measured before it is parsed)', () => {
+  it("agrees with the parsed value's depth on random JSON, strings full of quotes, brackets and backslashes included", () => {
+    const tricky = fc.string({ unit: fc.constantFrom('"', '\\', '[', ']', '{', '}', 'a', '\\"', '\\\\') });
+    const json = fc.letrec((tie) => ({
+      value: fc.oneof({ depthSize: 'small' }, tricky, fc.double({ noNaN: true, noDefaultInfinity: true }), fc.constant(null), fc.array(tie('value'), { maxLength: 4 }), fc.dictionary(tricky, tie('value'), { maxKeys: 4 })),
+    })).value;
+    fc.assert(
+      fc.property(json, fc.integer({ min: 0, max: 12 }), (value, limit) => {
+        const text = JSON.stringify(value);
+        expect(jsonTextDepth(text)).toBe(jsonDepth(value));
+        expect(jsonTextDepth(new TextEncoder().encode(text))).toBe(jsonDepth(value));
+        expect(jsonTextDepth(text, limit)).toBe(charLoopTextDepth(text, limit));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('reads text that is not JSON the way the character loop did: unterminated strings, escaped quotes, stray closers', () => {
+    // How I tried to break it: quotes escaped by odd and even runs of backslashes, a string that never ends, brackets inside strings.
+    for (const text of ['"\\\\"[[', '"\\\\\\"[["', '["\\"', '[["]]"]]', '"abc', '[["\\\\\\\\"],[[]]]', ']]][[', '{"a\\"[":[{"b":"\\\\"}]}', '"', '""[', '[""]'])
+      for (const limit of [Infinity, 1]) {
+        expect(jsonTextDepth(text, limit), text).toBe(charLoopTextDepth(text, limit));
+        expect(jsonTextDepth(new TextEncoder().encode(text), limit), text).toBe(charLoopTextDepth(text, limit));
+      }
+  });
+
+  it('skips a long string in one native search (a 10,000-point packed batch)', () => {
+    const body = JSON.stringify({ json: { runId: crypto.randomUUID(), columns: { steps: 'A'.repeat(106_668), values: 'B/+='.repeat(26_667), times: 'C'.repeat(106_668) } } });
+    const time = (f: (t: string) => number) => {
+      const t0 = performance.now();
+      for (let i = 0; i < 20; i++) f(body);
+      return (performance.now() - t0) / 20;
+    };
+    const bytes = new TextEncoder().encode(body);
+    const ofBytes = () => jsonTextDepth(bytes);
+    time(jsonTextDepth);
+    time(charLoopTextDepth);
+    const fast = time(jsonTextDepth);
+    const fastBytes = time(ofBytes);
+    const slow = time(charLoopTextDepth);
+    console.log(`jsonTextDepth of a ${body.length}-character body: ${fast.toFixed(3)} ms (as bytes ${fastBytes.toFixed(3)} ms); the character loop ${slow.toFixed(3)} ms`);
+    expect(jsonTextDepth(body)).toBe(3);
+    expect(ofBytes()).toBe(3);
   });
 });

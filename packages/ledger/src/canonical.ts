@@ -106,24 +106,38 @@ export function jsonDepth(value: unknown, limit = Infinity): number {
 
 /**
  * The nesting depth of JSON text, by scanning its brackets outside strings —
- * for a request body, before it is parsed. Stops past `limit`.
+ * for a request body, before it is parsed: as a string, or as its UTF-8
+ * bytes (the same answer: every byte of a multi-byte character is ≥ 0x80,
+ * so none is a quote, a backslash or a bracket). Stops past `limit`. A string
+ * is skipped with indexOf to its closing quote (one not escaped by an odd run
+ * of backslashes): a metric batch's body is mostly long base64 strings, which
+ * a character loop walked at ~70 ms per million points.
  */
-export function jsonTextDepth(text: string, limit = Infinity): number {
+export function jsonTextDepth(text: string | Uint8Array, limit = Infinity): number {
+  const codeAt = typeof text === 'string' ? (i: number) => text.charCodeAt(i) : (i: number) => text[i]!;
+  const quoteAfter = typeof text === 'string' ? (i: number) => text.indexOf('"', i + 1) : (i: number) => text.indexOf(34, i + 1);
   let depth = 0;
   let deepest = 0;
-  let inString = false;
   for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 92 /* \ */) i++;
-      else if (c === 34 /* " */) inString = false;
-    } else if (c === 34) inString = true;
-    else if (c === 123 /* { */ || c === 91 /* [ */) {
+    const c = codeAt(i);
+    if (c === 34 /* " */) {
+      let end = quoteAfter(i);
+      while (end !== -1 && escaped(codeAt, end)) end = quoteAfter(end);
+      if (end === -1) break; // unterminated: the parser refuses it
+      i = end;
+    } else if (c === 123 /* { */ || c === 91 /* [ */) {
       if (++depth > deepest) deepest = depth;
       if (deepest > limit) return deepest;
     } else if (c === 125 /* } */ || c === 93 /* ] */) depth--;
   }
   return deepest;
+}
+
+/** Whether the quote at `at` is escaped: an odd number of backslashes before it. */
+function escaped(codeAt: (i: number) => number | undefined, at: number): boolean {
+  let n = 0;
+  while (codeAt(at - 1 - n) === 92 /* \ */) n++;
+  return n % 2 === 1;
 }
 
 /**
