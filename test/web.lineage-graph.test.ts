@@ -97,6 +97,42 @@ describe.skipIf(why)('lineage graph (Chromium)', () => {
     return { page, errors, close: () => context.close() };
   }
 
+  it('lays out in a Web Worker, and says so when the worker cannot load (the rest of the page unharmed)', async () => {
+    const url = `${server.url}/runs/${runIds.get('dpo')}`;
+    let workerUrl: string;
+    {
+      const { page, errors, close } = await openPage(1440, url);
+      try {
+        await until(() => nodeNamed(page.getByTestId('lineage-graph'), 'dpo').count()).toBe(1);
+        // elkjs (1.6 MB) is parsed and run by a dedicated worker, not on the page's main thread.
+        const workers = page.workers().map((w) => w.url());
+        expect(workers).toHaveLength(1);
+        workerUrl = workers[0]!;
+        expect(workerUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/_next\/static\//);
+        expect(errors).toEqual([]);
+      } finally {
+        await close();
+      }
+    }
+    // How I tried to break it: the worker's script answers 404 (a proxy that drops it, a stale deploy).
+    // elkjs would wait forever; the page says what failed instead, and still draws the run's charts.
+    const context = await browser.newContext({ viewport: { width: 1440, height: WINDOW_HEIGHT } });
+    try {
+      let refused = 0;
+      await context.route(workerUrl.split('#')[0]!, (route) => {
+        refused++;
+        return route.fulfill({ status: 404, body: 'gone' });
+      });
+      const page = await context.newPage();
+      await page.goto(url);
+      await until(() => page.getByText(/Layout failed: .*the layout worker failed/).count()).toBe(1);
+      await until(() => page.locator('figure.chart canvas').count()).toBeGreaterThan(0);
+      expect(refused).toBe(1);
+    } finally {
+      await context.close();
+    }
+  });
+
   for (const width of [1440, 1024]) {
     it(`eval's lineage at ${width} px: legible labels, a box from the graph's size, datasets folded into their mixes`, async () => {
       const { page, errors, close } = await openPage(width, `${server.url}/runs/${runIds.get('eval')}`);

@@ -1,7 +1,7 @@
 'use client';
 import { Background, Controls, ReactFlow, type CoordinateExtent, type Edge, type Node, type ReactFlowInstance, type Viewport } from '@xyflow/react';
 import '@xyflow/react/dist/style.css';
-import type { ELK as Elk } from 'elkjs/lib/elk.bundled.js';
+import ELK from 'elkjs/lib/elk-api.js';
 import { useEffect, useMemo, useRef, useState } from 'react';
 import { formatNumber } from '../_lib/format';
 import type { Outputs } from '../_lib/trpc';
@@ -22,11 +22,28 @@ const MAX_BOX_SHARE = 0.7;
 const PAD = 16;
 
 /**
- * elkjs is 1.6 MB of JavaScript: loaded on first use, after the page is interactive,
- * so that it delays neither hydration nor the page's first queries (the charts).
+ * elkjs is 1.6 MB of JavaScript: it runs in a Web Worker (elk.worker.ts), started on
+ * first use, so that neither parsing it nor laying out a graph blocks the page's main
+ * thread while the charts beside the graph are drawn.
  */
-let elkLoading: Promise<Elk> | null = null;
-const loadElk = () => (elkLoading ??= import('elkjs/lib/elk.bundled.js').then((m) => new m.default()));
+let elk: { engine: InstanceType<typeof ELK>; failed: Promise<never> } | null = null;
+function layoutInWorker(graph: Parameters<InstanceType<typeof ELK>['layout']>[0]) {
+  if (!elk) {
+    // elkjs's promises never settle when its worker dies (a script that does not load): its error event fails them here.
+    let fail: (err: Error) => void = () => {};
+    const failed = new Promise<never>((_, reject) => (fail = reject));
+    failed.catch(() => (elk = null)); // the next layout starts a new worker
+    const engine = new ELK({
+      workerFactory: () => {
+        const worker = new Worker(new URL('../_lib/elk.worker.ts', import.meta.url));
+        worker.addEventListener('error', (e) => fail(new Error(`the layout worker failed${e.message ? `: ${e.message}` : ' to start'}`)));
+        return worker;
+      },
+    });
+    elk = { engine, failed };
+  }
+  return Promise.race([elk.engine.layout(graph), elk.failed]);
+}
 
 interface Rect {
   x0: number;
@@ -95,8 +112,7 @@ export function LineageGraph({ graph, onOpen, changed = [] }: { graph: Graph; on
       children: nodes.map((n) => ({ id: n.id, width: NODE_W, height: NODE_H })),
       edges: edges.map((e, i) => ({ id: `e${i}`, sources: [e.from], targets: [e.to] })),
     };
-    loadElk()
-      .then((elk) => elk.layout(elkGraph))
+    layoutInWorker(elkGraph)
       .then((laid) => {
         if (!live) return;
         const at = new Map((laid.children ?? []).map((c) => [c.id, { x: c.x ?? 0, y: c.y ?? 0 }]));
