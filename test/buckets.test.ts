@@ -147,6 +147,32 @@ for (const { backend, skip } of await backends()) {
       expect(chart.position).toBe((await pd.store.readStream(`run-${runId}`)).at(-1)!.position);
     });
 
+    it('metricChart reads its position and its buckets in one snapshot, with batches committing beside it', async () => {
+      // How I tried to break it: a writer appends batches to the run while charts are read in a loop (no
+      // transaction holds them together any more). Every chart must count exactly the points of the run's
+      // events up to its position: no more (a batch its position does not cover) and no fewer.
+      const { runId: live } = await pd.tracker.createRun({ projectId: await pd.tracker.ensureProject('buckets'), name: 'live', kind: 'custom', start: true });
+      const charts: { position: number; points: number }[] = [];
+      let writing = true;
+      const writer = (async () => {
+        for (let b = 0; b < 25; b++) await pd.tracker.logMetrics(live, Array.from({ length: 400 + b }, (_, i) => ({ key: 'loss', step: b * 1000 + i, value: i })));
+        writing = false;
+      })();
+      while (writing) {
+        const chart = await pd.lineage.metricChart(live, 'loss', { buckets: 10 });
+        charts.push({ position: chart.position, points: chart.buckets.reduce((n, b) => n + b.count, 0) });
+      }
+      await writer;
+      const events = await pd.store.readStream(`run-${live}`);
+      const pointsUpTo = (position: number) => events.filter((e) => e.position <= position && e.type === 'MetricsLogged').reduce((n, e) => n + (e.data as { points: unknown[] }).points.length, 0);
+      expect(charts.length).toBeGreaterThan(2);
+      for (const c of charts) expect(c.points, `chart at position ${c.position}`).toBe(pointsUpTo(c.position));
+      expect(new Set(charts.map((c) => c.points)).size, 'charts taken while the batches landed').toBeGreaterThan(1);
+      // A series with no points yet still has the run's position (its start events).
+      const empty = await pd.lineage.metricChart(live, 'nope', { buckets: 10 });
+      expect(empty).toEqual({ position: events.at(-1)!.position, buckets: [] });
+    });
+
     it('returns nothing for an unknown series', async () => {
       expect(await pd.lineage.metricBuckets(runId, 'nope', { buckets: 10 })).toEqual([]);
     });

@@ -37,19 +37,45 @@ const SLICE_BYTES = BLOCK_POINTS * POINT_BYTES;
  * So the cost follows the number of buckets, not of points.
  */
 export async function metricBuckets(q: Queryable, runId: string, key: string, opts: BucketOptions): Promise<Bucket[]> {
+  return (await readBuckets(q, runId, key, opts, false)).buckets;
+}
+
+/**
+ * The same buckets and `position`, the run's last event they include, from
+ * one snapshot without a transaction: the first statement reads both the
+ * position and which chunks there are, and the later ones read only rows of
+ * those chunks, which never change once written.
+ */
+export async function metricChart(q: Queryable, runId: string, key: string, opts: BucketOptions): Promise<{ position: number; buckets: Bucket[] }> {
+  return readBuckets(q, runId, key, opts, true);
+}
+
+async function readBuckets(q: Queryable, runId: string, key: string, opts: BucketOptions, withPosition: boolean): Promise<{ position: number; buckets: Bucket[] }> {
   if (!Number.isInteger(opts.buckets) || opts.buckets < 1 || opts.buckets > 10_000) throw new ValidationError('buckets must be an integer in 1..10000');
-  // The series' range and its chunks in the asked range, in one round trip.
-  // With the project's id beside a run's, each read below opens one partition of metric_chunks.
-  const chunks = await q.query<{ project_id: string; s_first: number; s_last: number; position: number | null; idx: number; n: number; first_step: number; last_step: number; min: number; max: number; last_value: number; stride: number | null }>(
-    `SELECT s.project_id, s.first_step AS s_first, s.last_step AS s_last, c.position, c.idx, c.n, c.first_step, c.last_step, c.min, c.max, c.last_value, c.stride
+  // The series' range and its chunks in the asked range, in one round trip (and the run's last position:
+  // one row even when the series has none). With the project's id beside a run's, each read below opens
+  // one partition of metric_chunks.
+  const seriesAndChunks = `SELECT s.project_id, s.first_step AS s_first, s.last_step AS s_last, c.position, c.idx, c.n, c.first_step, c.last_step, c.min, c.max, c.last_value, c.stride
      FROM metric_series s
      LEFT JOIN metric_chunks c ON c.project_id = s.project_id AND c.run_id = s.run_id AND c.key = s.key
        AND c.last_step >= greatest(s.first_step, coalesce($3::int8, s.first_step)) AND c.first_step <= least(s.last_step, coalesce($4::int8, s.last_step))
-     WHERE s.run_id = $1 AND s.key = $2`,
+     WHERE s.run_id = $1::uuid AND s.key = $2`;
+  const rows = await q.query<{ run_position?: number | null; project_id: string | null; s_first: number; s_last: number; position: number | null; idx: number; n: number; first_step: number; last_step: number; min: number; max: number; last_value: number; stride: number | null }>(
+    withPosition ? `SELECT p.run_position, x.* FROM (SELECT max(position) AS run_position FROM events WHERE stream_id = 'run-' || $1::uuid::text) p LEFT JOIN (${seriesAndChunks}) x ON true` : seriesAndChunks,
     [runId, key, opts.fromStep ?? null, opts.toStep ?? null],
   );
+  const position = rows[0]?.run_position ?? 0;
+  return { position, buckets: await bucketsFrom(q, rows[0]?.project_id ? rows : [], opts) };
+}
+
+async function bucketsFrom(
+  q: Queryable,
+  chunks: { project_id: string | null; s_first: number; s_last: number; position: number | null; idx: number; n: number; first_step: number; last_step: number; min: number; max: number; last_value: number; stride: number | null }[],
+  opts: BucketOptions,
+): Promise<Bucket[]> {
   const series = chunks[0];
-  if (!series) return [];
+  if (!series?.project_id) return [];
+  const projectId = series.project_id;
   const from = Math.max(opts.fromStep ?? series.s_first, series.s_first);
   const to = Math.min(opts.toStep ?? series.s_last, series.s_last);
   if (to < from) return [];
@@ -71,7 +97,7 @@ export async function metricBuckets(q: Queryable, runId: string, key: string, op
     const rows = await q.query<{ position: number; idx: number; blocks: string }>(
       `SELECT m.position, m.idx, ${byteaAsBase64('m.blocks', 'blocks')} FROM unnest($1::int8[], $2::int4[]) AS u(position, idx)
        JOIN metric_chunks m ON m.project_id = $3::uuid AND m.position = u.position AND m.idx = u.idx`,
-      [straddling.map((c) => c.position), straddling.map((c) => c.idx), series.project_id],
+      [straddling.map((c) => c.position), straddling.map((c) => c.idx), projectId],
     );
     const chunkOf = new Map(straddling.map((c) => [`${c.position}/${c.idx}`, c]));
     for (const row of rows) {
@@ -102,7 +128,7 @@ export async function metricBuckets(q: Queryable, runId: string, key: string, op
        FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::int4[], $5::int8[]) WITH ORDINALITY AS u(position, idx, k, blocks, stride, o)
        JOIN metric_chunks m ON m.project_id = $6::uuid AND m.position = u.position AND m.idx = u.idx
        ORDER BY u.o`,
-      [slices.map((s) => s.position), slices.map((s) => s.idx), slices.map((s) => s.k), slices.map((s) => s.blocks), slices.map((s) => s.stride), series.project_id],
+      [slices.map((s) => s.position), slices.map((s) => s.idx), slices.map((s) => s.k), slices.map((s) => s.blocks), slices.map((s) => s.stride), projectId],
     );
     opened.forEach((row, j) => {
       const slice = slices[j]!;

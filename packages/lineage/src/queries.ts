@@ -1,7 +1,7 @@
 import type { Db, PrismaClient, Queryable } from '@pedigree/db';
 import { bytesOf, CHUNK_READ_COLUMNS, chunkOfRow, clampDepth, decodeFloats, decodeSteps, NotFoundError, ValidationError, type ChunkRow, type Json } from '@pedigree/ledger';
 import { z } from 'zod';
-import { metricBuckets, type BucketOptions } from './buckets.ts';
+import { metricBuckets, metricChart, type BucketOptions } from './buckets.ts';
 import { diffLineage, type DiffOptions, type LineageDiff } from './diff.ts';
 import { ProjectionReader, type ArtifactRecord, type ProjectRecord, type RunRecord } from './reader.ts';
 import type { ArtifactView, ArtifactWithComponents, Bucket, EdgeView, EvalView, HyperparameterView, LineageEdge, LineageGraph, LineageNode, MetricKeyView, ProjectView, RunView } from './views.ts';
@@ -364,11 +364,7 @@ export class Lineage {
    * order, so the snapshot holds every event of the run up to that position).
    */
   async metricChart(runId: string, key: string, opts: { buckets: number; fromStep?: number; toStep?: number }): Promise<{ position: number; buckets: Bucket[] }> {
-    return this.db.transaction(async (tx) => {
-      await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
-      const [row] = await tx.query<{ p: number | null }>('SELECT max(position) AS p FROM events WHERE stream_id = $1', [`run-${runId}`]);
-      return { position: row?.p ?? 0, buckets: await this.metricBuckets(runId, key, opts, tx) };
-    });
+    return metricChart(this.db, runId, key, opts);
   }
 
   /** One metric as `buckets` equal step ranges, each with its exact count, min, max and last value (see buckets.ts). */
