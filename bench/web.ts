@@ -17,7 +17,7 @@
  * PEDIGREE_BENCH_WEB_POINTS=1000000. The size used is printed.
  */
 import { openPedigree, type MetricPointInput, type Pedigree } from '@pedigree/lineage';
-import type { Page } from 'playwright-core';
+import type { Page, Request } from 'playwright-core';
 import { browserUnavailable, launchChromium } from '../test/support/browser.ts';
 import { pedigreeCommand, pedigreeServer } from '../test/support/server.ts';
 import { fmtInt, fmtMs, fmtRate, fmtRatio, rng, summarize, timeIt, withServerDatabase, type BenchContext, type Benchmark, type Figure } from './lib.ts';
@@ -42,25 +42,24 @@ async function loadRuns(pd: Pedigree, project: string, runs: number, points: num
   return ids;
 }
 
-/** Bytes the page received over the network (encoded, headers excluded) while `fn` ran. */
+/**
+ * Bytes the page received over the network (encoded bodies and response
+ * headers) while `fn` ran, its workers' requests included (the lineage
+ * graph's layout engine loads in a Web Worker, whose fetches a CDP session on
+ * the page does not see; Playwright's context reports them).
+ */
 async function countBytes<T>(page: Page, fn: () => Promise<T>): Promise<{ bytes: number; api: number; result: T }> {
-  const cdp = await page.context().newCDPSession(page);
-  await cdp.send('Network.enable');
-  let bytes = 0;
-  let api = 0;
-  const apiRequests = new Set<string>();
-  cdp.on('Network.requestWillBeSent', (e: { requestId: string; request: { url: string } }) => {
-    if (e.request.url.includes('/api/trpc/')) apiRequests.add(e.requestId);
-  });
-  cdp.on('Network.loadingFinished', (e: { requestId: string; encodedDataLength: number }) => {
-    bytes += e.encodedDataLength;
-    if (apiRequests.has(e.requestId)) api += e.encodedDataLength;
-  });
+  const sizes: Promise<{ api: boolean; bytes: number }>[] = [];
+  const onFinished = (request: Request) => {
+    sizes.push(request.sizes().then((s) => ({ api: request.url().includes('/api/trpc/'), bytes: s.responseBodySize + s.responseHeadersSize }), () => ({ api: false, bytes: 0 })));
+  };
+  page.context().on('requestfinished', onFinished);
   try {
     const result = await fn();
-    return { bytes, api, result };
+    const all = await Promise.all(sizes);
+    return { bytes: all.reduce((n, s) => n + s.bytes, 0), api: all.reduce((n, s) => n + (s.api ? s.bytes : 0), 0), result };
   } finally {
-    await cdp.detach().catch(() => {});
+    page.context().off('requestfinished', onFinished);
   }
 }
 
