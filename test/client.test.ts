@@ -62,6 +62,46 @@ describe('client, embedded', () => {
     }
   });
 
+  it('buffers points as columns: a call with a bad value logs none of it; many keys, batch edges, a growing buffer and non-finite values read back bit for bit', async () => {
+    // How I tried to break it: a value that is not a number after good ones in the same call, a buffer that has to grow
+    // (batches of 3,000 past the first 1,024 points of room), calls whose keys straddle a batch edge, keys first seen
+    // mid-run, and NaN, ±Infinity and -0 (stored as 0) beside ordinary numbers.
+    const pd = await connect({ embedded: home, handleSignals: false, batchSize: 3000, flushIntervalMs: 60_000, allowNonFinite: true });
+    try {
+      const run = await pd.startRun({ project: 'local', name: 'columns', kind: 'custom' });
+      const special = [NaN, Infinity, -Infinity, -0, Number.MAX_VALUE, Number.MIN_VALUE];
+      const expected = new Map<string, { step: number; value: number }[]>();
+      const log = (values: Record<string, number>, step: number) => {
+        run.log(values, step);
+        for (const [key, value] of Object.entries(values)) {
+          if (!expected.has(key)) expected.set(key, []);
+          expected.get(key)!.push({ step, value: Object.is(value, -0) ? 0 : value });
+        }
+      };
+      for (let step = 0; step < 2500; step++) {
+        log({ loss: 1 / (step + 1), lr: step % 7 === 0 ? special[(step / 7) % special.length]! : step, ...(step >= 1200 ? { [`late/${step % 3}`]: step } : {}) }, step);
+        if (step === 999) {
+          const before = run.pending;
+          expect(() => run.log({ loss: 5, acc: 'x' as unknown as number, lr: 1 }, 5000)).toThrow(/acc must be a number/);
+          expect(run.pending).toBe(before); // nothing of the refused call was buffered
+        }
+      }
+      log(Object.fromEntries(Array.from({ length: 50 }, (_, k) => [`wide/${k}`, special[k % special.length]!])), 2500);
+      await run.finish();
+      expect(run.pointsSent).toBe([...expected.values()].reduce((n, ps) => n + ps.length, 0));
+      for (const [key, points] of expected) {
+        const back = (await pd.metrics(run.id, key)).map((p) => ({ step: p.step, value: p.value }));
+        expect(back.length, key).toBe(points.length);
+        back.forEach((p, i) => {
+          expect(p.step, key).toBe(points[i]!.step);
+          expect(Object.is(p.value, points[i]!.value), `${key} at ${p.step}: ${p.value} vs ${points[i]!.value}`).toBe(true);
+        });
+      }
+    } finally {
+      await pd.close();
+    }
+  });
+
   it('flushes a script that ends without finish(); on SIGINT flushes, marks the run failed, exits 130', async () => {
     const ends = script(
       'ends',

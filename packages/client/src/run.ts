@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { RouterInputs } from '@pedigree/api';
-import { packPoints } from '@pedigree/ledger/packed';
+import { packColumns, type PointColumns } from '@pedigree/ledger/packed';
 import { MAX_ERROR } from '@pedigree/ledger/vocabulary';
 import { PedigreeError } from './errors.ts';
 import type { Api } from './transport.ts';
@@ -23,12 +23,8 @@ export type CheckpointInput = Omit<RouterInputs['runs']['saveCheckpoint'], 'runI
 /** `runs.recordEval`'s input, less the ids the run fills in: `suite`, `task`, `score`, and optionally `contextLength`, `n`, `step`. */
 export type EvalInput = Omit<RouterInputs['runs']['recordEval'], 'runId' | 'eventId'>;
 
-interface Point {
-  key: string;
-  step: number;
-  value: number;
-  time: number;
-}
+/** Room for this many points when a run's buffer is first used; it doubles as needed and is reused after each send. */
+const INITIAL_CAPACITY = 1024;
 
 /**
  * One run being recorded. `log` is synchronous and cheap: points are
@@ -38,7 +34,10 @@ interface Point {
  * Everything else waits for what was logged before it.
  */
 export class Run {
-  private buffer: Point[] = [];
+  /** Points logged and not yet handed to the send queue: the first `buffered` of these columns (keys: every key this run has logged). */
+  private buffer: PointColumns & { keys: string[] } = { keys: [], keyIndex: new Uint32Array(0), steps: new Float64Array(0), values: new Float64Array(0), times: new Float64Array(0) };
+  private buffered = 0;
+  private keyIds = new Map<string, number>();
   private queue: Promise<void> = Promise.resolve();
   private failure: PedigreeError | null = null;
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -61,11 +60,11 @@ export class Run {
     if (!Number.isInteger(at) || at < 0) throw new PedigreeError(`step must be a non-negative integer, got ${at}`, 'BAD_REQUEST', null);
     this.nextStep = Math.max(this.nextStep, at + 1);
     const time = Date.now();
-    for (const [key, value] of Object.entries(values)) {
-      if (typeof value !== 'number') throw new PedigreeError(`${key} must be a number, got ${typeof value}`, 'BAD_REQUEST', null);
-      this.buffer.push({ key, step: at, value, time });
-    }
-    if (this.buffer.length >= this.core.options.batchSize) this.drain();
+    // Every value is checked before any is buffered: a call with a bad value logs nothing.
+    const keys = Object.keys(values);
+    for (const key of keys) if (typeof values[key] !== 'number') throw new PedigreeError(`${key} must be a number, got ${typeof values[key]}`, 'BAD_REQUEST', null);
+    for (const key of keys) this.buffer1(key, at, values[key]!, time);
+    if (this.buffered >= this.core.options.batchSize) this.drain();
     else this.timer ??= setTimeout(() => this.drain(), this.core.options.flushIntervalMs);
   }
 
@@ -78,7 +77,7 @@ export class Run {
 
   /** Points logged but not yet acknowledged. */
   get pending(): number {
-    return this.buffer.length;
+    return this.buffered;
   }
 
   async checkpoint(input: CheckpointInput): Promise<{ artifactId: string }> {
@@ -133,25 +132,56 @@ export class Run {
     if (this.failure) throw this.failure;
   }
 
-  /** Moves the buffer into the send queue, in batches. */
+  /** One point into the buffer's columns (grown by doubling when full). */
+  private buffer1(key: string, step: number, value: number, time: number): void {
+    let b = this.buffer;
+    if (this.buffered === b.steps.length) {
+      const room = Math.max(INITIAL_CAPACITY, b.steps.length * 2);
+      const grow = <T extends Float64Array | Uint32Array>(old: T, make: (n: number) => T) => {
+        const next = make(room);
+        next.set(old);
+        return next;
+      };
+      b = this.buffer = {
+        keys: b.keys,
+        keyIndex: grow(b.keyIndex, (n) => new Uint32Array(n)),
+        steps: grow(b.steps, (n) => new Float64Array(n)),
+        values: grow(b.values, (n) => new Float64Array(n)),
+        times: grow(b.times, (n) => new Float64Array(n)),
+      };
+    }
+    let k = this.keyIds.get(key);
+    if (k === undefined) {
+      k = b.keys.length;
+      this.keyIds.set(key, k);
+      b.keys.push(key);
+    }
+    const i = this.buffered++;
+    b.keyIndex[i] = k;
+    b.steps[i] = step;
+    b.values[i] = value;
+    b.times[i] = time;
+  }
+
+  /** Moves the buffer into the send queue, in batches, each packed now: every attempt sends the same bytes, and the buffer is free again. */
   private drain(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    while (this.buffer.length) {
-      const batch = this.buffer.splice(0, this.core.options.batchSize);
+    for (let from = 0; from < this.buffered; from += this.core.options.batchSize) {
+      const columns = packColumns(this.buffer, from, Math.min(this.buffered, from + this.core.options.batchSize));
       const eventId = randomUUID();
       this.queue = this.queue.then(async () => {
         if (this.failure) return; // a batch was refused: keep the rest for the caller to see, send nothing out of order
         try {
-          const columns = packPoints(batch); // packed once: every attempt sends the same bytes
           await this.core.call('log metrics', () => this.core.api.runs.logMetrics.mutate({ runId: this.id, eventId, columns, allowNonFinite: this.core.options.allowNonFinite }));
-          this.pointsSent += batch.length;
+          this.pointsSent += columns.n;
         } catch (err) {
           this.failure = err as PedigreeError;
           this.core.options.onError?.(this.failure);
         }
       });
     }
+    this.buffered = 0;
   }
 
   /** A write after everything logged before it, with one event id for all its attempts. */

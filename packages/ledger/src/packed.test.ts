@@ -9,7 +9,7 @@
 import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from './errors.ts';
-import { packPoints, unpackPoints, type PackedPoints } from './packed.ts';
+import { packColumns, packPoints, unpackPoints, type PackedPoints } from './packed.ts';
 
 const points = [
   { key: 'loss', step: 0, value: 2.5, time: 1_700_000_000_000 },
@@ -33,6 +33,33 @@ describe('packed metric batches', () => {
       expect(Object.is(p.value, points[i]!.value)).toBe(true); // NaN is NaN, -0 stays -0 on the wire
       expect(Object.is(p.time, points[i]!.time)).toBe(true);
     });
+  });
+
+  it('writes each column as the bytes of little-endian float64s (uint32 indices), the same from objects or from columns', () => {
+    const le = (xs: number[], width: 4 | 8) => {
+      const b = Buffer.alloc(xs.length * width);
+      xs.forEach((x, i) => (width === 8 ? b.writeDoubleLE(x, i * 8) : b.writeUInt32LE(x, i * 4)));
+      return b.toString('base64');
+    };
+    const packed = packPoints(points);
+    expect(packed.steps).toBe(le(points.map((p) => p.step), 8));
+    expect(packed.values).toBe(le(points.map((p) => p.value), 8));
+    expect(packed.times).toBe(le(points.map((p) => p.time), 8));
+    expect(packed.keyIndex).toBe(le([0, 1, 0, 2, 1, 0, 2], 4));
+
+    // A client's buffer: the run's key table holds keys this batch does not use, and the batch is a slice of longer columns.
+    const keys = ['unused', 'lr', 'loss', 'acc'];
+    const at = (key: string) => keys.indexOf(key);
+    const cap = points.length + 5;
+    const columns = { keys, keyIndex: new Uint32Array(cap), steps: new Float64Array(cap), values: new Float64Array(cap), times: new Float64Array(cap) };
+    points.forEach((p, i) => {
+      columns.keyIndex[i + 2] = at(p.key);
+      columns.steps[i + 2] = p.step;
+      columns.values[i + 2] = p.value;
+      columns.times[i + 2] = p.time;
+    });
+    expect(packColumns(columns, 2, 2 + points.length)).toEqual(packed);
+    expect(packColumns(columns, 3, 4)).toEqual(packPoints([points[1]!]));
   });
 
   it('one key needs no index', () => {

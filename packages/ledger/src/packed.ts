@@ -29,37 +29,78 @@ export const PACKED_FORMAT = 'columns/f64le';
 /** Longest base64 column: MAX_POINTS_PER_BATCH float64s. */
 export const MAX_PACKED_COLUMN = Math.ceil((MAX_POINTS_PER_BATCH * 8) / 3) * 4;
 
-function encodeFloats(n: number, at: (i: number) => number): string {
-  const bytes = Buffer.allocUnsafe(n * 8);
-  for (let i = 0; i < n; i++) bytes.writeDoubleLE(at(i), i * 8);
-  return bytes.toString('base64');
+/**
+ * Points held as columns, the way the client buffers them: point i has key
+ * keys[keyIndex[i]], and steps[i], values[i], times[i] (the arrays may be
+ * longer than the points in use).
+ */
+export interface PointColumns {
+  keys: readonly string[];
+  keyIndex: Uint32Array;
+  steps: Float64Array;
+  values: Float64Array;
+  times: Float64Array;
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** The base64 of a typed array's values, little-endian whatever the host's byte order. */
+function base64LE(values: Float64Array | Uint32Array): string {
+  const bytes = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+  if (LITTLE_ENDIAN) return bytes.toString('base64');
+  const copy = Buffer.from(bytes);
+  return (values instanceof Float64Array ? copy.swap64() : copy.swap32()).toString('base64');
+}
+
+/**
+ * Packs points [from, to) of columns. The batch names each key it uses once,
+ * in the order of first use, and its index maps into that list.
+ */
+export function packColumns(columns: PointColumns, from: number, to: number): PackedPoints {
+  const n = to - from;
+  const keys: string[] = [];
+  const inBatch = new Int32Array(columns.keys.length).fill(-1);
+  const index = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const k = columns.keyIndex[from + i]!;
+    let b = inBatch[k]!;
+    if (b < 0) {
+      b = inBatch[k] = keys.length;
+      keys.push(columns.keys[k]!);
+    }
+    index[i] = b;
+  }
+  return {
+    format: PACKED_FORMAT,
+    n,
+    keys,
+    ...(keys.length > 1 ? { keyIndex: base64LE(index) } : {}),
+    steps: base64LE(columns.steps.subarray(from, to)),
+    values: base64LE(columns.values.subarray(from, to)),
+    times: base64LE(columns.times.subarray(from, to)),
+  };
 }
 
 /** Packs points (key, step, value, time each) into columns. */
 export function packPoints(points: readonly { key: string; step: number; value: number; time: number }[]): PackedPoints {
   const n = points.length;
   const keys: string[] = [];
-  const indexOf = new Map<string, number>();
-  const index = Buffer.allocUnsafe(n * 4);
+  const ids = new Map<string, number>();
+  const columns: PointColumns = { keys, keyIndex: new Uint32Array(n), steps: new Float64Array(n), values: new Float64Array(n), times: new Float64Array(n) };
   for (let i = 0; i < n; i++) {
-    const key = points[i]!.key;
-    let k = indexOf.get(key);
+    const p = points[i]!;
+    let k = ids.get(p.key);
     if (k === undefined) {
       k = keys.length;
-      indexOf.set(key, k);
-      keys.push(key);
+      ids.set(p.key, k);
+      keys.push(p.key);
     }
-    index.writeUInt32LE(k, i * 4);
+    columns.keyIndex[i] = k;
+    columns.steps[i] = p.step;
+    columns.values[i] = p.value;
+    columns.times[i] = p.time;
   }
-  return {
-    format: PACKED_FORMAT,
-    n,
-    keys,
-    ...(keys.length > 1 ? { keyIndex: index.toString('base64') } : {}),
-    steps: encodeFloats(n, (i) => points[i]!.step),
-    values: encodeFloats(n, (i) => points[i]!.value),
-    times: encodeFloats(n, (i) => points[i]!.time),
-  };
+  return packColumns(columns, 0, n);
 }
 
 /** A base64 column's bytes, checked to hold n values of `width` bytes (field names the column in the error). */
