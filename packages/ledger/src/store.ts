@@ -307,20 +307,25 @@ export class EventStore {
   private async appendIn(tx: Queryable, streamId: string, prepared: Prepared[], opts: AppendOptions): Promise<AppendResult> {
     // No store-wide lock: only appends to the same stream (and those whose check reads other streams) wait on each other.
     if (opts.check && opts.checkReadsOtherStreams !== false) await tx.query('SELECT pg_advisory_xact_lock($1)', [CHECK_LOCK]);
-    await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [STREAM_LOCK, streamId]);
-    // In one round trip: the events these ids already name (a retry), and the stream's head.
-    const found = await tx.query<EventRow & { is_head: boolean }>(
-      // Both reads open the project's partition only. A retry of an id stored under another project is refused
-      // by event_ids at the insert; a stream with no head in this project (a new stream, or another project's:
-      // a stream belongs to one project) is looked for in every partition.
-      `WITH mine AS (SELECT ${EVENT_COLUMNS}, true AS is_head FROM events WHERE project_id = $3::uuid AND stream_id = $2 ORDER BY stream_version DESC LIMIT 1)
-       (SELECT ${EVENT_COLUMNS}, false AS is_head FROM events WHERE event_id = ANY($1::uuid[]) AND project_id = $3::uuid ORDER BY position)
-       UNION ALL
-       (SELECT * FROM mine)
-       UNION ALL
-       (SELECT ${EVENT_COLUMNS}, true FROM events WHERE stream_id = $2 AND NOT EXISTS (SELECT FROM mine) ORDER BY stream_version DESC LIMIT 1)`,
-      [prepared.map((p) => p.eventId), streamId, opts.projectId],
-    );
+    // The stream's lock, then (sent with it, run after it: the read's snapshot is taken once the lock is held)
+    // the events these ids already name (a retry) and the stream's head. Both reads open the project's partition
+    // only (planned in ~0.2 ms; a branch over every partition took ~0.9 ms to plan, on every append). A retry of
+    // an id stored under another project is refused by event_ids at the insert.
+    const [, found] = await Promise.all([
+      tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [STREAM_LOCK, streamId]),
+      tx.query<EventRow & { is_head: boolean }>(
+        `(SELECT ${EVENT_COLUMNS}, false AS is_head FROM events WHERE event_id = ANY($1::uuid[]) AND project_id = $3::uuid ORDER BY position)
+         UNION ALL
+         (SELECT ${EVENT_COLUMNS}, true AS is_head FROM events WHERE project_id = $3::uuid AND stream_id = $2 ORDER BY stream_version DESC LIMIT 1)`,
+        [prepared.map((p) => p.eventId), streamId, opts.projectId],
+      ),
+    ]);
+    // No head in this project: a new stream, or another project's (a stream belongs to one project), looked for
+    // in every partition. Only a stream's first append pays for this read.
+    if (!found.some((r) => r.is_head)) {
+      const elsewhere = await tx.query<EventRow & { is_head: boolean }>(`SELECT ${EVENT_COLUMNS}, true AS is_head FROM events WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1`, [streamId]);
+      found.push(...elsewhere);
+    }
     const duplicate = await this.findDuplicate(tx, streamId, prepared, opts.sameEvent, found.filter((r) => !r.is_head));
     if (duplicate) return duplicate;
     const head = found.find((r) => r.is_head);
