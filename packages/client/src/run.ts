@@ -63,7 +63,7 @@ export class Run {
     // Every value is checked before any is buffered: a call with a bad value logs nothing.
     const keys = Object.keys(values);
     for (const key of keys) if (typeof values[key] !== 'number') throw new PedigreeError(`${key} must be a number, got ${typeof values[key]}`, 'BAD_REQUEST', null);
-    for (const key of keys) this.buffer1(key, at, values[key]!, time);
+    for (const key of keys) this.bufferPoint(key, at, values[key]!, time);
     if (this.buffered >= this.core.options.batchSize) this.drain();
     else this.timer ??= setTimeout(() => this.drain(), this.core.options.flushIntervalMs);
   }
@@ -133,7 +133,7 @@ export class Run {
   }
 
   /** One point into the buffer's columns (grown by doubling when full). */
-  private buffer1(key: string, step: number, value: number, time: number): void {
+  private bufferPoint(key: string, step: number, value: number, time: number): void {
     let b = this.buffer;
     if (this.buffered === b.steps.length) {
       const room = Math.max(INITIAL_CAPACITY, b.steps.length * 2);

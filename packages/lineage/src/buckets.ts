@@ -22,6 +22,22 @@ interface Slice {
 
 const SLICE_BYTES = BLOCK_POINTS * POINT_BYTES;
 
+/** A series' range beside one of its chunks in the asked range (no chunk: position null; no series: project_id null). */
+interface SeriesChunk {
+  project_id: string | null;
+  s_first: number;
+  s_last: number;
+  position: number | null;
+  idx: number;
+  n: number;
+  first_step: number;
+  last_step: number;
+  min: number;
+  max: number;
+  last_value: number;
+  stride: number | null;
+}
+
 /**
  * One metric as `buckets` equal step ranges, each with its exact count, min,
  * max and last value: a chart drawn from these shows every spike a raw plot
@@ -60,19 +76,14 @@ async function readBuckets(q: Queryable, runId: string, key: string, opts: Bucke
      LEFT JOIN metric_chunks c ON c.project_id = s.project_id AND c.run_id = s.run_id AND c.key = s.key
        AND c.last_step >= greatest(s.first_step, coalesce($3::int8, s.first_step)) AND c.first_step <= least(s.last_step, coalesce($4::int8, s.last_step))
      WHERE s.run_id = $1::uuid AND s.key = $2`;
-  const rows = await q.query<{ run_position?: number | null; project_id: string | null; s_first: number; s_last: number; position: number | null; idx: number; n: number; first_step: number; last_step: number; min: number; max: number; last_value: number; stride: number | null }>(
+  const rows = await q.query<SeriesChunk & { run_position?: number | null }>(
     withPosition ? `SELECT p.run_position, x.* FROM (SELECT max(position) AS run_position FROM events WHERE stream_id = 'run-' || $1::uuid::text) p LEFT JOIN (${seriesAndChunks}) x ON true` : seriesAndChunks,
     [runId, key, opts.fromStep ?? null, opts.toStep ?? null],
   );
-  const position = rows[0]?.run_position ?? 0;
-  return { position, buckets: await bucketsFrom(q, rows[0]?.project_id ? rows : [], opts) };
+  return { position: rows[0]?.run_position ?? 0, buckets: await bucketsFrom(q, rows, opts) };
 }
 
-async function bucketsFrom(
-  q: Queryable,
-  chunks: { project_id: string | null; s_first: number; s_last: number; position: number | null; idx: number; n: number; first_step: number; last_step: number; min: number; max: number; last_value: number; stride: number | null }[],
-  opts: BucketOptions,
-): Promise<Bucket[]> {
+async function bucketsFrom(q: Queryable, chunks: SeriesChunk[], opts: BucketOptions): Promise<Bucket[]> {
   const series = chunks[0];
   if (!series?.project_id) return [];
   const projectId = series.project_id;
