@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { LITTLE_ENDIAN } from './packed.ts';
 import { metricJson, metricNumber, type MetricValueJson } from './vocabulary.ts';
 
 /**
@@ -226,8 +227,6 @@ export function encodeSteps(steps: ArrayLike<number>): Buffer {
   return buf;
 }
 
-const LITTLE_ENDIAN = new Uint8Array(new Float64Array([1]).buffer)[7] === 0x3f;
-
 /**
  * Values as big-endian float8; -0 is written as 0 (as JSON, and the chunk's
  * digest, carry it). Filled as a Float64Array and byte-swapped in one native
@@ -261,7 +260,8 @@ export function readInt8(view: DataView, at: number): number {
   return view.getInt32(at) * TWO_32 + view.getUint32(at + 4);
 }
 
-function viewOf(bytes: Uint8Array): DataView {
+/** A DataView over exactly these bytes (a Buffer may be a slice of a larger pool). */
+export function viewOf(bytes: Uint8Array): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
@@ -334,6 +334,18 @@ export function bytesOf(base64: string): Buffer {
   return Buffer.from(base64, 'base64');
 }
 
+/** A metric_chunks row's summary columns, as SQL reads them back. */
+export interface ChunkSummaryRow {
+  position: number;
+  idx: number;
+  n: number;
+  first_step: number;
+  last_step: number;
+  min: number;
+  max: number;
+  last_value: number;
+}
+
 /** A chunk row as SQL reads it back (the columns as base64: see byteaAsBase64). */
 export interface ChunkRow {
   position: number;
@@ -349,6 +361,6 @@ export const CHUNK_POINT_COLUMNS = ['steps', 'vals', 'times'].map((c) => byteaAs
 
 export const CHUNK_READ_COLUMNS = `position, idx, key, ${CHUNK_POINT_COLUMNS}`;
 
-export function chunkOfRow(row: ChunkRow): Pick<MetricChunk, 'key' | 'steps' | 'values' | 'times'> {
+export function chunkOfRow(row: Pick<ChunkRow, 'key' | 'steps' | 'vals' | 'times'>): Pick<MetricChunk, 'key' | 'steps' | 'values' | 'times'> {
   return { key: row.key, steps: decodeSteps(bytesOf(row.steps)), values: decodeFloats(bytesOf(row.vals)), times: decodeFloats(bytesOf(row.times)) };
 }

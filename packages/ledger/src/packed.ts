@@ -42,7 +42,8 @@ export interface PointColumns {
   times: Float64Array;
 }
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+/** Whether this host stores numbers little-endian (typed arrays use the host's order). */
+export const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** The base64 of a typed array's values, little-endian whatever the host's byte order. */
 function base64LE(values: Float64Array | Uint32Array): string {

@@ -1,7 +1,7 @@
 import type { Queryable } from '@pedigree/db';
 import { logTotals, pointsIn, readEventBatches, scanProgress, type BatchLimits, type ScanProgress } from './batches.ts';
 import { canonicalJson, GENESIS_HASH } from './canonical.ts';
-import { byteaAsBase64, bytesOf, decodeFloats, decodeSteps, digestOf, encodeBlocks, jsonChunkDigest, POINT_BYTES, strideOf, summarize } from './chunks.ts';
+import { byteaAsBase64, bytesOf, type ChunkSummaryRow, decodeFloats, decodeSteps, digestOf, encodeBlocks, jsonChunkDigest, POINT_BYTES, strideOf, summarize } from './chunks.ts';
 import { metricNumber, type MetricValueJson, type StoredEvent } from './events.ts';
 import { eventHash, type EventRow } from './store.ts';
 
@@ -135,16 +135,8 @@ const CHUNK_BATCH_ROWS = 10_000;
 const CHUNK_COLUMNS = ['steps', 'vals', 'times', 'blocks'] as const;
 type ChunkColumn = (typeof CHUNK_COLUMNS)[number];
 
-interface CheckedChunk {
-  position: number;
-  idx: number;
+interface CheckedChunk extends ChunkSummaryRow {
   key: string;
-  n: number;
-  first_step: number;
-  last_step: number;
-  min: number;
-  max: number;
-  last_value: number;
   steps: Uint8Array;
   vals: Uint8Array;
   times: Uint8Array;

@@ -1,5 +1,5 @@
 import type { Queryable } from '@pedigree/db';
-import { BLOCK_BYTES, BLOCK_POINTS, byteaAsBase64, bytesOf, POINT_BYTES, readInt8, ValidationError } from '@pedigree/ledger';
+import { BLOCK_BYTES, BLOCK_POINTS, byteaAsBase64, bytesOf, POINT_BYTES, readInt8, ValidationError, viewOf, type ChunkSummaryRow } from '@pedigree/ledger';
 import type { Bucket } from './views.ts';
 
 export interface BucketOptions {
@@ -23,18 +23,11 @@ interface Slice {
 const SLICE_BYTES = BLOCK_POINTS * POINT_BYTES;
 
 /** A series' range beside one of its chunks in the asked range (no chunk: position null; no series: project_id null). */
-interface SeriesChunk {
+interface SeriesChunk extends Omit<ChunkSummaryRow, 'position'> {
   project_id: string | null;
   s_first: number;
   s_last: number;
   position: number | null;
-  idx: number;
-  n: number;
-  first_step: number;
-  last_step: number;
-  min: number;
-  max: number;
-  last_value: number;
   stride: number | null;
 }
 
@@ -114,7 +107,7 @@ async function bucketsFrom(q: Queryable, chunks: SeriesChunk[], opts: BucketOpti
     for (const row of rows) {
       const { n, first, stride } = chunkOf.get(`${row.position}/${row.idx}`)!;
       const blocks = bytesOf(row.blocks);
-      const view = new DataView(blocks.buffer, blocks.byteOffset, blocks.byteLength);
+      const view = viewOf(blocks);
       const count = blocks.byteLength / BLOCK_BYTES;
       for (let k = 0; k < count; k++) {
         const at = k * BLOCK_BYTES;
@@ -145,8 +138,8 @@ async function bucketsFrom(q: Queryable, chunks: SeriesChunk[], opts: BucketOpti
       const slice = slices[j]!;
       const valBytes = bytesOf(row.vals);
       const stepBytes = row.steps === null ? null : bytesOf(row.steps);
-      const vals = new DataView(valBytes.buffer, valBytes.byteOffset, valBytes.byteLength);
-      const steps = stepBytes ? new DataView(stepBytes.buffer, stepBytes.byteOffset, stepBytes.byteLength) : null;
+      const vals = viewOf(valBytes);
+      const steps = stepBytes ? viewOf(stepBytes) : null;
       const firstIndex = slice.k * BLOCK_POINTS;
       const points = valBytes.byteLength / POINT_BYTES;
       for (let i = 0; i < points; i++) {

@@ -1,5 +1,5 @@
 import type { Db, PrismaClient, Queryable } from '@pedigree/db';
-import { bytesOf, CHUNK_READ_COLUMNS, chunkOfRow, clampDepth, decodeFloats, decodeSteps, NotFoundError, ValidationError, type ChunkRow, type Json } from '@pedigree/ledger';
+import { CHUNK_READ_COLUMNS, chunkOfRow, clampDepth, NotFoundError, ValidationError, type ChunkRow, type Json } from '@pedigree/ledger';
 import { z } from 'zod';
 import { metricBuckets, metricChart, type BucketOptions } from './buckets.ts';
 import { diffLineage, type DiffOptions, type LineageDiff } from './diff.ts';
@@ -321,9 +321,7 @@ export class Lineage {
     const above = (a: number, b: number) => (Number.isNaN(a) ? !Number.isNaN(b) : a > b);
     const best = new Map<string, { runId: string; key: string; value: number; step: number; time: number }>();
     for (const r of rows) {
-      const steps = decodeSteps(bytesOf(r.steps));
-      const values = decodeFloats(bytesOf(r.vals));
-      const times = decodeFloats(bytesOf(r.times));
+      const { steps, values, times } = chunkOfRow(r);
       const id = `${r.runId}\u0000${r.key}`;
       for (let i = 0; i < steps.length; i++) {
         if (steps[i] !== Number(r.step)) continue;
