@@ -89,20 +89,33 @@ export const APPENDER_MARK = 72490005;
  * the snapshot counts (conservatively), so a read is always a prefix, in
  * position order, of everything that will ever commit. Unlike
  * pg_snapshot_xmin alone, a long write elsewhere on the server (another
- * database, a bulk load) does not hold followers back.
+ * database, a bulk load) does not hold followers back. SETTLED_BELOW is the
+ * bound itself: events of lower transaction ids are settled.
  */
-export const SETTLED = `(tx_id IS NULL OR tx_id < coalesce((
-  WITH l AS MATERIALIZED (
-    SELECT locktype, pid, transactionid, database, classid, objid, objsubid FROM pg_locks WHERE locktype IN ('transactionid', 'advisory'))
-  SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
-  WHERE NOT EXISTS (
-    SELECT 1 FROM l t
-    WHERE t.locktype = 'transactionid' AND t.transactionid = xid(x)
-      AND NOT EXISTS (
+/** The lock table, read once (one instant), and whether a lock `t` of it is held by a transaction that appends (APPENDER_MARK, this database). */
+const LOCKS = `l AS MATERIALIZED (
+    SELECT locktype, pid, transactionid, database, classid, objid, objsubid FROM pg_locks WHERE locktype IN ('transactionid', 'advisory'))`;
+const MARKED = `EXISTS (
         SELECT 1 FROM l m
         WHERE m.pid = t.pid AND m.locktype = 'advisory' AND m.classid = 0 AND m.objid = ${APPENDER_MARK} AND m.objsubid = 1
-          AND m.database = (SELECT oid FROM pg_database WHERE datname = current_database())))
-), pg_snapshot_xmax(pg_current_snapshot())))`;
+          AND m.database = (SELECT oid FROM pg_database WHERE datname = current_database()))`;
+/** The lowest id in the statement's snapshot meeting `cond` (on x, and lock `t` its transaction holds), else the snapshot's xmax. */
+const lowestRunning = (cond: string) => `coalesce((
+  WITH ${LOCKS}
+  SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+  WHERE ${cond}
+), pg_snapshot_xmax(pg_current_snapshot()))`;
+export const SETTLED_BELOW = lowestRunning(`NOT EXISTS (SELECT 1 FROM l t WHERE t.locktype = 'transactionid' AND t.transactionid = xid(x) AND NOT ${MARKED})`);
+/**
+ * The same bound counting only transactions still appending when the lock
+ * table is read, not those that ended since the snapshot. Events below it
+ * that SETTLED holds back wait on no running append: a fresh statement
+ * (a new snapshot, without the ended transaction) reads them as settled.
+ * A standby's lock table does not show the primary's transactions, so there
+ * every one counts (the bound is SETTLED_BELOW's, and nothing is asked again).
+ */
+const APPENDING_BELOW = lowestRunning(`pg_is_in_recovery() OR EXISTS (SELECT 1 FROM l t WHERE t.locktype = 'transactionid' AND t.transactionid = xid(x) AND ${MARKED})`);
+export const SETTLED = `(tx_id IS NULL OR tx_id < ${SETTLED_BELOW})`;
 export const MAX_EVENT_BYTES = 8 * 1024 * 1024;
 const MAX_EVENTS_PER_APPEND = 1000;
 
@@ -456,21 +469,48 @@ export class EventStore {
    * transaction and every one that began before it have ended.
    */
   async readAll(opts: { afterPosition?: number; limit?: number; projectId?: string; streamId?: string } = {}): Promise<StoredEvent[]> {
-    const where = ['position > $1', SETTLED];
+    const where = ['position > $1'];
     const params: unknown[] = [opts.afterPosition ?? 0];
     if (opts.projectId) where.push(`project_id = $${params.push(opts.projectId)}`);
     if (opts.streamId) where.push(`stream_id = $${params.push(opts.streamId)}`);
-    const rows = await this.db.query<EventRow>(
-      `SELECT ${EVENT_COLUMNS} FROM events WHERE ${where.join(' AND ')} ORDER BY position LIMIT $${params.push(opts.limit ?? 1000)}`,
-      params,
-    );
-    return readEvents(this.db, rows);
+    // Unsettled events are read too (the bound is an InitPlan, evaluated once), so that a held-back read is seen and asked again.
+    const sql = `SELECT ${EVENT_COLUMNS}, ${SETTLED} AS settled, (tx_id IS NULL OR tx_id < ${APPENDING_BELOW}) AS unblocked
+      FROM events WHERE ${where.join(' AND ')} ORDER BY position LIMIT $${params.push(opts.limit ?? 1000)}`;
+    const rows = await settledRead(() => this.db.query<EventRow & { settled: boolean; unblocked: boolean }>(sql, params), (rs) => rs.some((r) => !r.settled && r.unblocked));
+    // Positions rise with transaction ids, so the settled events are a prefix.
+    const held = rows.findIndex((r) => !r.settled);
+    return readEvents(this.db, (held < 0 ? rows : rows.slice(0, held)).map(({ settled: _, unblocked: __, ...row }) => row));
   }
 
   /** The last settled position (see SETTLED): a follower that starts after it misses nothing that commits later. */
   async lastPosition(): Promise<number> {
-    const [row] = await this.db.query<{ p: number | null }>(`SELECT max(position) AS p FROM events WHERE ${SETTLED}`);
+    const [row] = await settledRead(
+      () =>
+        this.db.query<{ p: number | null; unblocked: number | null }>(
+          `SELECT (SELECT max(position) FROM events WHERE ${SETTLED}) AS p, (SELECT max(position) FROM events WHERE tx_id IS NULL OR tx_id < ${APPENDING_BELOW}) AS unblocked`,
+        ),
+      (rs) => (rs[0]?.unblocked ?? 0) > (rs[0]?.p ?? 0),
+    );
     return row?.p ?? 0;
+  }
+}
+
+/** Reads of the settled log (readAll, lastPosition) ask again at once at most this many times. */
+const SETTLED_RETRIES = 5;
+
+/**
+ * A read of the settled log, asked again (a fresh snapshot each time) while
+ * `held` finds committed events that SETTLED held back on a transaction that
+ * ended between the statement's snapshot and its read of the lock table
+ * (SETTLED counts it, not knowing whether it appended; see APPENDING_BELOW).
+ * The next statement no longer sees it running, so a caller that has just
+ * appended reads its own events back. Events held by a transaction still
+ * appending are not asked again for. The last read is returned.
+ */
+async function settledRead<R>(read: () => Promise<R[]>, held: (rows: R[]) => boolean): Promise<R[]> {
+  for (let attempt = 0; ; attempt++) {
+    const rows = await read();
+    if (attempt === SETTLED_RETRIES || !held(rows)) return rows;
   }
 }
 
