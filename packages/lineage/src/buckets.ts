@@ -43,7 +43,10 @@ interface SeriesChunk extends Omit<ChunkSummaryRow, 'position'> {
  *      slices of the chunk's columns (substring reads only those bytes); of a
  *      chunk with a stride (steps first, first + s, …) only the values are
  *      read, the steps following from the index.
- * So the cost follows the number of buckets, not of points.
+ * So the cost follows the number of buckets, not of points. Of a chunk with
+ * a stride, the blocks at edges are known from its summary alone, so reads 2
+ * and 3 go together (and read 2 not at all when every block is at an edge);
+ * only chunks without one wait for their block summaries to find them.
  */
 export async function metricBuckets(q: Queryable, runId: string, key: string, opts: BucketOptions): Promise<Bucket[]> {
   return (await readBuckets(q, runId, key, opts, false)).buckets;
@@ -88,99 +91,164 @@ async function bucketsFrom(q: Queryable, chunks: SeriesChunk[], opts: BucketOpti
   const within = (lo: number, hi: number) => lo >= from && hi <= to && bucketOf(lo) === bucketOf(hi);
   const outside = (lo: number, hi: number) => hi < from || lo > to;
 
-  const buckets = new Map<number, BucketAcc>();
-  const straddling: { position: number; idx: number; n: number; first: number; stride: number | null }[] = [];
+  const acc = new Buckets(bucketOf(to) + 1);
+  const straddling: Straddling[] = [];
   for (const c of chunks) {
     if (c.position === null) continue; // the series has no chunk in the range
-    if (within(c.first_step, c.last_step)) addToBucket(buckets, bucketOf(c.first_step), c.n, c.first_step, c.last_step, c.min, c.max, c.last_value, c.position, c.n);
+    if (within(c.first_step, c.last_step)) acc.add(bucketOf(c.first_step), c.n, c.first_step, c.last_step, c.min, c.max, c.last_value, c.position, c.n);
     else straddling.push({ position: c.position, idx: c.idx, n: c.n, first: c.first_step, stride: c.stride });
   }
+  if (!straddling.length) return acc.list();
 
-  const slices: Slice[] = [];
-  if (straddling.length) {
-    const rows = await q.query<{ position: number; idx: number; blocks: string }>(
-      `SELECT m.position, m.idx, ${byteaAsBase64('m.blocks', 'blocks')} FROM unnest($1::int8[], $2::int4[]) AS u(position, idx)
-       JOIN metric_chunks m ON m.project_id = $3::uuid AND m.position = u.position AND m.idx = u.idx`,
-      [straddling.map((c) => c.position), straddling.map((c) => c.idx), projectId],
-    );
-    const chunkOf = new Map(straddling.map((c) => [`${c.position}/${c.idx}`, c]));
-    for (const row of rows) {
-      const { n, first, stride } = chunkOf.get(`${row.position}/${row.idx}`)!;
-      const blocks = bytesOf(row.blocks);
-      const view = viewOf(blocks);
-      const count = blocks.byteLength / BLOCK_BYTES;
-      for (let k = 0; k < count; k++) {
-        const at = k * BLOCK_BYTES;
-        const lo = readInt8(view, at);
-        const hi = readInt8(view, at + 8);
-        if (outside(lo, hi)) continue;
-        if (within(lo, hi)) {
-          addToBucket(buckets, bucketOf(lo), Math.min(BLOCK_POINTS, n - k * BLOCK_POINTS), lo, hi, view.getFloat64(at + 16), view.getFloat64(at + 24), view.getFloat64(at + 32), row.position, (k + 1) * BLOCK_POINTS - 1);
-          continue;
-        }
-        const last = slices.at(-1);
-        if (last && last.position === row.position && last.idx === row.idx && last.k + last.blocks === k) last.blocks++;
-        else slices.push({ position: row.position, idx: row.idx, k, blocks: 1, first, stride });
+  // A block's step range: of a chunk with a stride it follows from the index, so the blocks at edges of
+  // such chunks are known before their summaries are read, and both are read at once.
+  const blockRange = (c: Straddling, k: number, view: DataView | null): [number, number] =>
+    c.stride !== null
+      ? [c.first + k * BLOCK_POINTS * c.stride, c.first + (Math.min((k + 1) * BLOCK_POINTS, c.n) - 1) * c.stride]
+      : [readInt8(view!, k * BLOCK_BYTES), readInt8(view!, k * BLOCK_BYTES + 8)];
+  /** Adds the chunk's blocks at edges to `into`; whether any of its blocks falls within one bucket. */
+  const edgeSlices = (c: Straddling, view: DataView | null, into: Slice[]): boolean => {
+    const blocks = Math.ceil(c.n / BLOCK_POINTS);
+    let anyWithin = false;
+    for (let k = 0; k < blocks; k++) {
+      const [lo, hi] = blockRange(c, k, view);
+      if (outside(lo, hi)) continue;
+      if (within(lo, hi)) {
+        anyWithin = true;
+        continue;
       }
+      const last = into.at(-1);
+      if (last && last.position === c.position && last.idx === c.idx && last.k + last.blocks === k) last.blocks++;
+      else into.push({ position: c.position, idx: c.idx, k, blocks: 1, first: c.first, stride: c.stride });
     }
-  }
+    return anyWithin;
+  };
+  // Block summaries are read only where some block counts by its summary: not of a chunk with a stride all
+  // of whose blocks lie at edges (a series shorter than its buckets are many).
+  const strided: Slice[] = [];
+  const summarised = straddling.filter((c) => c.stride === null || edgeSlices(c, null, strided));
 
-  if (slices.length) {
-    const opened = await q.query<{ steps: string | null; vals: string }>(
-      `SELECT ${byteaAsBase64(`CASE WHEN u.stride IS NULL THEN substring(m.steps FROM u.k * ${SLICE_BYTES} + 1 FOR u.blocks * ${SLICE_BYTES}) END`, 'steps')},
-              ${byteaAsBase64(`substring(m.vals FROM u.k * ${SLICE_BYTES} + 1 FOR u.blocks * ${SLICE_BYTES})`, 'vals')}
-       FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::int4[], $5::int8[]) WITH ORDINALITY AS u(position, idx, k, blocks, stride, o)
-       JOIN metric_chunks m ON m.project_id = $6::uuid AND m.position = u.position AND m.idx = u.idx
-       ORDER BY u.o`,
-      [slices.map((s) => s.position), slices.map((s) => s.idx), slices.map((s) => s.k), slices.map((s) => s.blocks), slices.map((s) => s.stride), projectId],
-    );
+  const [rows, stridedPoints] = await Promise.all([
+    summarised.length
+      ? q.query<{ position: number; idx: number; blocks: string }>(
+          `SELECT m.position, m.idx, ${byteaAsBase64('m.blocks', 'blocks')} FROM unnest($1::int8[], $2::int4[]) AS u(position, idx)
+           JOIN metric_chunks m ON m.project_id = $3::uuid AND m.position = u.position AND m.idx = u.idx`,
+          [summarised.map((c) => c.position), summarised.map((c) => c.idx), projectId],
+        )
+      : [],
+    readSlices(q, projectId, strided),
+  ]);
+  const chunkOf = new Map(summarised.map((c) => [`${c.position}/${c.idx}`, c]));
+  const unstrided: Slice[] = [];
+  for (const row of rows) {
+    const c = chunkOf.get(`${row.position}/${row.idx}`)!;
+    const view = viewOf(bytesOf(row.blocks));
+    const blocks = Math.ceil(c.n / BLOCK_POINTS);
+    for (let k = 0; k < blocks; k++) {
+      const [lo, hi] = blockRange(c, k, view);
+      if (!within(lo, hi)) continue; // outside the range, or read point by point
+      const at = k * BLOCK_BYTES;
+      acc.add(bucketOf(lo), Math.min(BLOCK_POINTS, c.n - k * BLOCK_POINTS), lo, hi, view.getFloat64(at + 16), view.getFloat64(at + 24), view.getFloat64(at + 32), c.position, (k + 1) * BLOCK_POINTS - 1);
+    }
+    if (c.stride === null) edgeSlices(c, view, unstrided);
+  }
+  const addPoints = (slices: Slice[], opened: SliceRow[]) =>
     opened.forEach((row, j) => {
       const slice = slices[j]!;
       const valBytes = bytesOf(row.vals);
-      const stepBytes = row.steps === null ? null : bytesOf(row.steps);
       const vals = viewOf(valBytes);
-      const steps = stepBytes ? viewOf(stepBytes) : null;
+      const steps = row.steps === null ? null : viewOf(bytesOf(row.steps));
       const firstIndex = slice.k * BLOCK_POINTS;
       const points = valBytes.byteLength / POINT_BYTES;
       for (let i = 0; i < points; i++) {
         const step = steps ? readInt8(steps, i * POINT_BYTES) : slice.first + (firstIndex + i) * slice.stride!;
         if (step < from || step > to) continue;
         const v = vals.getFloat64(i * POINT_BYTES);
-        addToBucket(buckets, bucketOf(step), 1, step, step, v, v, v, slice.position, firstIndex + i);
+        acc.add(bucketOf(step), 1, step, step, v, v, v, slice.position, firstIndex + i);
       }
     });
-  }
-  return [...buckets.entries()]
-    .sort(([x], [y]) => x - y)
-    .map(([, a]) => ({ fromStep: a.fromStep, toStep: a.toStep, count: a.count, min: a.min, max: a.max, last: a.last, lastStep: a.toStep }));
+  addPoints(strided, stridedPoints);
+  addPoints(unstrided, await readSlices(q, projectId, unstrided));
+  return acc.list();
 }
 
-interface BucketAcc extends Omit<Bucket, 'lastStep'> {
-  /** Which point `last` is: its event's position and its index in the chunk (a later one wins a tie on step). */
-  lastPosition: number;
-  lastOrd: number;
+/** A chunk in the range that is not within one bucket. */
+interface Straddling {
+  position: number;
+  idx: number;
+  n: number;
+  first: number;
+  stride: number | null;
+}
+
+interface SliceRow {
+  steps: string | null;
+  vals: string;
+}
+
+/** The points of these slices, in order (substring reads only their bytes; of a chunk with a stride, only the values). */
+async function readSlices(q: Queryable, projectId: string, slices: Slice[]): Promise<SliceRow[]> {
+  if (!slices.length) return [];
+  return q.query<SliceRow>(
+    `SELECT ${byteaAsBase64(`CASE WHEN u.stride IS NULL THEN substring(m.steps FROM u.k * ${SLICE_BYTES} + 1 FOR u.blocks * ${SLICE_BYTES}) END`, 'steps')},
+            ${byteaAsBase64(`substring(m.vals FROM u.k * ${SLICE_BYTES} + 1 FOR u.blocks * ${SLICE_BYTES})`, 'vals')}
+     FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::int4[], $5::int8[]) WITH ORDINALITY AS u(position, idx, k, blocks, stride, o)
+     JOIN metric_chunks m ON m.project_id = $6::uuid AND m.position = u.position AND m.idx = u.idx
+     ORDER BY u.o`,
+    [slices.map((s) => s.position), slices.map((s) => s.idx), slices.map((s) => s.k), slices.map((s) => s.blocks), slices.map((s) => s.stride), projectId],
+  );
 }
 
 /**
- * Adds a part of a series (a chunk's or a block's summary, or one point) to
- * its bucket: min and max ignore NaN (NaN when a bucket has nothing else); the
+ * The buckets being summed, as columns (one entry per bucket): each part of
+ * the series (a chunk's or a block's summary, or one point) is added to its
+ * bucket. min and max ignore NaN (NaN when a bucket has nothing else); the
  * last value is the one at the highest step, the later event, then the later
- * point, winning a tie.
+ * point, winning a tie (lastPosition: its event's position, lastOrd: its
+ * index in the chunk).
  */
-function addToBucket(buckets: Map<number, BucketAcc>, b: number, n: number, lo: number, hi: number, min: number, max: number, last: number, position: number, ord: number): void {
-  const a = buckets.get(b);
-  if (!a) {
-    buckets.set(b, { fromStep: lo, toStep: hi, count: n, min, max, last, lastPosition: position, lastOrd: ord });
-    return;
+class Buckets {
+  private readonly count: Float64Array;
+  private readonly fromStep: Float64Array;
+  private readonly toStep: Float64Array;
+  private readonly min: Float64Array;
+  private readonly max: Float64Array;
+  private readonly last: Float64Array;
+  private readonly lastPosition: Float64Array;
+  private readonly lastOrd: Float64Array;
+
+  constructor(size: number) {
+    this.count = new Float64Array(size);
+    this.fromStep = new Float64Array(size).fill(Infinity);
+    this.toStep = new Float64Array(size).fill(-Infinity);
+    this.min = new Float64Array(size).fill(NaN);
+    this.max = new Float64Array(size).fill(NaN);
+    this.last = new Float64Array(size);
+    this.lastPosition = new Float64Array(size);
+    this.lastOrd = new Float64Array(size);
   }
-  a.count += n;
-  if (lo < a.fromStep) a.fromStep = lo;
-  if (!Number.isNaN(min) && !(min >= a.min)) a.min = min;
-  if (!Number.isNaN(max) && !(max <= a.max)) a.max = max;
-  if (hi > a.toStep || (hi === a.toStep && (position > a.lastPosition || (position === a.lastPosition && ord > a.lastOrd)))) {
-    a.toStep = hi;
-    a.last = last;
-    a.lastPosition = position;
-    a.lastOrd = ord;
+
+  add(b: number, n: number, lo: number, hi: number, min: number, max: number, last: number, position: number, ord: number): void {
+    this.count[b]! += n;
+    if (lo < this.fromStep[b]!) this.fromStep[b] = lo;
+    if (!Number.isNaN(min) && !(min >= this.min[b]!)) this.min[b] = min;
+    if (!Number.isNaN(max) && !(max <= this.max[b]!)) this.max[b] = max;
+    const top = this.toStep[b]!;
+    if (hi > top || (hi === top && (position > this.lastPosition[b]! || (position === this.lastPosition[b]! && ord > this.lastOrd[b]!)))) {
+      this.toStep[b] = hi;
+      this.last[b] = last;
+      this.lastPosition[b] = position;
+      this.lastOrd[b] = ord;
+    }
+  }
+
+  /** The buckets that hold points, in step order. */
+  list(): Bucket[] {
+    const out: Bucket[] = [];
+    for (let b = 0; b < this.count.length; b++) {
+      if (this.count[b] === 0) continue;
+      out.push({ fromStep: this.fromStep[b]!, toStep: this.toStep[b]!, count: this.count[b]!, min: this.min[b]!, max: this.max[b]!, last: this.last[b]!, lastStep: this.toStep[b]! });
+    }
+    return out;
   }
 }
