@@ -146,7 +146,7 @@ export const buckets: Benchmark = {
       const pd = await openPedigree({ url }, { migrate: true, role: null /* the bench owns its database: baseline tables, VACUUM */ });
       try {
         const { long, short } = await loadBoth(pd, 'PostgreSQL');
-        const r = await compare(ctx, 'PostgreSQL', pd, long, short, { buckets: 7, points: 5 });
+        const r = await compare(ctx, 'PostgreSQL', pd, long, short, { buckets: 21, points: 5 });
         figures.push(
           { bench: 'buckets', what: `metricPoints, all ${fmtInt(n)} (PostgreSQL), baseline`, value: fmtMs(r.pointsMs.median) },
           { bench: 'buckets', what: `metricBuckets ${BUCKETS}, ${fmtInt(n)} points in ${fmtInt(r.longChunks)} chunks (PostgreSQL)`, value: fmtMs(r.bucketMs.median) },
@@ -169,7 +169,7 @@ export const buckets: Benchmark = {
     const lite = await openPedigree({ dir: ':memory:' }, { role: null /* VACUUM needs the owner */ });
     try {
       const { long, short } = await loadBoth(lite, 'PGlite');
-      const r = await compare(ctx, 'PGlite', lite, long, short, { buckets: 3, points: 3 });
+      const r = await compare(ctx, 'PGlite', lite, long, short, { buckets: 9, points: 3 });
       figures.push(
         { bench: 'buckets', what: `metricPoints, all ${fmtInt(n)} (PGlite), info`, value: fmtMs(r.pointsMs.median) },
         { bench: 'buckets', what: `metricBuckets ${BUCKETS} (PGlite), info`, value: fmtMs(r.bucketMs.median) },
