@@ -92,9 +92,10 @@ export const APPENDER_MARK = 72490005;
  * database, a bulk load) does not hold followers back. SETTLED_BELOW is the
  * bound itself: events of lower transaction ids are settled.
  */
-/** The lock table, read once (one instant), and whether a lock `t` of it is held by a transaction that appends (APPENDER_MARK, this database). */
+/** The lock table, read once (one instant). */
 const LOCKS = `l AS MATERIALIZED (
     SELECT locktype, pid, transactionid, database, classid, objid, objsubid FROM pg_locks WHERE locktype IN ('transactionid', 'advisory'))`;
+/** Whether the transaction holding lock `t` appends (holds APPENDER_MARK in this database). */
 const MARKED = `EXISTS (
         SELECT 1 FROM l m
         WHERE m.pid = t.pid AND m.locktype = 'advisory' AND m.classid = 0 AND m.objid = ${APPENDER_MARK} AND m.objsubid = 1
@@ -105,7 +106,7 @@ const lowestRunning = (cond: string) => `coalesce((
   SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
   WHERE ${cond}
 ), pg_snapshot_xmax(pg_current_snapshot()))`;
-export const SETTLED_BELOW = lowestRunning(`NOT EXISTS (SELECT 1 FROM l t WHERE t.locktype = 'transactionid' AND t.transactionid = xid(x) AND NOT ${MARKED})`);
+const SETTLED_BELOW = lowestRunning(`NOT EXISTS (SELECT 1 FROM l t WHERE t.locktype = 'transactionid' AND t.transactionid = xid(x) AND NOT ${MARKED})`);
 /**
  * The same bound counting only transactions still appending when the lock
  * table is read, not those that ended since the snapshot. Events below it
