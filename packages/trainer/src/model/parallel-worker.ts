@@ -1,16 +1,17 @@
 /**
  * The worker side of parallel.ts: waits for a part of a batch on its port,
  * runs the reference forward and backward on it with the model's matmuls, answers
- * on the port and raises the shared flag the caller blocks on.
+ * on the port (with the job's id) and then writes that id to the shared flag the
+ * caller blocks on.
  */
 import { workerData, type MessagePort } from 'node:worker_threads';
 import { ModelConfigSchema } from '../config.ts';
-import type { PartJob, PartResult } from './parallel.ts';
+import type { PartMessage, PartResult } from './parallel.ts';
 import { buildParams, CPU_MATMUL, parameterSpecs, REFERENCE_MATMUL, transformerLossRef } from './transformer.ts';
 
 const { flag, port } = workerData as { flag: Int32Array; port: MessagePort };
 
-port.on('message', (job: PartJob) => {
+port.on('message', (job: PartMessage) => {
   let answer: PartResult | { error: string };
   try {
     const config = ModelConfigSchema.parse({ arch: 'transformer', ...job.model });
@@ -23,7 +24,8 @@ port.on('message', (job: PartJob) => {
   } catch (err) {
     answer = { error: err instanceof Error ? (err.stack ?? err.message) : String(err) };
   }
-  port.postMessage(answer, 'grads' in answer ? answer.grads.map((g) => g.buffer as ArrayBuffer) : []);
-  Atomics.store(flag, 0, 1);
+  port.postMessage({ ...answer, id: job.id }, 'grads' in answer ? answer.grads.map((g) => g.buffer as ArrayBuffer) : []);
+  // The id is written after the answer is posted: a caller that sees it finds the answer on the port.
+  Atomics.store(flag, 0, job.id);
   Atomics.notify(flag, 0);
 });

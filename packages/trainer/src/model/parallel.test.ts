@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { ModelConfig, OptimizerConfig } from '../config.ts';
 import { randn } from '../kernels/testing.ts';
 import { assertClose } from '../kernels/validate.ts';
+import { PartWorker, type PartJob } from './parallel.ts';
 import { TransformerModel } from './transformer.ts';
 
 /**
@@ -46,5 +47,50 @@ describe('reference mode on two threads', () => {
       two.step(OPT.lr, step, OPT);
     }
     one.parameters().forEach((p, i) => assertClose(`parameter ${p.name} after 4 steps`, two.parameters()[i]!.data, p.data, { atol: 1e-5, rtol: 1e-4 }));
+  });
+});
+
+describe('the worker protocol', () => {
+  /** A job for `rows` rows of `batch(rows, T, seed)`, with the model's parameters. */
+  function job(model: TransformerModel, rows: number, seed: number): PartJob {
+    const T = config.context;
+    const { inputs, targets } = batch(rows, T, seed);
+    const counted = targets.reduce((n, t) => n + (t >= 0 ? 1 : 0), 0);
+    return {
+      model: { vocab: config.vocab, dModel: config.dModel, heads: config.heads, layers: config.layers, ropeBase: config.ropeBase },
+      matmul: 'reference',
+      params: model.parameters().map((p) => p.data),
+      inputs,
+      targets,
+      weights: Float32Array.from(targets, (t) => (t >= 0 ? 1 / counted : 0)),
+      B: rows,
+      T,
+    };
+  }
+
+  it('gives each job its own answer: one whose caller gave up is dropped, a failed one is named, and the next still answers', () => {
+    const model = new TransformerModel(config, { mode: 'reference', threads: 1 });
+    const worker = new PartWorker();
+    try {
+      const [a, b] = [job(model, 2, 11), job(model, 3, 12)];
+      worker.start(a);
+      const lossA = worker.wait().loss;
+      worker.start(b);
+      const lossB = worker.wait().loss;
+      expect(lossA).not.toBe(lossB);
+      // A caller that starts a job and never waits for it (as one whose wait threw does): the next
+      // caller must get its own job's answer, not the stale one (with one flag for every job it did).
+      worker.start(a);
+      (worker as unknown as { busy: boolean }).busy = false;
+      worker.start(b);
+      expect(worker.wait().loss).toBe(lossB);
+      // A job the worker cannot run is named as failed; the one after it is answered.
+      worker.start({ ...a, params: a.params.slice(0, 1) });
+      expect(() => worker.wait()).toThrow(/the training worker failed/);
+      worker.start(a);
+      expect(worker.wait().loss).toBe(lossA);
+    } finally {
+      worker.destroy();
+    }
   });
 });

@@ -12,6 +12,12 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from '
  * (`Atomics.wait`, allowed on Node's main thread) and takes the answer with
  * `receiveMessageOnPort`. The worker runs `transformerLossRef` with the same
  * matmuls as the caller (parallel-worker.ts).
+ *
+ * Each job has an id; the worker posts its answer, with the id, and then
+ * writes the id to the flag. The caller waits for its own job's id and takes
+ * only its own answer: a wait that returned early, or an answer to a job
+ * whose caller gave up, once gave a step no answer and the steps after it
+ * each the answer of the one before (seen once, in a loaded CI run).
  */
 
 export interface PartJob {
@@ -27,6 +33,9 @@ export interface PartJob {
   B: number;
   T: number;
 }
+
+/** A job as it goes to the worker: with its id, which the answer carries back. */
+export type PartMessage = PartJob & { id: number };
 
 export interface PartResult {
   /** Mean loss over this part's counted positions (NaN when none), and how many. */
@@ -44,8 +53,14 @@ export interface WorkerModel {
   ropeBase: number;
 }
 
-/** The shared flag: 0 while the worker computes, 1 once it has answered (parallel-worker.ts sets it). */
-const IDLE = 0;
+/**
+ * The shared flag: the id of the last job the worker answered (parallel-worker.ts
+ * writes it after posting the answer), or EXITED once the worker has stopped
+ * or failed to start.
+ */
+const EXITED = -1;
+/** How long a caller whose job the flag says is answered looks for the answer on the port (ms) before giving up. */
+const ANSWER_GRACE_MS = 2000;
 
 let shared: PartWorker | null = null;
 
@@ -63,6 +78,8 @@ export class PartWorker {
   private readonly port: MessagePort;
   private readonly flag = new Int32Array(new SharedArrayBuffer(4));
   private busy = false;
+  /** The last job's id (the first is 1; the flag starts at 0). */
+  private jobId = 0;
 
   constructor() {
     const { port1, port2 } = new MessageChannel();
@@ -73,7 +90,7 @@ export class PartWorker {
     const entry = new URL('./parallel-worker.ts', import.meta.url).href;
     const boot = `
       const { workerData } = require('node:worker_threads');
-      const raise = () => { Atomics.store(workerData.flag, 0, 1); Atomics.notify(workerData.flag, 0); };
+      const raise = () => { Atomics.store(workerData.flag, 0, ${EXITED}); Atomics.notify(workerData.flag, 0); };
       process.on('exit', raise);
       import(${JSON.stringify(tsxLoader())})
         .then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })
@@ -86,17 +103,28 @@ export class PartWorker {
   start(job: PartJob): void {
     if (this.busy) throw new Error('the worker is still computing the last part');
     this.busy = true;
-    Atomics.store(this.flag, 0, IDLE);
-    this.port.postMessage(job);
+    this.jobId = this.jobId >= 0x7fffffff ? 1 : this.jobId + 1;
+    this.port.postMessage({ ...job, id: this.jobId } satisfies PartMessage);
   }
 
   wait(): PartResult {
-    Atomics.wait(this.flag, 0, IDLE); // returns at once when the worker is already done
+    const id = this.jobId;
     this.busy = false;
-    const message = receiveMessageOnPort(this.port)?.message as (PartResult & { error?: undefined }) | { error: string } | undefined;
-    if (!message) throw new Error('the training worker answered nothing');
-    if (message.error !== undefined) throw new Error(`the training worker failed: ${message.error}`);
-    return message;
+    // Until the flag holds this job's id (or says the worker is gone): a wait that returns for any other
+    // reason looks again.
+    for (let seen = Atomics.load(this.flag, 0); seen !== id && seen !== EXITED; seen = Atomics.load(this.flag, 0)) Atomics.wait(this.flag, 0, seen);
+    // The answer was posted before the flag was written; answers to earlier jobs (a caller that gave up) are dropped.
+    const deadline = performance.now() + ANSWER_GRACE_MS;
+    for (;;) {
+      const message = receiveMessageOnPort(this.port)?.message as (PartResult & { id: number; error?: undefined }) | { id?: number; error: string } | undefined;
+      // An error without an id is the worker's own (it failed to start).
+      if (message?.error !== undefined && (message.id === undefined || message.id === id)) throw new Error(`the training worker failed: ${message.error}`);
+      if (message?.id === id && message.error === undefined) return message;
+      if (message) continue;
+      if (Atomics.load(this.flag, 0) === EXITED) throw new Error('the training worker stopped without answering');
+      if (performance.now() > deadline) throw new Error('the training worker answered nothing');
+      Atomics.wait(this.flag, 0, Atomics.load(this.flag, 0), 5);
+    }
   }
 
   destroy(): void {
