@@ -93,4 +93,34 @@ describe('the worker protocol', () => {
       worker.destroy();
     }
   });
+
+  it('a wake that is not its own job\'s answer does not end a wait', async () => {
+    // The race CI met: the worker stores its flag for one job and is preempted before it notifies; the
+    // caller takes that answer, starts the next job and waits, and the late notify wakes it with nothing
+    // on the port. Here a second thread notifies the flag over and over while the worker computes.
+    const model = new TransformerModel(config, { mode: 'reference', threads: 1 });
+    const worker = new PartWorker();
+    const big = job(model, 24, 13);
+    try {
+      worker.start(big);
+      const loss = worker.wait().loss;
+      const flag = (worker as unknown as { flag: Int32Array }).flag;
+      const { Worker } = await import('node:worker_threads');
+      const nagger = new Worker(
+        `const { workerData } = require('node:worker_threads');
+         const nap = new Int32Array(new SharedArrayBuffer(4));
+         const until = Date.now() + 400;
+         while (Date.now() < until) { Atomics.notify(workerData.flag, 0); Atomics.wait(nap, 0, 0, 0.2); }`,
+        { eval: true, workerData: { flag } },
+      );
+      await new Promise((r) => setTimeout(r, 30)); // the nagger is running
+      for (let i = 0; i < 5; i++) {
+        worker.start(big);
+        expect(worker.wait().loss).toBe(loss);
+      }
+      await nagger.terminate();
+    } finally {
+      worker.destroy();
+    }
+  });
 });

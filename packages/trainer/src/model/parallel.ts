@@ -15,9 +15,10 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from '
  *
  * Each job has an id; the worker posts its answer, with the id, and then
  * writes the id to the flag. The caller waits for its own job's id and takes
- * only its own answer: a wait that returned early, or an answer to a job
- * whose caller gave up, once gave a step no answer and the steps after it
- * each the answer of the one before (seen once, in a loaded CI run).
+ * only its own answer. With one flag raised for every job, a worker
+ * preempted between storing the flag for one job and notifying woke the
+ * caller's wait for the next job with nothing on the port, and every step
+ * after it took the answer of the one before (seen in a loaded CI run).
  */
 
 export interface PartJob {
