@@ -10,14 +10,10 @@ export interface BucketOptions {
 
 /** A run of adjacent edge blocks of one chunk, read point by point. */
 interface Slice {
-  position: number;
-  idx: number;
+  chunk: Straddling;
   /** The first block's index in the chunk, and how many blocks. */
   k: number;
   blocks: number;
-  /** The chunk's first step, and its stride when its steps follow from the index (then only values are read), else null. */
-  first: number;
-  stride: number | null;
 }
 
 const SLICE_BYTES = BLOCK_POINTS * POINT_BYTES;
@@ -100,33 +96,35 @@ async function bucketsFrom(q: Queryable, chunks: SeriesChunk[], opts: BucketOpti
   }
   if (!straddling.length) return acc.list();
 
-  // A block's step range: of a chunk with a stride it follows from the index, so the blocks at edges of
-  // such chunks are known before their summaries are read, and both are read at once.
-  const blockRange = (c: Straddling, k: number, view: DataView | null): [number, number] =>
-    c.stride !== null
-      ? [c.first + k * BLOCK_POINTS * c.stride, c.first + (Math.min((k + 1) * BLOCK_POINTS, c.n) - 1) * c.stride]
-      : [readInt8(view!, k * BLOCK_BYTES), readInt8(view!, k * BLOCK_BYTES + 8)];
-  /** Adds the chunk's blocks at edges to `into`; whether any of its blocks falls within one bucket. */
-  const edgeSlices = (c: Straddling, view: DataView | null, into: Slice[]): boolean => {
+  /**
+   * Each block of the chunk in the range: `inBucket` for one within a bucket; one at an edge joins its
+   * chunk's slices in `edges` (when given). A block's step range is read from its summary in `view`, or
+   * of a chunk with a stride follows from the index: so the blocks at edges of such chunks are known
+   * before their summaries are read, and both are read at once.
+   */
+  const scanBlocks = (c: Straddling, view: DataView | null, inBucket: (k: number, lo: number, hi: number) => void, edges: Slice[] | null) => {
     const blocks = Math.ceil(c.n / BLOCK_POINTS);
-    let anyWithin = false;
     for (let k = 0; k < blocks; k++) {
-      const [lo, hi] = blockRange(c, k, view);
+      const lo = c.stride !== null ? c.first + k * BLOCK_POINTS * c.stride : readInt8(view!, k * BLOCK_BYTES);
+      const hi = c.stride !== null ? c.first + (Math.min((k + 1) * BLOCK_POINTS, c.n) - 1) * c.stride : readInt8(view!, k * BLOCK_BYTES + 8);
       if (outside(lo, hi)) continue;
-      if (within(lo, hi)) {
-        anyWithin = true;
-        continue;
+      if (within(lo, hi)) inBucket(k, lo, hi);
+      else if (edges) {
+        const last = edges.at(-1);
+        if (last?.chunk === c && last.k + last.blocks === k) last.blocks++;
+        else edges.push({ chunk: c, k, blocks: 1 });
       }
-      const last = into.at(-1);
-      if (last && last.position === c.position && last.idx === c.idx && last.k + last.blocks === k) last.blocks++;
-      else into.push({ position: c.position, idx: c.idx, k, blocks: 1, first: c.first, stride: c.stride });
     }
-    return anyWithin;
   };
   // Block summaries are read only where some block counts by its summary: not of a chunk with a stride all
   // of whose blocks lie at edges (a series shorter than its buckets are many).
   const strided: Slice[] = [];
-  const summarised = straddling.filter((c) => c.stride === null || edgeSlices(c, null, strided));
+  const summarised = straddling.filter((c) => {
+    if (c.stride === null) return true;
+    let anyWithin = false;
+    scanBlocks(c, null, () => (anyWithin = true), strided);
+    return anyWithin;
+  });
 
   const [rows, stridedPoints] = await Promise.all([
     summarised.length
@@ -143,28 +141,26 @@ async function bucketsFrom(q: Queryable, chunks: SeriesChunk[], opts: BucketOpti
   for (const row of rows) {
     const c = chunkOf.get(`${row.position}/${row.idx}`)!;
     const view = viewOf(bytesOf(row.blocks));
-    const blocks = Math.ceil(c.n / BLOCK_POINTS);
-    for (let k = 0; k < blocks; k++) {
-      const [lo, hi] = blockRange(c, k, view);
-      if (!within(lo, hi)) continue; // outside the range, or read point by point
+    // A chunk with a stride has its edge slices already.
+    const inBucket = (k: number, lo: number, hi: number) => {
       const at = k * BLOCK_BYTES;
       acc.add(bucketOf(lo), Math.min(BLOCK_POINTS, c.n - k * BLOCK_POINTS), lo, hi, view.getFloat64(at + 16), view.getFloat64(at + 24), view.getFloat64(at + 32), c.position, (k + 1) * BLOCK_POINTS - 1);
-    }
-    if (c.stride === null) edgeSlices(c, view, unstrided);
+    };
+    scanBlocks(c, view, inBucket, c.stride === null ? unstrided : null);
   }
   const addPoints = (slices: Slice[], opened: SliceRow[]) =>
     opened.forEach((row, j) => {
-      const slice = slices[j]!;
+      const { chunk, k } = slices[j]!;
       const valBytes = bytesOf(row.vals);
       const vals = viewOf(valBytes);
       const steps = row.steps === null ? null : viewOf(bytesOf(row.steps));
-      const firstIndex = slice.k * BLOCK_POINTS;
+      const firstIndex = k * BLOCK_POINTS;
       const points = valBytes.byteLength / POINT_BYTES;
       for (let i = 0; i < points; i++) {
-        const step = steps ? readInt8(steps, i * POINT_BYTES) : slice.first + (firstIndex + i) * slice.stride!;
+        const step = steps ? readInt8(steps, i * POINT_BYTES) : chunk.first + (firstIndex + i) * chunk.stride!;
         if (step < from || step > to) continue;
         const v = vals.getFloat64(i * POINT_BYTES);
-        acc.add(bucketOf(step), 1, step, step, v, v, v, slice.position, firstIndex + i);
+        acc.add(bucketOf(step), 1, step, step, v, v, v, chunk.position, firstIndex + i);
       }
     });
   addPoints(strided, stridedPoints);
@@ -195,7 +191,7 @@ async function readSlices(q: Queryable, projectId: string, slices: Slice[]): Pro
      FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::int4[], $5::int8[]) WITH ORDINALITY AS u(position, idx, k, blocks, stride, o)
      JOIN metric_chunks m ON m.project_id = $6::uuid AND m.position = u.position AND m.idx = u.idx
      ORDER BY u.o`,
-    [slices.map((s) => s.position), slices.map((s) => s.idx), slices.map((s) => s.k), slices.map((s) => s.blocks), slices.map((s) => s.stride), projectId],
+    [slices.map((s) => s.chunk.position), slices.map((s) => s.chunk.idx), slices.map((s) => s.k), slices.map((s) => s.blocks), slices.map((s) => s.chunk.stride), projectId],
   );
 }
 
