@@ -116,7 +116,11 @@ const SETTLED_BELOW = lowestRunning(`NOT EXISTS (SELECT 1 FROM l t WHERE t.lockt
  * every one counts (the bound is SETTLED_BELOW's, and nothing is asked again).
  */
 const APPENDING_BELOW = lowestRunning(`pg_is_in_recovery() OR EXISTS (SELECT 1 FROM l t WHERE t.locktype = 'transactionid' AND t.transactionid = xid(x) AND ${MARKED})`);
-export const SETTLED = `(tx_id IS NULL OR tx_id < ${SETTLED_BELOW})`;
+/** An event written below this bound (or before events had transaction ids). */
+const below = (bound: string) => `(tx_id IS NULL OR tx_id < ${bound})`;
+export const SETTLED = below(SETTLED_BELOW);
+/** Not held back by a transaction still appending (see APPENDING_BELOW). */
+const UNBLOCKED = below(APPENDING_BELOW);
 export const MAX_EVENT_BYTES = 8 * 1024 * 1024;
 const MAX_EVENTS_PER_APPEND = 1000;
 
@@ -475,7 +479,7 @@ export class EventStore {
     if (opts.projectId) where.push(`project_id = $${params.push(opts.projectId)}`);
     if (opts.streamId) where.push(`stream_id = $${params.push(opts.streamId)}`);
     // Unsettled events are read too (the bound is an InitPlan, evaluated once), so that a held-back read is seen and asked again.
-    const sql = `SELECT ${EVENT_COLUMNS}, ${SETTLED} AS settled, (tx_id IS NULL OR tx_id < ${APPENDING_BELOW}) AS unblocked
+    const sql = `SELECT ${EVENT_COLUMNS}, ${SETTLED} AS settled, ${UNBLOCKED} AS unblocked
       FROM events WHERE ${where.join(' AND ')} ORDER BY position LIMIT $${params.push(opts.limit ?? 1000)}`;
     const rows = await settledRead(() => this.db.query<EventRow & { settled: boolean; unblocked: boolean }>(sql, params), (rs) => rs.some((r) => !r.settled && r.unblocked));
     // Positions rise with transaction ids, so the settled events are a prefix.
@@ -488,7 +492,7 @@ export class EventStore {
     const [row] = await settledRead(
       () =>
         this.db.query<{ p: number | null; unblocked: number | null }>(
-          `SELECT (SELECT max(position) FROM events WHERE ${SETTLED}) AS p, (SELECT max(position) FROM events WHERE tx_id IS NULL OR tx_id < ${APPENDING_BELOW}) AS unblocked`,
+          `SELECT (SELECT max(position) FROM events WHERE ${SETTLED}) AS p, (SELECT max(position) FROM events WHERE ${UNBLOCKED}) AS unblocked`,
         ),
       (rs) => (rs[0]?.unblocked ?? 0) > (rs[0]?.p ?? 0),
     );
