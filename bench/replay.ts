@@ -3,7 +3,9 @@
  * ~100 realistic small events. Times:
  *   - read: every event in global order through store.readAll (the baseline:
  *     what any pass over the log costs before doing anything with it);
- *   - replay(): truncate the read models and rebuild them from the events;
+ *   - replay(): check every chain and chunk, then truncate the read models
+ *     and rebuild them from the events; and replay({ check: false }), the
+ *     rebuild alone;
  *   - verify(): re-hash every stream's chain (and the metric chunks' digests);
  *   - COPY of the same rows (the events rows, and for the MetricsLogged ones
  *     their metric_chunks rows) into bare copies of the two tables: the rate
@@ -210,6 +212,18 @@ export const replay: Benchmark = {
         ctx.log(`replay's time by statement (total, calls; ${fmtMs(inStatements)} of ${fmtMs(replayMs)} awaiting statements, the rest JS):`);
         for (const line of profileLines(profile, 1).slice(0, 12)) ctx.log(`  ${line}`);
 
+        // ---- replay without the checks: only the rebuild (replay({ check: false }), `pedigree replay --skip-checks`)
+        const profileUnchecked = profileQueries(pd.database.db);
+        const { ms: uncheckedMs, result: unchecked } = await timeIt(() => pd.replay({ check: false })).finally(() => profileUnchecked.stop());
+        if (unchecked.events !== all || unchecked.checked) throw new Error(`unchecked replay: ${JSON.stringify(unchecked)}`);
+        const rebuiltUnchecked = await fingerprint(pd, appended);
+        const diffUnchecked = Object.keys(inline).filter((t) => inline[t] !== rebuiltUnchecked[t]);
+        ctx.log(
+          `replay({ check: false })          ${fmtRate(all, uncheckedMs, 'events')} — ${fmtMs(uncheckedMs)} (held the lock ${fmtMs(unchecked.lockedMs ?? 0)}); read models ${diffUnchecked.length ? `DIFFER in ${diffUnchecked.join(', ')}` : 'identical to the inline ones'}`,
+        );
+        ctx.log(`replay({ check: false })'s time by statement:`);
+        for (const line of profileLines(profileUnchecked, 1).slice(0, 8)) ctx.log(`  ${line}`);
+
         // ---- verify
         const { ms: verifyMs, result: verified } = await timeIt(() => pd.verify());
         if (!verified.ok || verified.checked !== all) throw new Error(`verify: ${JSON.stringify(verified)}`);
@@ -223,7 +237,11 @@ export const replay: Benchmark = {
           `COPY of the same rows (baseline)  ${fmtRate(copyRows, copy.ms, 'rows')} — ${fmtMs(copy.ms)} for the bulk part's ${fmtInt(copy.events)} events rows (${fmtMs(copy.eventsMs)}) + ${fmtInt(copy.chunks)} metric_chunks rows (${fmtMs(copy.chunksMs)}), ${fmtInt(copy.bytes / 2 ** 20)} MiB of COPY text; that is ${fmtRate(copy.events, copy.ms, 'events')}`,
         );
         ctx.log(`replay() ${fmtRate(all, replayMs, 'events')} beside COPY's ${fmtRate(copyRows, copy.ms, 'rows')} (${fmtRate(copy.events, copy.ms, 'events')}): replay / COPY ${fmtRatio(replayRate / copyEventRate)} in events/s`);
-        ctx.log(`replay() target ≥ ${fmtInt(TARGET)} events/s: ${fmtInt(replayRate)} events/s, ${replayRate >= TARGET ? 'MET' : 'NOT MET'}`);
+        const uncheckedRate = (all * 1000) / uncheckedMs;
+        ctx.log(`replay() target ≥ ${fmtInt(TARGET)} events/s: ${fmtInt(replayRate)} events/s, ${replayRate >= TARGET ? 'MET' : 'NOT MET'} (checking every chain and chunk first, as verify() does at ${fmtRate(all, verifyMs, 'events')})`);
+        ctx.log(
+          `replay({ check: false }) target ≥ ${fmtInt(TARGET)} events/s: ${fmtInt(uncheckedRate)} events/s, ${uncheckedRate >= TARGET ? 'MET' : 'NOT MET'}; ${fmtRatio(uncheckedRate / copyEventRate)} of COPY's events/s`,
+        );
         ctx.log(`ratios to the bare read: replay ${fmtRatio(readMs / replayMs)}, verify ${fmtRatio(readMs / verifyMs)}; replay / append ${fmtRatio(replayMs > 0 ? (all * 1000) / replayMs / appendRate : 0)}`);
 
         figures.push(
@@ -241,6 +259,12 @@ export const replay: Benchmark = {
             what: 'replay()',
             value: fmtRate(all, replayMs, 'events'),
             note: `target ≥ ${fmtInt(TARGET)}: ${replayRate >= TARGET ? 'MET' : 'NOT MET'}; ${fmtMs(replayMs)}; ${fmtRatio(replayRate / copyEventRate)} of COPY's events/s; ${diff.length ? 'read models DIFFER' : 'read models identical'}`,
+          },
+          {
+            bench: 'replay',
+            what: 'replay({ check: false }) (rebuild only)',
+            value: fmtRate(all, uncheckedMs, 'events'),
+            note: `target ≥ ${fmtInt(TARGET)}: ${uncheckedRate >= TARGET ? 'MET' : 'NOT MET'}; ${fmtMs(uncheckedMs)}; ${fmtRatio(uncheckedRate / copyEventRate)} of COPY's events/s; ${diffUnchecked.length ? 'read models DIFFER' : 'read models identical'}`,
           },
           { bench: 'replay', what: 'verify()', value: fmtRate(all, verifyMs, 'events'), note: `${fmtMs(verifyMs)}; ${fmtRatio(readMs / verifyMs)} of read rate` },
         );

@@ -245,5 +245,13 @@ describe('pedigree CLI', () => {
     expect(forced.stderr).toContain(`warning: 1 event failed the hash-chain check (first: position ${position}, RunCreated #1`);
     expect(forced.stdout).toMatch(/Rebuilt the projections from \d+ events .*1 broken/);
     expect(JSON.parse((await pedigree('runs', '--json')).stdout).map((r: RunRow) => r.name)).toContain('renamed');
+    // --skip-checks looks for nothing: it rebuilds, says the chains went unchecked, and cannot go with --force.
+    const unchecked = await pedigree('replay', '--skip-checks');
+    expect(unchecked.code).toBe(0);
+    expect(unchecked.stdout).toMatch(/Rebuilt the projections from \d+ events .*the hash chains were not checked/);
+    expect(JSON.parse((await pedigree('replay', '--skip-checks', '--json')).stdout)).toMatchObject({ ok: true, checked: false });
+    const both = await pedigree('replay', '--skip-checks', '--force');
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('give one of them');
   });
 });

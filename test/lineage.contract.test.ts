@@ -252,6 +252,11 @@ for (const { backend, skip } of await backends()) {
       expect((await pd.lineage.run(runId)).status).toBe('failed');
       expect((await pd.lineage.metricKeys(runId))[0]).toMatchObject({ last: 4, lastStep: 5, min: 3, max: 9 });
       expect((await pd.verify()).ok).toBe(true);
+      // Without the checks first: the same read models, the same count of events and points.
+      const unchecked = await pd.replay({ check: false });
+      expect(unchecked).toMatchObject({ checked: false, events: result.events, points: result.points });
+      expect(result.checked).toBe(true);
+      expect(await snapshot(pd.database.db)).toBe(inline);
     });
   });
 }

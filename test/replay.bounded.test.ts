@@ -139,6 +139,11 @@ for (const { backend, skip } of await backends()) {
       const refused = await pd.replay({ maxBatchBytes: BUDGET }).catch((err: unknown) => err);
       expect(refused).toBeInstanceOf(BrokenChainError);
       expect((refused as BrokenChainError).firstBroken).toMatchObject({ position: target!.position, reason: expect.stringMatching(/does not match its hash/) });
+      // check: false takes the events as stored: no refusal, nothing reported (verify is what finds it).
+      const unchecked = await pd.replay({ check: false });
+      expect(unchecked).toMatchObject({ checked: false });
+      expect(unchecked.brokenEvents).toBeUndefined();
+      expect((await pd.verify()).ok).toBe(false);
     });
   });
 }

@@ -1,4 +1,5 @@
 import { BrokenChainError } from '@pedigree/ledger';
+import { UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { formatCount, formatDuration } from '../format.ts';
 import { scanProgress } from '../scan-progress.ts';
@@ -6,17 +7,23 @@ import { scanProgress } from '../scan-progress.ts';
 export const replayCommand: Command = {
   name: 'replay',
   summary: 'rebuild every read model (runs, lineage, metrics) from the events',
-  usage: 'replay [--force]',
+  usage: 'replay [--force | --skip-checks]',
   description:
-    "Checks every stream's hash chain and every metric chunk (as `pedigree verify` does) while appends go on, then, in one transaction, empties the projection tables and rebuilds them from the events in set-based statements. During that transaction new appends and readers of the read models wait until it commits; none sees a half-built model. A broken chain stops it before anything changes, naming the first bad event, and exits with code 1 — unless --force. The events themselves are never touched. Memory stays bounded whatever the store's size: the events are read in batches of at most 16 MiB.",
-  options: [{ name: 'force', type: 'boolean', description: 'rebuild even from a broken hash chain (the broken events are projected as stored, and reported)' }],
+    "Checks every stream's hash chain and every metric chunk (as `pedigree verify` does) while appends go on, then, in one transaction, empties the projection tables and rebuilds them from the events in set-based statements. During that transaction new appends and readers of the read models wait until it commits; none sees a half-built model. A broken chain stops it before anything changes, naming the first bad event, and exits with code 1 — unless --force. The events themselves are never touched. Memory stays bounded whatever the store's size: the events are read in batches of at most 16 MiB. With --skip-checks it checks nothing and only rebuilds, taking the events as stored: several times faster on a large log, for a store `pedigree verify` has just checked.",
+  options: [
+    { name: 'force', type: 'boolean', description: 'rebuild even from a broken hash chain (the broken events are projected as stored, and reported)' },
+    { name: 'skip-checks', type: 'boolean', description: 'rebuild without checking the hash chains and metric chunks first (run `pedigree verify` for those)' },
+  ],
   async run(ctx) {
     const force = ctx.options.flag('force');
+    const check = !ctx.options.flag('skip-checks');
+    if (force && !check) throw new UsageError('--force rebuilds from a broken chain it finds; --skip-checks looks for none: give one of them');
     const pd = await ctx.openStore();
     const progress = scanProgress(ctx.json ? null : ctx.term.progressStream, 'replaying');
     let result: Awaited<ReturnType<typeof pd.replay>>;
     try {
-      result = await pd.replay({ force, onBatch: progress.onBatch });
+      if (!check && !ctx.json) ctx.term.line(ctx.term.paint.dim('Rebuilding without checking the hash chains (--skip-checks)…'));
+      result = await pd.replay({ force, check, onBatch: progress.onBatch });
     } catch (err) {
       progress.finish();
       if (!(err instanceof BrokenChainError)) throw err;
@@ -47,6 +54,7 @@ export const replayCommand: Command = {
         events: result.events,
         points,
         streams: result.streams,
+        checked: result.checked,
         ms: Math.round(result.ms),
         lockedMs: Math.round(result.lockedMs ?? result.ms),
         eventsPerSecond: perSecond(result.events),
@@ -54,7 +62,11 @@ export const replayCommand: Command = {
         ...(force ? { brokenEvents, broken: result.broken } : {}),
       });
     }
-    const chains = brokenEvents ? ctx.term.paint.yellow(`${formatCount(brokenEvents)} broken (see the warning)`) : 'every hash chain intact';
+    const chains = !result.checked
+      ? 'the hash chains were not checked (--skip-checks; `pedigree verify` checks them)'
+      : brokenEvents
+        ? ctx.term.paint.yellow(`${formatCount(brokenEvents)} broken (see the warning)`)
+        : 'every hash chain intact';
     ctx.term.line(
       `Rebuilt the projections from ${formatCount(result.events)} events (${formatCount(points)} metric points) in ${formatDuration(result.ms)} (${formatCount(perSecond(result.events))} events/s, ${formatCount(perSecond(points))} points/s); ${chains}.`,
     );
