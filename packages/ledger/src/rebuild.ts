@@ -67,7 +67,9 @@ export async function rebuildProjections(store: EventStore, opts: RebuildOptions
   const t0 = performance.now();
   const setBased = store.projections.every((p) => p.rebuild);
   const check = opts.check ?? true;
-  const totals = check || !setBased ? await logTotals(store.db) : { events: 0, storedBytes: 0 };
+  /** Whether the log is read event by event: to check it, or to apply it to a projection that has no set-based rebuild. */
+  const readsLog = check || !setBased;
+  const totals = readsLog ? await logTotals(store.db) : { events: 0, storedBytes: 0 };
   const chains = new ChainCheck();
   const broken: BrokenEvent[] = [];
   let brokenEvents = 0;
@@ -118,7 +120,7 @@ export async function rebuildProjections(store: EventStore, opts: RebuildOptions
       const tables = store.projections.flatMap((p) => p.tables);
       if (tables.length) await tx.query(`TRUNCATE ${tables.map((t) => `"${t}"`).join(', ')}`);
       // Appends that reserved positions before the lock have committed or wait on the TRUNCATE: the rest of the log is final.
-      if (check || !setBased) await pass(tx, false);
+      if (readsLog) await pass(tx, false);
       else {
         // Nothing to read event by event: the log's size, for the result and the progress callbacks.
         const [row] = await tx.query<{ events: number; points: number }>(
@@ -129,7 +131,7 @@ export async function rebuildProjections(store: EventStore, opts: RebuildOptions
         opts.onProgress?.(0, done);
       }
       for (const p of store.projections) await p.rebuild?.(tx);
-      if (!check && setBased) opts.onProgress?.(done, done);
+      if (!readsLog) opts.onProgress?.(done, done);
     } finally {
       lockedMs = performance.now() - locked;
     }
